@@ -1,0 +1,312 @@
+/* firehose--0.1.0.sql */
+
+\echo Use "CREATE EXTENSION firehose" to load this file. \quit
+
+-- ---------------------------------------------------------------------
+-- Catalog
+-- ---------------------------------------------------------------------
+
+CREATE TABLE firehose.stream (
+    id          serial PRIMARY KEY,
+    name        text NOT NULL UNIQUE,
+    destination text NOT NULL,
+    options     jsonb NOT NULL,
+    status      text NOT NULL DEFAULT 'ACTIVE' CHECK (status IN ('ACTIVE', 'PAUSED')),
+    version     integer NOT NULL DEFAULT 1,
+    -- every record of a transaction visible in this snapshot is delivered
+    -- or failed; the worker advances it (see src/staging.c)
+    consumed    pg_snapshot NOT NULL DEFAULT '1:1:',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE firehose.stream IS 'Delivery streams (internal; query firehose.streams)';
+
+CREATE TABLE firehose.stream_stats (
+    stream_id         integer PRIMARY KEY REFERENCES firehose.stream (id) ON DELETE CASCADE,
+    delivered_records bigint NOT NULL DEFAULT 0,
+    delivered_bytes   bigint NOT NULL DEFAULT 0,
+    failed_records    bigint NOT NULL DEFAULT 0,
+    failed_bytes      bigint NOT NULL DEFAULT 0,
+    last_success_at   timestamptz,
+    last_error_code   text,
+    last_error        text,
+    last_error_at     timestamptz
+);
+COMMENT ON TABLE firehose.stream_stats IS 'Delivery totals per stream (internal; query firehose.stream_status)';
+
+CREATE TABLE firehose.deliveries (
+    id          bigserial PRIMARY KEY,
+    stream      text NOT NULL,
+    batch       bigint NOT NULL,
+    part        integer NOT NULL,
+    request_id  uuid NOT NULL,
+    records     integer NOT NULL,
+    bytes       bigint NOT NULL,
+    attempts    integer NOT NULL,
+    http_status integer,
+    duration_ms bigint NOT NULL,
+    outcome     text NOT NULL CHECK (outcome IN ('delivered', 'failed')),
+    error_code  text,
+    error       text,
+    finished_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ON firehose.deliveries (finished_at);
+COMMENT ON TABLE firehose.deliveries IS 'One row per delivered or failed request; kept for firehose.deliveries_retention';
+
+CREATE TABLE firehose.failed_records (
+    id               bigserial PRIMARY KEY,
+    stream           text NOT NULL,
+    record_id        bigint NOT NULL,
+    data             bytea NOT NULL,
+    arrival_time     timestamptz NOT NULL,
+    first_attempt_at timestamptz,
+    failed_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    attempts_made    integer NOT NULL,
+    error_code       text,
+    error_message    text,
+    request_id       uuid
+);
+CREATE INDEX ON firehose.failed_records (stream);
+COMMENT ON TABLE firehose.failed_records IS 'Records whose delivery failed for good; firehose.redrive() puts them back';
+
+CREATE SEQUENCE firehose.record_id_seq;
+
+-- ---------------------------------------------------------------------
+-- Internal helpers (C)
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION firehose._normalize_options(destination text, current jsonb, changes jsonb)
+RETURNS jsonb LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'fh_normalize_options_sql';
+
+CREATE FUNCTION firehose._redact_options(destination text, options jsonb)
+RETURNS jsonb LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'fh_redact_options_sql';
+
+CREATE FUNCTION firehose._stream_changed()
+RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'fh_stream_changed_sql';
+
+CREATE FUNCTION firehose._slot_status(stream_id integer,
+    OUT buffered_records bigint, OUT buffered_bytes bigint,
+    OUT in_flight_records bigint, OUT in_flight_bytes bigint,
+    OUT oldest_arrival timestamptz, OUT worker_running boolean)
+RETURNS record LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'fh_slot_status_sql';
+
+-- called by the worker for every finished request
+CREATE FUNCTION firehose._record_delivery(p_stream_id integer, p_batch bigint, p_part integer,
+    p_request_id text, p_records integer, p_bytes bigint, p_attempts integer,
+    p_http_status integer, p_duration_ms bigint, p_ok boolean, p_error_code text, p_error text)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO firehose.deliveries (stream, batch, part, request_id, records, bytes, attempts,
+                                     http_status, duration_ms, outcome, error_code, error)
+    SELECT s.name, p_batch, p_part, p_request_id::uuid, p_records, p_bytes, p_attempts,
+           p_http_status, p_duration_ms, CASE WHEN p_ok THEN 'delivered' ELSE 'failed' END,
+           p_error_code, p_error
+      FROM firehose.stream s WHERE s.id = p_stream_id;
+    IF p_ok THEN
+        UPDATE firehose.stream_stats
+           SET delivered_records = delivered_records + p_records,
+               delivered_bytes = delivered_bytes + p_bytes,
+               last_success_at = clock_timestamp()
+         WHERE stream_id = p_stream_id;
+    ELSE
+        UPDATE firehose.stream_stats
+           SET failed_records = failed_records + p_records,
+               failed_bytes = failed_bytes + p_bytes,
+               last_error_code = p_error_code,
+               last_error = p_error,
+               last_error_at = clock_timestamp()
+         WHERE stream_id = p_stream_id;
+    END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------
+-- Streams
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION firehose._stream_id(stream text) RETURNS integer
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sid integer;
+BEGIN
+    SELECT s.id INTO sid FROM firehose.stream s WHERE s.name = stream;
+    IF sid IS NULL THEN
+        RAISE EXCEPTION 'stream "%" does not exist', stream
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with firehose.create_stream(), or list the streams with SELECT name FROM firehose.streams.';
+    END IF;
+    RETURN sid;
+END
+$$;
+
+CREATE FUNCTION firehose.create_stream(name text, destination text, options jsonb DEFAULT '{}')
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    opts jsonb;
+    sid integer;
+BEGIN
+    IF name IS NULL OR destination IS NULL THEN
+        RAISE EXCEPTION 'stream name and destination must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF name !~ '^[A-Za-z0-9_.-]{1,64}$' THEN
+        RAISE EXCEPTION 'invalid stream name "%"', name
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'A stream name has 1 to 64 characters.',
+                  HINT = 'Use letters, digits, underscore, hyphen and period only ([A-Za-z0-9_.-]).';
+    END IF;
+    IF EXISTS (SELECT 1 FROM firehose.stream s WHERE s.name = create_stream.name) THEN
+        RAISE EXCEPTION 'stream "%" already exists', name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Change it with firehose.alter_stream(), or drop it first.';
+    END IF;
+    opts := firehose._normalize_options(destination, NULL, coalesce(options, '{}'));
+
+    INSERT INTO firehose.stream (name, destination, options)
+    VALUES (name, destination, opts) RETURNING id INTO sid;
+    INSERT INTO firehose.stream_stats (stream_id) VALUES (sid);
+    FOR k IN 0..2 LOOP
+        EXECUTE format('CREATE %s TABLE firehose.%I (id bigint NOT NULL, txid bigint NOT NULL, '
+                       'arrival timestamptz NOT NULL, data bytea NOT NULL) '
+                       'WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)',
+                       CASE WHEN (opts->>'durable')::boolean THEN '' ELSE 'UNLOGGED' END,
+                       'stage_' || sid || '_' || k);
+    END LOOP;
+    PERFORM firehose._stream_changed();
+END
+$$;
+
+CREATE FUNCTION firehose.alter_stream(name text, options jsonb)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s firehose.stream;
+    opts jsonb;
+BEGIN
+    SELECT * INTO s FROM firehose.stream st
+     WHERE st.id = firehose._stream_id(alter_stream.name) FOR UPDATE;
+    opts := firehose._normalize_options(s.destination, s.options, coalesce(options, '{}'));
+    IF (opts->>'durable')::boolean IS DISTINCT FROM (s.options->>'durable')::boolean THEN
+        FOR k IN 0..2 LOOP
+            EXECUTE format('ALTER TABLE firehose.%I SET %s', 'stage_' || s.id || '_' || k,
+                           CASE WHEN (opts->>'durable')::boolean THEN 'LOGGED' ELSE 'UNLOGGED' END);
+        END LOOP;
+    END IF;
+    UPDATE firehose.stream
+       SET options = opts, version = version + 1, updated_at = now()
+     WHERE id = s.id;
+    PERFORM firehose._stream_changed();
+END
+$$;
+
+CREATE FUNCTION firehose.drop_stream(name text, force boolean DEFAULT false)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sid integer := firehose._stream_id(name);
+    st record;
+BEGIN
+    PERFORM 1 FROM firehose.stream WHERE id = sid FOR UPDATE;
+    st := firehose._slot_status(sid);
+    IF NOT coalesce(force, false) AND st.buffered_records + st.in_flight_records > 0 THEN
+        RAISE EXCEPTION 'stream "%" has % records not yet delivered', name,
+                        st.buffered_records + st.in_flight_records
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'Wait for delivery with firehose.flush(''' || name || ''', wait => true), or drop it anyway with force => true (those records are lost).';
+    END IF;
+    DELETE FROM firehose.stream WHERE id = sid;
+    FOR k IN 0..2 LOOP
+        EXECUTE format('DROP TABLE firehose.%I', 'stage_' || sid || '_' || k);
+    END LOOP;
+    PERFORM firehose._stream_changed();
+END
+$$;
+
+CREATE FUNCTION firehose.pause(stream text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE firehose.stream SET status = 'PAUSED', updated_at = now()
+     WHERE id = firehose._stream_id(stream);
+    PERFORM firehose._stream_changed();
+END
+$$;
+
+CREATE FUNCTION firehose.resume(stream text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE firehose.stream SET status = 'ACTIVE', updated_at = now()
+     WHERE id = firehose._stream_id(stream);
+    PERFORM firehose._stream_changed();
+END
+$$;
+
+-- ---------------------------------------------------------------------
+-- Putting records
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION firehose.put(stream text, data bytea) RETURNS bigint
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fh_put';
+CREATE FUNCTION firehose.put(stream text, data text) RETURNS bigint
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fh_put';
+CREATE FUNCTION firehose.put(stream text, data jsonb) RETURNS bigint
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fh_put';
+
+CREATE FUNCTION firehose.put_batch(stream text, data bytea[]) RETURNS bigint
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fh_put_batch';
+CREATE FUNCTION firehose.put_batch(stream text, data text[]) RETURNS bigint
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fh_put_batch';
+CREATE FUNCTION firehose.put_batch(stream text, data jsonb[]) RETURNS bigint
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fh_put_batch';
+
+CREATE FUNCTION firehose.flush(stream text DEFAULT NULL, wait boolean DEFAULT false,
+                               timeout interval DEFAULT '30s')
+RETURNS boolean LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fh_flush_sql';
+
+CREATE FUNCTION firehose.redrive(stream text, ids bigint[] DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM firehose._stream_id(stream);
+    WITH gone AS (
+        DELETE FROM firehose.failed_records f
+         WHERE f.stream = redrive.stream AND (ids IS NULL OR f.id = ANY (ids))
+        RETURNING f.id, f.data)
+    SELECT count(firehose.put(redrive.stream, g.data)) INTO n
+      FROM (SELECT * FROM gone ORDER BY id) g;
+    RETURN n;
+END
+$$;
+
+-- ---------------------------------------------------------------------
+-- Views
+-- ---------------------------------------------------------------------
+
+CREATE VIEW firehose.streams AS
+SELECT s.name, s.destination, s.status, s.version,
+       firehose._redact_options(s.destination, s.options) AS options,
+       s.created_at, s.updated_at
+  FROM firehose.stream s;
+
+CREATE VIEW firehose.stream_status AS
+SELECT s.name AS stream, s.status,
+       st.buffered_records, st.buffered_bytes,
+       st.in_flight_records, st.in_flight_bytes,
+       x.delivered_records, x.delivered_bytes,
+       x.failed_records, x.failed_bytes,
+       st.buffered_records + st.in_flight_records + x.delivered_records + x.failed_records
+           AS incoming_records,
+       st.buffered_bytes + st.in_flight_bytes + x.delivered_bytes + x.failed_bytes
+           AS incoming_bytes,
+       clock_timestamp() - st.oldest_arrival AS oldest_record_age,
+       x.last_success_at, x.last_error_code, x.last_error, x.last_error_at,
+       st.worker_running
+  FROM firehose.stream s
+  JOIN firehose.stream_stats x ON x.stream_id = s.id
+ CROSS JOIN LATERAL firehose._slot_status(s.id) st;
+
+-- ---------------------------------------------------------------------
+-- Privileges: nothing for PUBLIC; the owner grants what others may do
+-- ---------------------------------------------------------------------
+
+REVOKE ALL ON ALL TABLES IN SCHEMA firehose FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA firehose FROM PUBLIC;
+GRANT USAGE ON SCHEMA firehose TO PUBLIC;

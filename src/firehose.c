@@ -1,0 +1,615 @@
+/*-------------------------------------------------------------------------
+ *
+ * firehose.c
+ *	  Module load, GUCs, shared memory and the launcher.
+ *
+ * The extension must be loaded through shared_preload_libraries: it needs
+ * shared memory for the counters that put() and the workers exchange, and a
+ * launcher background worker.  The launcher runs connected to no database;
+ * it starts one worker per database that asks for one (create_stream(),
+ * flush() and the worker's own start-up ask), restarts a worker that died,
+ * and never starts one for a database being dropped.  Databases are found
+ * without polling: at start-up the launcher tries every non-template
+ * database once, and a worker that finds no extension exits for good until
+ * asked again.
+ *
+ * DROP DATABASE waits for the other backends connected to the database; a
+ * ProcessUtility hook therefore stops the database's worker first.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "firehose.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/utility.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+FhShared   *fh_shared = NULL;
+int			fh_max_streams = 1024;
+int			fh_naptime_ms = 10000;
+int			fh_deliveries_retention_s = 86400;
+int			fh_rotate_bytes = 8 * 1024 * 1024;
+bool		fh_enabled = true;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+static Size
+fh_shmem_size(void)
+{
+	return add_size(offsetof(FhShared, streams),
+					mul_size(sizeof(FhStreamSlot), fh_max_streams));
+}
+
+static void
+fh_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(fh_shmem_size());
+	RequestNamedLWLockTranche("firehose", 1);
+}
+
+static void
+fh_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	fh_shared = ShmemInitStruct("firehose", fh_shmem_size(), &found);
+	if (!found)
+	{
+		memset(fh_shared, 0, fh_shmem_size());
+		fh_shared->lock = &(GetNamedLWLockTranche("firehose"))->lock;
+		ConditionVariableInit(&fh_shared->flush_cv);
+		fh_shared->max_streams = fh_max_streams;
+		for (int i = 0; i < FH_MAX_DATABASES; i++)
+		{
+			pg_atomic_init_u32(&fh_shared->dbs[i].reload, 0);
+			pg_atomic_init_u32(&fh_shared->dbs[i].wake, 0);
+		}
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+fh_stream_slot_init(FhStreamSlot *s, Oid dbid, int32 stream_id)
+{
+	s->dbid = dbid;
+	s->stream_id = stream_id;
+	pg_atomic_init_u32(&s->cur_table, 0);
+	pg_atomic_init_u64(&s->committed_records, 0);
+	pg_atomic_init_u64(&s->committed_bytes, 0);
+	pg_atomic_init_u64(&s->cut_records, 0);
+	pg_atomic_init_u64(&s->cut_bytes, 0);
+	pg_atomic_init_u64(&s->done_records, 0);
+	pg_atomic_init_u64(&s->done_bytes, 0);
+	pg_atomic_init_u64(&s->first_pending, 0);
+	pg_atomic_init_u64(&s->oldest_inflight, 0);
+	pg_atomic_init_u64(&s->flush_requested, 0);
+	pg_atomic_init_u64(&s->flush_done, 0);
+}
+
+/*
+ * fh_stream_slot
+ *		The shared slot of a stream; with create, allocate it if missing.
+ *
+ * Returns NULL when the slot does not exist and create is false.  Raises an
+ * ERROR when all firehose.max_streams slots are taken.
+ */
+FhStreamSlot *
+fh_stream_slot(Oid dbid, int32 stream_id, bool create)
+{
+	FhStreamSlot *free_slot = NULL;
+
+	if (fh_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("firehose is not loaded through shared_preload_libraries"),
+				 errhint("Add 'firehose' to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	LWLockAcquire(fh_shared->lock, LW_SHARED);
+	for (int i = 0; i < fh_shared->max_streams; i++)
+	{
+		FhStreamSlot *s = &fh_shared->streams[i];
+
+		if (s->dbid == dbid && s->stream_id == stream_id)
+		{
+			LWLockRelease(fh_shared->lock);
+			return s;
+		}
+	}
+	LWLockRelease(fh_shared->lock);
+	if (!create)
+		return NULL;
+
+	LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < fh_shared->max_streams; i++)
+	{
+		FhStreamSlot *s = &fh_shared->streams[i];
+
+		if (s->dbid == dbid && s->stream_id == stream_id)
+		{
+			LWLockRelease(fh_shared->lock);
+			return s;
+		}
+		if (s->dbid == InvalidOid && free_slot == NULL)
+			free_slot = s;
+	}
+	if (free_slot == NULL)
+	{
+		LWLockRelease(fh_shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many firehose streams"),
+				 errdetail("All %d stream slots of the server are in use.",
+						   fh_shared->max_streams),
+				 errhint("Raise firehose.max_streams and restart the server.")));
+	}
+	fh_stream_slot_init(free_slot, dbid, stream_id);
+	LWLockRelease(fh_shared->lock);
+	return free_slot;
+}
+
+void
+fh_stream_slot_release(Oid dbid, int32 stream_id)
+{
+	if (fh_shared == NULL)
+		return;
+	LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < fh_shared->max_streams; i++)
+	{
+		FhStreamSlot *s = &fh_shared->streams[i];
+
+		if (s->dbid == dbid && s->stream_id == stream_id)
+			s->dbid = InvalidOid;
+	}
+	LWLockRelease(fh_shared->lock);
+}
+
+/* caller holds fh_shared->lock exclusively when create is true */
+static FhDbSlot *
+fh_db_slot_locked(Oid dbid, bool create)
+{
+	FhDbSlot   *free_slot = NULL;
+
+	for (int i = 0; i < FH_MAX_DATABASES; i++)
+	{
+		if (fh_shared->dbs[i].dbid == dbid)
+			return &fh_shared->dbs[i];
+		if (fh_shared->dbs[i].dbid == InvalidOid && free_slot == NULL)
+			free_slot = &fh_shared->dbs[i];
+	}
+	if (!create || free_slot == NULL)
+		return NULL;
+	free_slot->dbid = dbid;
+	free_slot->worker_pid = 0;
+	free_slot->worker_latch = NULL;
+	free_slot->start_requested = false;
+	free_slot->dropping = false;
+	free_slot->no_extension = false;
+	pg_atomic_write_u32(&free_slot->reload, 1);
+	pg_atomic_write_u32(&free_slot->wake, 1);
+	return free_slot;
+}
+
+FhDbSlot *
+fh_db_slot(Oid dbid, bool create)
+{
+	FhDbSlot   *slot;
+
+	LWLockAcquire(fh_shared->lock, create ? LW_EXCLUSIVE : LW_SHARED);
+	slot = fh_db_slot_locked(dbid, create);
+	LWLockRelease(fh_shared->lock);
+	if (slot == NULL && create)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many databases use firehose"),
+				 errdetail("At most %d databases can run a firehose worker.",
+						   FH_MAX_DATABASES)));
+	return slot;
+}
+
+/*
+ * fh_wake_worker
+ *		Set the worker's latch of a database, once per pending wake.
+ */
+void
+fh_wake_worker(Oid dbid, bool reload)
+{
+	FhDbSlot   *slot;
+	Latch	   *latch;
+
+	if (fh_shared == NULL)
+		return;
+	slot = fh_db_slot(dbid, false);
+	if (slot == NULL)
+		return;
+	if (reload)
+		pg_atomic_write_u32(&slot->reload, 1);
+	if (pg_atomic_exchange_u32(&slot->wake, 1) == 1 && !reload)
+		return;					/* a wake is already pending */
+	latch = slot->worker_latch;
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+/*
+ * fh_request_worker
+ *		Ask the launcher for a worker in this database if none runs.
+ */
+void
+fh_request_worker(Oid dbid)
+{
+	FhDbSlot   *slot;
+	bool		wake_launcher = false;
+
+	if (fh_shared == NULL)
+		return;
+	slot = fh_db_slot(dbid, true);
+	LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
+	if (slot->dbid == dbid && (!slot->start_requested || slot->no_extension))
+	{
+		slot->start_requested = true;
+		slot->no_extension = false;
+		wake_launcher = true;
+	}
+	LWLockRelease(fh_shared->lock);
+	if (wake_launcher && fh_shared->launcher_latch)
+		SetLatch(fh_shared->launcher_latch);
+}
+
+uint64
+fh_atomic_max_u64(pg_atomic_uint64 *a, uint64 v)
+{
+	uint64		cur = pg_atomic_read_u64(a);
+
+	while (cur < v)
+	{
+		if (pg_atomic_compare_exchange_u64(a, &cur, v))
+			return v;
+	}
+	return cur;
+}
+
+/*
+ * DROP DATABASE waits for every backend connected to the database and gives
+ * up after five seconds; stop our worker first so that it can proceed.
+ */
+static void
+fh_stop_worker_for_drop(Oid dbid)
+{
+	FhDbSlot   *slot;
+	pid_t		pid = 0;
+
+	LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
+	slot = fh_db_slot_locked(dbid, false);
+	if (slot)
+	{
+		slot->dropping = true;
+		pid = slot->worker_pid;
+	}
+	LWLockRelease(fh_shared->lock);
+	if (slot == NULL || pid == 0)
+		return;
+
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 1000 && slot->worker_pid == pid; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(10 * 1000L);
+	}
+}
+
+static void
+fh_drop_finished(Oid dbid, bool dropped)
+{
+	FhDbSlot   *slot;
+
+	LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
+	slot = fh_db_slot_locked(dbid, false);
+	if (slot)
+	{
+		slot->dropping = false;
+		if (dropped)
+		{
+			slot->dbid = InvalidOid;
+			for (int i = 0; i < fh_shared->max_streams; i++)
+				if (fh_shared->streams[i].dbid == dbid)
+					fh_shared->streams[i].dbid = InvalidOid;
+		}
+	}
+	LWLockRelease(fh_shared->lock);
+	if (slot && !dropped && fh_shared->launcher_latch)
+		SetLatch(fh_shared->launcher_latch);
+}
+
+static void
+fh_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+				  bool readOnlyTree, ProcessUtilityContext context,
+				  ParamListInfo params, QueryEnvironment *queryEnv,
+				  DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	Oid			dropped_db = InvalidOid;
+
+	if (fh_shared && IsA(parsetree, DropdbStmt))
+	{
+		dropped_db = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
+		if (OidIsValid(dropped_db))
+			fh_stop_worker_for_drop(dropped_db);
+	}
+
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		if (OidIsValid(dropped_db))
+			fh_drop_finished(dropped_db, false);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (OidIsValid(dropped_db))
+		fh_drop_finished(dropped_db, true);
+}
+
+void
+_PG_init(void)
+{
+	BackgroundWorker worker;
+
+	if (!process_shared_preload_libraries_in_progress)
+	{
+		/* loaded by CREATE EXTENSION or a function call: SQL works, no worker */
+		ereport(WARNING,
+				(errmsg("firehose must be loaded through shared_preload_libraries"),
+				 errdetail("Without it no background worker delivers records."),
+				 errhint("Add 'firehose' to shared_preload_libraries in postgresql.conf and restart the server.")));
+		return;
+	}
+
+	DefineCustomBoolVariable("firehose.enabled",
+							 "Deliver records; off stops every worker from sending.",
+							 NULL, &fh_enabled, true, PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("firehose.max_streams",
+							"Maximum number of streams in the whole server.",
+							NULL, &fh_max_streams, 1024, 16, 1000000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("firehose.naptime",
+							"Interval of the worker's safety pass over all streams.",
+							"A commit wakes the worker at once; this pass only "
+							"catches records committed without a wake, such as "
+							"prepared transactions.",
+							&fh_naptime_ms, 10000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("firehose.deliveries_retention",
+							"How long rows of firehose.deliveries are kept.",
+							NULL, &fh_deliveries_retention_s, 86400, 0,
+							INT_MAX, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("firehose.rotate_size",
+							"Staging table size at which producers move to the next table of the ring.",
+							NULL, &fh_rotate_bytes, 8 * 1024 * 1024, 8192,
+							INT_MAX, PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("firehose");
+
+	/* pg_upgrade runs the server with binary upgrade: no workers then */
+	if (IsBinaryUpgrade)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = fh_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = fh_shmem_startup;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = fh_ProcessUtility;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "firehose");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "fh_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "firehose launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "firehose launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* ---------------------------------------------------------------------
+ * The launcher
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct FhWorkerHandle
+{
+	Oid			dbid;
+	BackgroundWorkerHandle *handle;
+	TimestampTz not_before;
+} FhWorkerHandle;
+
+static FhWorkerHandle launcher_handles[FH_MAX_DATABASES];
+
+static void
+fh_launcher_request_all_databases(void)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	List	   *dbs = NIL;
+	ListCell   *lc;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (db->datallowconn && !db->datistemplate)
+			dbs = lappend_oid(dbs, db->oid);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	foreach(lc, dbs)
+	{
+		FhDbSlot   *slot;
+
+		LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
+		slot = fh_db_slot_locked(lfirst_oid(lc), true);
+		if (slot)
+			slot->start_requested = true;
+		LWLockRelease(fh_shared->lock);
+	}
+	list_free(dbs);
+}
+
+static bool
+fh_launcher_start_worker(FhWorkerHandle *h, Oid dbid)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "firehose");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "fh_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "firehose worker for database %u", dbid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "firehose worker");
+	worker.bgw_main_arg = ObjectIdGetDatum(dbid);
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &h->handle))
+	{
+		ereport(WARNING,
+				(errmsg("firehose could not start a worker for database %u", dbid),
+				 errhint("Raise max_worker_processes.")));
+		h->handle = NULL;
+		return false;
+	}
+	h->dbid = dbid;
+	return true;
+}
+
+/*
+ * One pass of the launcher: start a worker for every database slot that
+ * wants one and has none running.
+ */
+static long
+fh_launcher_pass(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		next_ms = 60000;
+
+	for (int i = 0; i < FH_MAX_DATABASES; i++)
+	{
+		FhDbSlot   *slot = &fh_shared->dbs[i];
+		FhWorkerHandle *h = &launcher_handles[i];
+		Oid			dbid;
+		bool		want;
+		pid_t		pid;
+
+		LWLockAcquire(fh_shared->lock, LW_SHARED);
+		dbid = slot->dbid;
+		want = OidIsValid(dbid) && slot->start_requested && !slot->dropping &&
+			!slot->no_extension;
+		LWLockRelease(fh_shared->lock);
+
+		if (h->handle != NULL)
+		{
+			if (h->dbid == dbid &&
+				GetBackgroundWorkerPid(h->handle, &pid) != BGWH_STOPPED)
+				continue;		/* starting or running */
+			pfree(h->handle);
+			h->handle = NULL;
+			/* a worker that stopped is restarted, but not in a tight loop */
+			h->not_before = TimestampTzPlusMilliseconds(now, 1000);
+		}
+		if (!want)
+			continue;
+		if (now < h->not_before)
+		{
+			next_ms = Min(next_ms, 1000);
+			continue;
+		}
+		if (!fh_launcher_start_worker(h, dbid))
+			next_ms = Min(next_ms, 5000);
+	}
+	return next_ms;
+}
+
+void
+fh_launcher_main(Datum arg)
+{
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("firehose launcher");
+
+	LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
+	fh_shared->launcher_pid = MyProcPid;
+	fh_shared->launcher_latch = &MyProc->procLatch;
+	LWLockRelease(fh_shared->lock);
+
+	fh_launcher_request_all_databases();
+
+	while (!ShutdownRequestPending)
+	{
+		long		timeout;
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		timeout = fh_launcher_pass();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
+	fh_shared->launcher_latch = NULL;
+	fh_shared->launcher_pid = 0;
+	LWLockRelease(fh_shared->lock);
+	proc_exit(0);
+}

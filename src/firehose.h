@@ -1,0 +1,311 @@
+/*-------------------------------------------------------------------------
+ *
+ * firehose.h
+ *	  Private declarations shared by the files of the firehose extension,
+ *	  grouped by the file that defines them.
+ *
+ * The moving parts:
+ *	- shared memory (firehose.c) holds one slot per database with a worker
+ *	  and one slot per stream with the counters that put() and the worker
+ *	  exchange: records and bytes committed, cut into batches and finished,
+ *	  the time of the first record waiting, and flush requests;
+ *	- put() (put.c) inserts straight into the stream's current staging
+ *	  table and counts what the transaction added; a commit callback adds
+ *	  the counts to the stream slot and wakes the database's worker;
+ *	- the worker (worker.c) cuts batches by transaction visibility
+ *	  (staging.c), splits them into parts that one request can carry,
+ *	  hands each part to its sink (sink_*.c) to encode, sends it with the
+ *	  curl multi handle (transport.c) and records the outcome.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FIREHOSE_H
+#define FIREHOSE_H
+
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "lib/ilist.h"
+#include "lib/stringinfo.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/itemptr.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#define FH_STAGE_TABLES		3	/* ring of staging tables per stream */
+#define FH_MAX_DATABASES	64
+#define FH_SCHEMA			"firehose"
+
+/* ---------- shared memory (firehose.c) ---------- */
+
+typedef struct FhStreamSlot
+{
+	Oid			dbid;			/* InvalidOid: free slot */
+	int32		stream_id;
+	pg_atomic_uint32 cur_table;	/* staging table producers write */
+	pg_atomic_uint64 committed_records;
+	pg_atomic_uint64 committed_bytes;
+	pg_atomic_uint64 cut_records;	/* cut into batches by the worker */
+	pg_atomic_uint64 cut_bytes;
+	pg_atomic_uint64 done_records;	/* delivered or failed */
+	pg_atomic_uint64 done_bytes;
+	pg_atomic_uint64 first_pending;	/* TimestampTz of the first commit not
+									 * yet cut, 0 when none */
+	pg_atomic_uint64 oldest_inflight;	/* arrival of the oldest record
+										 * cut but not finished, 0 if none */
+	pg_atomic_uint64 flush_requested;
+	pg_atomic_uint64 flush_done;
+} FhStreamSlot;
+
+typedef struct FhDbSlot
+{
+	Oid			dbid;			/* InvalidOid: free */
+	pid_t		worker_pid;		/* 0 when no worker runs */
+	Latch	   *worker_latch;
+	bool		start_requested;
+	bool		dropping;		/* DROP DATABASE in progress: don't start */
+	bool		no_extension;	/* worker found no extension; don't restart */
+	pg_atomic_uint32 reload;	/* stream configuration changed */
+	pg_atomic_uint32 wake;		/* a commit asked for attention */
+} FhDbSlot;
+
+typedef struct FhShared
+{
+	LWLock	   *lock;
+	Latch	   *launcher_latch;
+	pid_t		launcher_pid;
+	ConditionVariable flush_cv;
+	FhDbSlot	dbs[FH_MAX_DATABASES];
+	int			max_streams;
+	FhStreamSlot streams[FLEXIBLE_ARRAY_MEMBER];
+} FhShared;
+
+extern FhShared *fh_shared;
+extern int	fh_max_streams;
+extern int	fh_naptime_ms;
+extern int	fh_deliveries_retention_s;
+extern int	fh_rotate_bytes;
+extern bool fh_enabled;
+
+extern FhStreamSlot *fh_stream_slot(Oid dbid, int32 stream_id, bool create);
+extern void fh_stream_slot_release(Oid dbid, int32 stream_id);
+extern FhDbSlot *fh_db_slot(Oid dbid, bool create);
+extern void fh_wake_worker(Oid dbid, bool reload);
+extern void fh_request_worker(Oid dbid);
+extern uint64 fh_atomic_max_u64(pg_atomic_uint64 *a, uint64 v);
+
+/* ---------- options (stream.c) ---------- */
+
+typedef enum FhOptType
+{
+	FH_OPT_INT,					/* integer in [min, max] */
+	FH_OPT_BYTES,				/* integer or size string ('5MB') */
+	FH_OPT_MS,					/* integer ms or interval string */
+	FH_OPT_SECONDS,				/* integer seconds or interval string */
+	FH_OPT_BOOL,
+	FH_OPT_STRING,
+	FH_OPT_ENUM,				/* one of the strings in choices */
+	FH_OPT_URL,					/* http:// or https:// URL */
+	FH_OPT_STRMAP				/* object of string values */
+} FhOptType;
+
+typedef struct FhOptionDef
+{
+	const char *name;
+	FhOptType	type;
+	int64		min;
+	int64		max;
+	const char *default_value;	/* JSON text, NULL = no default */
+	const char *const *choices; /* FH_OPT_ENUM: NULL-terminated */
+	bool		secret;			/* redacted in views and logs */
+	bool		required;
+} FhOptionDef;
+
+/* parsed common options, from the normalized options of a stream */
+typedef struct FhStreamConfig
+{
+	int64		buffer_size;
+	int64		buffer_interval_ms;
+	int64		retry_duration_ms;
+	int			max_concurrency;
+	int64		max_record_size;
+	int64		max_buffered_bytes;
+	bool		durable;
+	int64		request_timeout_ms;
+	int64		retry_base_ms;
+	int64		retry_max_ms;
+} FhStreamConfig;
+
+extern Jsonb *fh_options_normalize(const char *destination, Jsonb *current,
+								   Jsonb *changes);
+extern void fh_config_from_options(Jsonb *options, FhStreamConfig *cfg);
+extern bool fh_jsonb_get_text(Jsonb *obj, const char *key, char **out);
+extern bool fh_jsonb_get_bool(Jsonb *obj, const char *key, bool def);
+extern int64 fh_jsonb_get_int(Jsonb *obj, const char *key, int64 def);
+extern JsonbValue *fh_jsonb_get(Jsonb *obj, const char *key);
+
+/* ---------- staging (staging.c) ---------- */
+
+/* the pg_snapshot varlena of xid8funcs.c */
+typedef struct FhSnapshot
+{
+	int32		vl_len_;
+	uint32		nxip;
+	FullTransactionId xmin;
+	FullTransactionId xmax;
+	FullTransactionId xip[FLEXIBLE_ARRAY_MEMBER];
+} FhSnapshot;
+
+typedef struct FhRecord
+{
+	int64		id;
+	TimestampTz arrival;
+	bytea	   *data;
+} FhRecord;
+
+/* a batch: the records visible in hi and not in lo */
+typedef struct FhBatch
+{
+	dlist_node	node;
+	uint64		seq;
+	FhSnapshot *lo;
+	FhSnapshot *hi;
+	uint64		flush_seq;		/* flush requests this batch satisfies */
+	Oid			tables[FH_STAGE_TABLES];	/* scan order */
+	int			table_idx;		/* table being read */
+	ItemPointerData cursor;		/* last tuple read in that table */
+	bool		cursor_valid;
+	bool		all_read;
+	int			parts_total;
+	int			parts_done;
+	int64		records;
+	int64		bytes;
+} FhBatch;
+
+extern bool fh_snapshot_visible(const FhSnapshot *snap, uint64 txid);
+extern FhSnapshot *fh_snapshot_current(void);
+extern FhSnapshot *fh_snapshot_copy(const FhSnapshot *snap);
+extern int	fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
+						 FhRecord **records_out, int64 *bytes_out);
+extern void fh_stage_maintain(int32 stream_id, Oid tables[FH_STAGE_TABLES],
+							  FhStreamSlot *slot, FhSnapshot *consumed);
+
+/* ---------- sinks (sink.c, sink_*.c) ---------- */
+
+typedef enum FhOutcome
+{
+	FH_OUTCOME_OK,
+	FH_OUTCOME_RETRY,
+	FH_OUTCOME_FAIL
+} FhOutcome;
+
+/* what a sink asks the transport to send */
+typedef struct FhRequest
+{
+	char	   *url;
+	struct curl_slist *headers;
+	StringInfoData body;
+	bool		tls_verify;
+	char	   *ca_file;
+} FhRequest;
+
+/* what came back */
+typedef struct FhResponse
+{
+	long		status;			/* 0: no HTTP response */
+	int			curl_code;		/* CURLcode */
+	char	   *curl_error;
+	char	   *content_type;
+	bool		has_content_encoding;
+	bool		has_content_length;
+	StringInfoData body;
+	bool		body_truncated;
+} FhResponse;
+
+/* the classification of a response, with Firehose's error code */
+typedef struct FhVerdict
+{
+	FhOutcome	outcome;
+	const char *error_code;		/* e.g. HttpEndpoint.DestinationException */
+	char	   *error_message;
+} FhVerdict;
+
+typedef struct FhSink
+{
+	const char *name;
+	const FhOptionDef *options; /* destination options, {NULL} terminated */
+	int64		default_retry_duration_s;
+	/* extra checks across options, after types were checked */
+	void		(*validate) (Jsonb *options);
+	/* parse options into a sink-private config in CurrentMemoryContext */
+	void	   *(*configure) (Jsonb *options);
+	/* limits of one request */
+	void		(*limits) (void *config, int *max_records, int64 *max_bytes);
+	/* build the request for records, with a stable request id */
+	void		(*encode) (void *config, const char *request_id,
+						   FhRecord *records, int nrecords, FhRequest *req);
+	/* judge the response */
+	void		(*classify) (void *config, const char *request_id,
+							 FhResponse *resp, FhVerdict *verdict);
+} FhSink;
+
+extern const FhSink *fh_sink_lookup(const char *name, bool missing_ok);
+extern const char *fh_sink_names(void);
+extern const FhSink fh_sink_http;
+
+/* ---------- transport (transport.c) ---------- */
+
+typedef struct FhPart FhPart;
+extern void fh_transport_init(void);
+extern void fh_transport_start(FhPart *part, FhRequest *req, int64 timeout_ms);
+extern void fh_transport_cancel(FhPart *part);
+extern int	fh_transport_wait(long timeout_ms, FhPart **done, int max_done);
+extern int	fh_transport_running(void);
+
+/* ---------- worker (worker.c) ---------- */
+
+struct FhPart
+{
+	dlist_node	node;
+	struct FhWorkerStream *stream;
+	FhBatch    *batch;
+	int			partno;
+	MemoryContext cxt;
+	FhRecord   *records;
+	int			nrecords;
+	int64		bytes;
+	char		request_id[40];
+	int			attempts;
+	TimestampTz first_attempt;
+	TimestampTz first_failure;
+	TimestampTz next_attempt;
+	TimestampTz attempt_started;
+	TimestampTz oldest_arrival;
+	bool		in_flight;
+	bool		finished;
+	FhVerdict	verdict;
+	long		last_status;
+	/* transport state */
+	void	   *easy;
+	FhRequest	request;
+	FhResponse	response;
+};
+
+PGDLLEXPORT void fh_launcher_main(Datum arg);
+/* in put.c */
+extern void fh_reload_at_commit(void);
+extern int32 fh_stream_id_by_name(text *name, bool *paused);
+PGDLLEXPORT void fh_worker_main(Datum arg);
+
+/* ---------- utilities (util.c) ---------- */
+
+extern void fh_uuid_from(uint64 a, uint64 b, uint64 c, char *out);
+extern void fh_base64_append(StringInfo buf, const char *data, int len);
+extern void fh_json_escape_append(StringInfo buf, const char *s);
+extern bool fh_gzip(const char *in, size_t inlen, StringInfo out);
+extern int64 fh_backoff_ms(int attempt, int64 base_ms, int64 max_ms);
+
+#endif							/* FIREHOSE_H */

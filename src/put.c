@@ -1,0 +1,485 @@
+/*-------------------------------------------------------------------------
+ *
+ * put.c
+ *	  firehose.put() and put_batch(): the producer's hot path.
+ *
+ * put() must cost about what one INSERT into an unlogged table costs, so it
+ * runs no SQL: a backend-local hash maps the stream name to what put needs
+ * (the staging tables, the limits, the shared slot), filled with one query
+ * on first use and dropped when firehose.stream changes (create, alter,
+ * drop, pause and resume send a relcache invalidation for that table).  The
+ * record goes straight into the stream's current staging table with
+ * heap_insert; the table has no index.
+ *
+ * The worker must learn about records only when they commit: put() counts
+ * records and bytes per stream in backend memory (per subtransaction level,
+ * so that a rolled-back savepoint takes its counts with it), and the commit
+ * callback adds them to the stream's shared counters and sets the worker's
+ * latch once per transaction, and only when the worker has something new to
+ * decide (a first record after a cut, a full buffer, or a stream that
+ * delivers at once).  Aborted transactions touch nothing shared.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "firehose.h"
+
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#define FH_NAME_MAX 64
+
+typedef struct PutCacheEntry
+{
+	char		name[FH_NAME_MAX + 1];	/* hash key */
+	int32		stream_id;
+	bool		paused;
+	Oid			tables[FH_STAGE_TABLES];
+	int64		max_record_size;
+	int64		max_buffered_bytes;
+	int64		buffer_size;
+	int64		buffer_interval_ms;
+	FhStreamSlot *slot;
+} PutCacheEntry;
+
+/* what this transaction put, per stream and subtransaction level */
+typedef struct PendingCount
+{
+	FhStreamSlot *slot;
+	int			level;
+	int64		records;
+	int64		bytes;
+	int64		buffer_size;
+	int64		buffer_interval_ms;
+} PendingCount;
+
+static HTAB *put_cache = NULL;
+static Oid	stream_relid = InvalidOid;
+static Oid	record_seq = InvalidOid;
+static bool callbacks_registered = false;
+static PendingCount *pending = NULL;
+static int	npending = 0;
+static int	maxpending = 0;
+static bool reload_pending = false;
+
+static void
+put_cache_invalidate(Datum arg, Oid relid)
+{
+	if (put_cache == NULL)
+		return;
+	if (relid == InvalidOid || relid == stream_relid)
+	{
+		hash_destroy(put_cache);
+		put_cache = NULL;
+		stream_relid = InvalidOid;
+		record_seq = InvalidOid;
+	}
+}
+
+static void
+pending_flush_at_commit(void)
+{
+	bool		wake = false;
+
+	for (int i = 0; i < npending; i++)
+	{
+		PendingCount *p = &pending[i];
+		FhStreamSlot *s = p->slot;
+		uint64		zero = 0;
+		uint64		committed;
+
+		if (p->records == 0)
+			continue;
+		pg_atomic_add_fetch_u64(&s->committed_records, p->records);
+		committed = pg_atomic_add_fetch_u64(&s->committed_bytes, p->bytes);
+		if (pg_atomic_compare_exchange_u64(&s->first_pending, &zero,
+										   (uint64) GetCurrentTimestamp()))
+			wake = true;		/* a new deadline for the worker */
+		if (p->buffer_interval_ms == 0 ||
+			committed - pg_atomic_read_u64(&s->cut_bytes) >= (uint64) p->buffer_size)
+			wake = true;
+	}
+	if (wake)
+		fh_wake_worker(MyDatabaseId, false);
+}
+
+static void
+put_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			pending_flush_at_commit();
+			if (reload_pending)
+			{
+				fh_request_worker(MyDatabaseId);
+				fh_wake_worker(MyDatabaseId, true);
+			}
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* prepared records are found by the worker's safety pass */
+			break;
+		default:
+			return;
+	}
+	npending = 0;
+	reload_pending = false;
+}
+
+static void
+put_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					 SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	int			j = 0;
+
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		for (int i = 0; i < npending; i++)
+			if (pending[i].level < level)
+				pending[j++] = pending[i];
+		npending = j;
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		for (int i = 0; i < npending; i++)
+			if (pending[i].level >= level)
+				pending[i].level = level - 1;
+	}
+}
+
+static void
+register_callbacks(void)
+{
+	if (callbacks_registered)
+		return;
+	RegisterXactCallback(put_xact_callback, NULL);
+	RegisterSubXactCallback(put_subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(put_cache_invalidate, (Datum) 0);
+	callbacks_registered = true;
+}
+
+void
+fh_reload_at_commit(void)
+{
+	register_callbacks();
+	reload_pending = true;
+}
+
+static void
+count_pending(PutCacheEntry *e, int64 records, int64 bytes)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	PendingCount *p;
+
+	for (int i = npending - 1; i >= 0; i--)
+	{
+		if (pending[i].slot == e->slot && pending[i].level == level)
+		{
+			pending[i].records += records;
+			pending[i].bytes += bytes;
+			return;
+		}
+	}
+	if (npending == maxpending)
+	{
+		maxpending = Max(8, maxpending * 2);
+		if (pending == NULL)
+			pending = MemoryContextAlloc(TopMemoryContext, sizeof(PendingCount) * maxpending);
+		else
+			pending = repalloc(pending, sizeof(PendingCount) * maxpending);
+	}
+	p = &pending[npending++];
+	p->slot = e->slot;
+	p->level = level;
+	p->records = records;
+	p->bytes = bytes;
+	p->buffer_size = e->buffer_size;
+	p->buffer_interval_ms = e->buffer_interval_ms;
+}
+
+static int64
+pending_bytes(FhStreamSlot *slot)
+{
+	int64		b = 0;
+
+	for (int i = 0; i < npending; i++)
+		if (pending[i].slot == slot)
+			b += pending[i].bytes;
+	return b;
+}
+
+static void
+stream_not_found(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("stream \"%s\" does not exist", name),
+			 errhint("Create it with firehose.create_stream(), or list the streams with SELECT name FROM firehose.streams.")));
+}
+
+/*
+ * Look a stream up by name, from the cache or with one query.
+ */
+static PutCacheEntry *
+put_cache_lookup(text *name_text)
+{
+	char		name[FH_NAME_MAX + 1];
+	int			len = VARSIZE_ANY_EXHDR(name_text);
+	PutCacheEntry *e;
+	bool		found;
+	Oid			nsp;
+
+	if (len > FH_NAME_MAX)
+		stream_not_found(text_to_cstring(name_text));
+	memset(name, 0, sizeof(name));
+	memcpy(name, VARDATA_ANY(name_text), len);
+
+	if (put_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		register_callbacks();
+		nsp = get_namespace_oid(FH_SCHEMA, false);
+		stream_relid = get_relname_relid("stream", nsp);
+		record_seq = get_relname_relid("record_id_seq", nsp);
+		if (!OidIsValid(stream_relid) || !OidIsValid(record_seq))
+			elog(ERROR, "firehose catalog tables are missing");
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = FH_NAME_MAX + 1;
+		ctl.entrysize = sizeof(PutCacheEntry);
+		put_cache = hash_create("firehose streams", 64, &ctl, HASH_ELEM | HASH_STRINGS);
+	}
+
+	e = hash_search(put_cache, name, HASH_FIND, NULL);
+	if (e)
+		return e;
+
+	/* miss: one query, then the cache */
+	{
+		Oid			argtypes[1] = {TEXTOID};
+		Datum		args[1] = {PointerGetDatum(name_text)};
+		PutCacheEntry tmp;
+		bool		isnull;
+		Jsonb	   *opts;
+		HeapTuple	tup;
+		TupleDesc	desc;
+
+		SPI_connect();
+		if (SPI_execute_with_args("SELECT id, status = 'PAUSED', options FROM firehose.stream WHERE name = $1",
+								  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not look up firehose stream");
+		if (SPI_processed == 0)
+		{
+			SPI_finish();
+			stream_not_found(name);
+		}
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		memset(&tmp, 0, sizeof(tmp));
+		tmp.stream_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		tmp.paused = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+		opts = DatumGetJsonbP(SPI_getbinval(tup, desc, 3, &isnull));
+		tmp.max_record_size = fh_jsonb_get_int(opts, "max_record_size", 1024000);
+		tmp.max_buffered_bytes = fh_jsonb_get_int(opts, "max_buffered_bytes", 0);
+		tmp.buffer_size = fh_jsonb_get_int(opts, "buffer_size", 5242880);
+		tmp.buffer_interval_ms = fh_jsonb_get_int(opts, "buffer_interval", 60000);
+		SPI_finish();
+
+		nsp = get_namespace_oid(FH_SCHEMA, false);
+		for (int k = 0; k < FH_STAGE_TABLES; k++)
+		{
+			char		relname[NAMEDATALEN];
+
+			snprintf(relname, sizeof(relname), "stage_%d_%d", tmp.stream_id, k);
+			tmp.tables[k] = get_relname_relid(relname, nsp);
+			if (!OidIsValid(tmp.tables[k]))
+				elog(ERROR, "staging table %s of stream \"%s\" is missing", relname, name);
+		}
+		tmp.slot = fh_stream_slot(MyDatabaseId, tmp.stream_id, true);
+
+		e = hash_search(put_cache, name, HASH_ENTER, &found);
+		memcpy(((char *) e) + sizeof(e->name), ((char *) &tmp) + sizeof(tmp.name),
+			   sizeof(PutCacheEntry) - sizeof(e->name));
+	}
+	return e;
+}
+
+/*
+ * fh_stream_id_by_name: for flush() and friends.
+ */
+int32
+fh_stream_id_by_name(text *name, bool *paused)
+{
+	PutCacheEntry *e = put_cache_lookup(name);
+
+	*paused = e->paused;
+	return e->stream_id;
+}
+
+/*
+ * Insert one record into the stream's current staging table.
+ */
+static int64
+put_one(PutCacheEntry *e, const char *data, int len)
+{
+	Relation	rel;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	HeapTuple	tup;
+	bytea	   *b;
+	int64		id;
+	uint32		cur;
+
+	if (len > e->max_record_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("record of %d bytes is larger than max_record_size of stream \"%s\"",
+						len, e->name),
+				 errdetail("The stream accepts records of at most " INT64_FORMAT " bytes.",
+						   e->max_record_size),
+				 errhint("Split the record, or raise the limit with firehose.alter_stream('%s', '{\"max_record_size\": %d}').",
+						 e->name, len)));
+
+	if (e->max_buffered_bytes > 0)
+	{
+		int64		buffered = (int64) (pg_atomic_read_u64(&e->slot->committed_bytes) -
+										pg_atomic_read_u64(&e->slot->done_bytes)) +
+			pending_bytes(e->slot);
+
+		if (buffered + len > e->max_buffered_bytes)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("stream \"%s\" has reached max_buffered_bytes", e->name),
+					 errdetail("It holds " INT64_FORMAT " bytes not yet delivered; the limit is " INT64_FORMAT " bytes.",
+							   buffered, e->max_buffered_bytes),
+					 errhint("Wait for delivery (see firehose.stream_status), resume the stream if it is paused, or raise max_buffered_bytes with firehose.alter_stream().")));
+	}
+
+	cur = pg_atomic_read_u32(&e->slot->cur_table) % FH_STAGE_TABLES;
+	rel = table_open(e->tables[cur], RowExclusiveLock);
+
+	b = (bytea *) palloc(len + VARHDRSZ);
+	SET_VARSIZE(b, len + VARHDRSZ);
+	memcpy(VARDATA(b), data, len);
+
+	id = nextval_internal(record_seq, false);
+	values[0] = Int64GetDatum(id);
+	values[1] = Int64GetDatum((int64) U64FromFullTransactionId(GetTopFullTransactionId()));
+	values[2] = TimestampTzGetDatum(GetCurrentTimestamp());
+	values[3] = PointerGetDatum(b);
+	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	simple_heap_insert(rel, tup);
+	heap_freetuple(tup);
+	pfree(b);
+	table_close(rel, NoLock);
+
+	count_pending(e, 1, len);
+	return id;
+}
+
+static void
+record_is_null(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+			 errmsg("record data must not be NULL"),
+			 errhint("Put an empty string or a JSON null ('null'::jsonb) to send an empty or null record.")));
+}
+
+static PutCacheEntry *
+stream_arg(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream name must not be NULL")));
+	return put_cache_lookup(PG_GETARG_TEXT_PP(0));
+}
+
+/* the bytes of one datum of type typid: bytea and text as they are, jsonb as text */
+static void
+datum_bytes(Datum d, Oid typid, const char **data, int *len)
+{
+	if (typid == JSONBOID)
+	{
+		Jsonb	   *j = DatumGetJsonbP(d);
+		char	   *s = JsonbToCString(NULL, &j->root, VARSIZE(j));
+
+		*data = s;
+		*len = strlen(s);
+	}
+	else
+	{
+		struct varlena *v = PG_DETOAST_DATUM_PACKED(d);
+
+		*data = VARDATA_ANY(v);
+		*len = VARSIZE_ANY_EXHDR(v);
+	}
+}
+
+PG_FUNCTION_INFO_V1(fh_put);
+Datum
+fh_put(PG_FUNCTION_ARGS)
+{
+	PutCacheEntry *e = stream_arg(fcinfo);
+	const char *data;
+	int			len;
+
+	if (PG_ARGISNULL(1))
+		record_is_null();
+	datum_bytes(PG_GETARG_DATUM(1), get_fn_expr_argtype(fcinfo->flinfo, 1), &data, &len);
+	PG_RETURN_INT64(put_one(e, data, len));
+}
+
+PG_FUNCTION_INFO_V1(fh_put_batch);
+Datum
+fh_put_batch(PG_FUNCTION_ARGS)
+{
+	PutCacheEntry *e = stream_arg(fcinfo);
+	ArrayType  *arr;
+	Oid			elemtype;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	if (PG_ARGISNULL(1))
+		record_is_null();
+	arr = PG_GETARG_ARRAYTYPE_P(1);
+	elemtype = ARR_ELEMTYPE(arr);
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(arr, elemtype, typlen, typbyval, typalign, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("record data must not be NULL"),
+					 errdetail("Element %d of the array is NULL.", i + 1)));
+	for (int i = 0; i < n; i++)
+	{
+		const char *data;
+		int			len;
+
+		datum_bytes(elems[i], elemtype, &data, &len);
+		put_one(e, data, len);
+	}
+	PG_RETURN_INT64(n);
+}

@@ -1,0 +1,39 @@
+/*-------------------------------------------------------------------------
+ *
+ * sink.c
+ *	  The table of destinations.  Adding one is a new sink_*.c file and a
+ *	  line here.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "firehose.h"
+
+static const FhSink *const sinks[] = {
+	&fh_sink_http,
+	NULL
+};
+
+const FhSink *
+fh_sink_lookup(const char *name, bool missing_ok)
+{
+	for (int i = 0; sinks[i]; i++)
+		if (strcmp(sinks[i]->name, name) == 0)
+			return sinks[i];
+	if (!missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown destination \"%s\"", name),
+				 errhint("Supported destinations are: %s.", fh_sink_names())));
+	return NULL;
+}
+
+const char *
+fh_sink_names(void)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	for (int i = 0; sinks[i]; i++)
+		appendStringInfo(&s, "%s%s", i ? ", " : "", sinks[i]->name);
+	return s.data;
+}

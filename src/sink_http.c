@@ -1,0 +1,413 @@
+/*-------------------------------------------------------------------------
+ *
+ * sink_http.c
+ *	  destination 'http': the Firehose HTTP endpoint delivery protocol v1.0
+ *	  (format 'firehose'), and plain webhooks (format 'raw').
+ *
+ * Firehose format, as Amazon Data Firehose sends it:
+ *	POST <url>
+ *	X-Amz-Firehose-Protocol-Version: 1.0
+ *	X-Amz-Firehose-Request-Id: <id, the same on every retry of a part>
+ *	X-Amz-Firehose-Access-Key: <access_key>			(when set)
+ *	X-Amz-Firehose-Common-Attributes: {"commonAttributes":{...}} (when set)
+ *	Content-Type: application/json
+ *	Content-Encoding: gzip							(content_encoding gzip)
+ *	{"requestId":"<id>","timestamp":<ms>,"records":[{"data":"<base64>"},...]}
+ * At most 10,000 records and 64 MiB of body per request.  Only a 200 whose
+ * body is JSON with the same requestId and a numeric timestamp is a
+ * success; 413 and other 4xx except 408 and 429 fail at once; everything
+ * else, malformed 200s included, is retried.
+ *
+ * Raw format: the records, each followed by the delimiter (newline: NDJSON),
+ * with the stream's headers; any 2xx is a success.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "firehose.h"
+
+#include <curl/curl.h>
+
+#include "common/jsonapi.h"
+#include "nodes/pg_list.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+
+#define HTTP_MAX_RECORDS	10000
+#define HTTP_MAX_BODY		(64 * 1024 * 1024)
+#define ERROR_BODY_MAX		8192
+
+static const char *const formats[] = {"firehose", "raw", NULL};
+static const char *const encodings[] = {"none", "gzip", NULL};
+
+static const FhOptionDef http_options[] = {
+	{"url", FH_OPT_URL, 0, 1000, NULL, NULL, false, true},
+	{"format", FH_OPT_ENUM, 0, 0, "\"firehose\"", formats},
+	{"access_key", FH_OPT_STRING, 0, 4096, NULL, NULL, true},
+	{"common_attributes", FH_OPT_STRMAP, 0, 0, NULL},
+	{"content_encoding", FH_OPT_ENUM, 0, 0, "\"none\"", encodings},
+	{"delimiter", FH_OPT_STRING, 0, 64, NULL},
+	{"headers", FH_OPT_STRMAP, 0, 0, NULL, NULL, true},
+	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"},
+	{"ca_file", FH_OPT_STRING, 0, 4096, NULL},
+	{NULL}
+};
+
+typedef struct HttpConfig
+{
+	char	   *url;
+	bool		raw;
+	char	   *access_key;
+	char	   *common_attributes;	/* header value, or NULL */
+	bool		gzip;
+	char	   *delimiter;
+	List	   *headers;		/* "Name: value" strings */
+	bool		has_content_type;
+	bool		tls_verify;
+	char	   *ca_file;
+} HttpConfig;
+
+static void
+http_validate(Jsonb *o)
+{
+	char	   *format = "firehose";
+	const char *firehose_only[] = {"access_key", "common_attributes", NULL};
+
+	fh_jsonb_get_text(o, "format", &format);
+	if (strcmp(format, "raw") == 0)
+	{
+		for (int i = 0; firehose_only[i]; i++)
+			if (fh_jsonb_get(o, firehose_only[i]))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"%s\" does not apply to format \"raw\"", firehose_only[i]),
+						 errhint("It is part of the Firehose HTTP endpoint protocol; use format \"firehose\", or send credentials with the \"headers\" option.")));
+	}
+	else if (fh_jsonb_get(o, "delimiter"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"delimiter\" does not apply to format \"firehose\""),
+				 errhint("The Firehose protocol frames each record itself; set \"format\": \"raw\" to send delimited records.")));
+
+	/* Firehose's limits on common attributes */
+	{
+		JsonbValue *ca = fh_jsonb_get(o, "common_attributes");
+
+		if (ca && ca->type == jbvBinary)
+		{
+			JsonbIterator *it = JsonbIteratorInit(ca->val.binary.data);
+			JsonbValue	v;
+			JsonbIteratorToken tok;
+			int			n = 0;
+
+			while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+			{
+				if (tok == WJB_KEY && (++n > 50 || v.val.string.len > 256))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("option \"common_attributes\" is out of range"),
+							 errdetail("At most 50 attributes with names of 1 to 256 bytes are allowed.")));
+				if (tok == WJB_VALUE && v.val.string.len > 1024)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("option \"common_attributes\" is out of range"),
+							 errdetail("Attribute values may have at most 1024 bytes.")));
+			}
+		}
+	}
+}
+
+static void *
+http_configure(Jsonb *o)
+{
+	HttpConfig *c = palloc0(sizeof(HttpConfig));
+	char	   *s = NULL;
+	JsonbValue *v;
+
+	fh_jsonb_get_text(o, "url", &c->url);
+	if (fh_jsonb_get_text(o, "format", &s))
+		c->raw = strcmp(s, "raw") == 0;
+	fh_jsonb_get_text(o, "access_key", &c->access_key);
+	if (fh_jsonb_get_text(o, "content_encoding", &s))
+		c->gzip = strcmp(s, "gzip") == 0;
+	if (!fh_jsonb_get_text(o, "delimiter", &c->delimiter))
+		c->delimiter = "\n";
+	c->tls_verify = fh_jsonb_get_bool(o, "tls_verify", true);
+	fh_jsonb_get_text(o, "ca_file", &c->ca_file);
+
+	v = fh_jsonb_get(o, "common_attributes");
+	if (v && v->type == jbvBinary)
+	{
+		Jsonb	   *j = JsonbValueToJsonb(v);
+		StringInfoData h;
+
+		initStringInfo(&h);
+		appendStringInfo(&h, "X-Amz-Firehose-Common-Attributes: {\"commonAttributes\":%s}",
+						 JsonbToCString(NULL, &j->root, VARSIZE(j)));
+		c->common_attributes = h.data;
+	}
+	v = fh_jsonb_get(o, "headers");
+	if (v && v->type == jbvBinary)
+	{
+		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+		JsonbValue	kv;
+		JsonbIteratorToken tok;
+		char	   *key = NULL;
+
+		while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+				key = pnstrdup(kv.val.string.val, kv.val.string.len);
+			else if (tok == WJB_VALUE)
+			{
+				c->headers = lappend(c->headers,
+									 psprintf("%s: %.*s", key, kv.val.string.len,
+											  kv.val.string.val));
+				if (pg_strcasecmp(key, "content-type") == 0)
+					c->has_content_type = true;
+			}
+		}
+	}
+	return c;
+}
+
+static void
+http_limits(void *config, int *max_records, int64 *max_bytes)
+{
+	HttpConfig *c = config;
+
+	if (c->raw)
+	{
+		*max_records = INT_MAX / 2;
+		*max_bytes = HTTP_MAX_BODY;
+	}
+	else
+	{
+		/* base64 grows data by 4/3; keep the whole body under 64 MiB */
+		*max_records = HTTP_MAX_RECORDS;
+		*max_bytes = (HTTP_MAX_BODY / 4) * 3 - 64 * HTTP_MAX_RECORDS;
+	}
+}
+
+static void
+http_encode(void *config, const char *request_id, FhRecord *records,
+			int nrecords, FhRequest *req)
+{
+	HttpConfig *c = config;
+	StringInfoData body;
+	ListCell   *lc;
+
+	initStringInfo(&body);
+	if (c->raw)
+	{
+		for (int i = 0; i < nrecords; i++)
+		{
+			appendBinaryStringInfo(&body, VARDATA_ANY(records[i].data),
+								   VARSIZE_ANY_EXHDR(records[i].data));
+			appendStringInfoString(&body, c->delimiter);
+		}
+		if (!c->has_content_type)
+			req->headers = curl_slist_append(req->headers, "Content-Type: application/x-ndjson");
+	}
+	else
+	{
+		appendStringInfo(&body, "{\"requestId\":\"%s\",\"timestamp\":" INT64_FORMAT ",\"records\":[",
+						 request_id,
+						 (int64) ((GetCurrentTimestamp() / 1000) +
+								  (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * (int64) SECS_PER_DAY * 1000));
+		for (int i = 0; i < nrecords; i++)
+		{
+			appendStringInfoString(&body, i ? ",{\"data\":\"" : "{\"data\":\"");
+			fh_base64_append(&body, VARDATA_ANY(records[i].data),
+							 VARSIZE_ANY_EXHDR(records[i].data));
+			appendStringInfoString(&body, "\"}");
+		}
+		appendStringInfoString(&body, "]}");
+
+		req->headers = curl_slist_append(req->headers, "Content-Type: application/json");
+		req->headers = curl_slist_append(req->headers, "X-Amz-Firehose-Protocol-Version: 1.0");
+		req->headers = curl_slist_append(req->headers,
+										 psprintf("X-Amz-Firehose-Request-Id: %s", request_id));
+		if (c->access_key)
+			req->headers = curl_slist_append(req->headers,
+											 psprintf("X-Amz-Firehose-Access-Key: %s", c->access_key));
+		if (c->common_attributes)
+			req->headers = curl_slist_append(req->headers, c->common_attributes);
+	}
+	foreach(lc, c->headers)
+		req->headers = curl_slist_append(req->headers, (char *) lfirst(lc));
+
+	if (c->gzip)
+	{
+		initStringInfo(&req->body);
+		if (!fh_gzip(body.data, body.len, &req->body))
+			elog(ERROR, "gzip compression failed");
+		pfree(body.data);
+		req->headers = curl_slist_append(req->headers, "Content-Encoding: gzip");
+	}
+	else
+		req->body = body;
+	req->url = pstrdup(c->url);
+	req->tls_verify = c->tls_verify;
+	req->ca_file = c->ca_file ? pstrdup(c->ca_file) : NULL;
+}
+
+/* the endpoint's answer, quoted for errorMessage as Firehose does */
+static char *
+endpoint_said(FhResponse *resp)
+{
+	int			len = Min(resp->body.len, ERROR_BODY_MAX);
+
+	return psprintf("Received the following response from the endpoint destination. %ld: %.*s",
+					resp->status, len, resp->body.data ? resp->body.data : "");
+}
+
+static void
+no_response(FhResponse *resp, FhVerdict *v)
+{
+	v->outcome = FH_OUTCOME_RETRY;
+	switch (resp->curl_code)
+	{
+		case CURLE_OPERATION_TIMEDOUT:
+			v->error_code = "HttpEndpoint.RequestTimeout";
+			break;
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_CIPHER:
+		case CURLE_SSL_CACERT_BADFILE:
+			v->error_code = "HttpEndpoint.SSLHandshakeFailure";
+			break;
+		case CURLE_RECV_ERROR:
+		case CURLE_SEND_ERROR:
+		case CURLE_GOT_NOTHING:
+		case CURLE_PARTIAL_FILE:
+			v->error_code = "HttpEndpoint.ConnectionReset";
+			break;
+		default:
+			v->error_code = "HttpEndpoint.ConnectionFailed";
+			break;
+	}
+	v->error_message = psprintf("%s", resp->curl_error ? resp->curl_error : "no response");
+}
+
+/*
+ * Is body a JSON object with "requestId" equal to ours and a numeric
+ * "timestamp"?  The body is first checked with PostgreSQL's non-throwing
+ * JSON parser, then read as jsonb.
+ */
+static bool
+valid_firehose_answer(const char *request_id, FhResponse *resp, char **why)
+{
+	JsonLexContext *lex;
+	Jsonb	   *j;
+	JsonbValue *v;
+
+	if (resp->body.len == 0)
+	{
+		*why = "empty body";
+		return false;
+	}
+	lex = makeJsonLexContextCstringLen(resp->body.data, resp->body.len,
+									   GetDatabaseEncoding(), false);
+	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+	{
+		*why = "body is not JSON";
+		return false;
+	}
+	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp->body.data)));
+	v = fh_jsonb_get(j, "requestId");
+	if (v == NULL || v->type != jbvString ||
+		v->val.string.len != (int) strlen(request_id) ||
+		memcmp(v->val.string.val, request_id, v->val.string.len) != 0)
+	{
+		*why = "requestId missing or different from the request's";
+		return false;
+	}
+	v = fh_jsonb_get(j, "timestamp");
+	if (v == NULL || v->type != jbvNumeric)
+	{
+		*why = "timestamp missing or not a number";
+		return false;
+	}
+	return true;
+}
+
+static void
+http_classify(void *config, const char *request_id, FhResponse *resp,
+			  FhVerdict *v)
+{
+	HttpConfig *c = config;
+	long		st = resp->status;
+
+	v->error_code = NULL;
+	v->error_message = NULL;
+	if (st == 0)
+	{
+		no_response(resp, v);
+		return;
+	}
+	if (resp->body_truncated)
+	{
+		v->outcome = FH_OUTCOME_RETRY;
+		v->error_code = "HttpEndpoint.ResponseTooLarge";
+		v->error_message = psprintf("The response body of status %ld exceeded 1 MiB.", st);
+		return;
+	}
+	if (c->raw)
+	{
+		if (st >= 200 && st < 300)
+			v->outcome = FH_OUTCOME_OK;
+		else
+		{
+			v->outcome = (st >= 400 && st < 500 && st != 408 && st != 429) ?
+				FH_OUTCOME_FAIL : FH_OUTCOME_RETRY;
+			v->error_code = "HttpEndpoint.DestinationException";
+			v->error_message = endpoint_said(resp);
+		}
+		return;
+	}
+
+	if (st == 200)
+	{
+		char	   *why = NULL;
+
+		if (resp->content_type == NULL ||
+			pg_strncasecmp(resp->content_type, "application/json", 16) != 0)
+			why = "Content-Type is not application/json";
+		else if (resp->has_content_encoding)
+			why = "the response has a Content-Encoding";
+		else if (resp->body.len > 0 && !resp->has_content_length)
+			why = "Content-Length is missing";
+		else
+			(void) valid_firehose_answer(request_id, resp, &why);
+		if (why == NULL)
+		{
+			v->outcome = FH_OUTCOME_OK;
+			return;
+		}
+		v->outcome = FH_OUTCOME_RETRY;
+		v->error_code = "HttpEndpoint.InvalidResponseFromDestination";
+		v->error_message = psprintf("Invalid response from the endpoint (%s). %s",
+									why, endpoint_said(resp));
+		return;
+	}
+	v->error_code = "HttpEndpoint.DestinationException";
+	v->error_message = endpoint_said(resp);
+	if (st == 413 || (st >= 400 && st < 500 && st != 408 && st != 429))
+		v->outcome = FH_OUTCOME_FAIL;
+	else
+		v->outcome = FH_OUTCOME_RETRY;
+}
+
+const FhSink fh_sink_http = {
+	.name = "http",
+	.options = http_options,
+	.default_retry_duration_s = 300,
+	.validate = http_validate,
+	.configure = http_configure,
+	.limits = http_limits,
+	.encode = http_encode,
+	.classify = http_classify,
+};

@@ -1,0 +1,260 @@
+/*-------------------------------------------------------------------------
+ *
+ * staging.c
+ *	  Reading batches out of the staging tables, and reclaiming them.
+ *
+ * Each stream has a ring of FH_STAGE_TABLES tables, firehose.stage_<id>_<k>
+ * (id, txid, arrival, data), unlogged unless the stream is durable, without
+ * indexes.  Producers insert into the current one (a counter in the stream's
+ * shared slot).
+ *
+ * Batches follow PgQ's ticks: the worker takes snapshots (pg_snapshot, as
+ * pg_current_snapshot() returns them), and a batch is the set of records
+ * whose top-level transaction is visible in its upper snapshot and not in
+ * its lower one.  Commits that arrive out of record-id order therefore land
+ * in the batch whose snapshot first sees them, and none is skipped.  Rows of
+ * aborted transactions are never returned because the scans use an MVCC
+ * snapshot as well.
+ *
+ * A batch is read in parts, each at most what one request may carry, by a
+ * TID range scan that resumes after the last tuple read: no index, no sort,
+ * and memory bounded by one part.
+ *
+ * Nothing is deleted row by row.  When the current table has grown past
+ * firehose.rotate_size the producers move to the next (empty) table; a table
+ * that is not current is truncated once every committed row in it is
+ * visible in the snapshot below which everything has been delivered.  The
+ * check runs under an AccessExclusiveLock taken with NOWAIT, so a producer
+ * still writing the table (or one about to) simply delays the truncation.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "firehose.h"
+
+#include "access/heapam.h"
+#include "access/detoast.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/heap.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "storage/bufmgr.h"
+#include "storage/lmgr.h"
+#include "utils/fmgrprotos.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+/* attribute numbers of a staging row */
+#define STAGE_ID		0
+#define STAGE_TXID		1
+#define STAGE_ARRIVAL	2
+#define STAGE_DATA		3
+
+/*
+ * fh_snapshot_visible
+ *		Is a transaction id "visible" in a pg_snapshot, by the snapshot's
+ *		numbers alone (as pg_visible_in_snapshot() decides)?
+ */
+bool
+fh_snapshot_visible(const FhSnapshot *snap, uint64 txid)
+{
+	uint32		lo = 0,
+				hi = snap->nxip;
+
+	if (txid < U64FromFullTransactionId(snap->xmin))
+		return true;
+	if (txid >= U64FromFullTransactionId(snap->xmax))
+		return false;
+	/* xip is sorted */
+	while (lo < hi)
+	{
+		uint32		mid = lo + (hi - lo) / 2;
+		uint64		x = U64FromFullTransactionId(snap->xip[mid]);
+
+		if (x == txid)
+			return false;
+		if (x < txid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return true;
+}
+
+/* pg_current_snapshot() of the active snapshot, in CurrentMemoryContext */
+FhSnapshot *
+fh_snapshot_current(void)
+{
+	LOCAL_FCINFO(fcinfo, 0);
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
+	return (FhSnapshot *) DatumGetPointer(pg_current_snapshot(fcinfo));
+}
+
+FhSnapshot *
+fh_snapshot_copy(const FhSnapshot *snap)
+{
+	FhSnapshot *c = palloc(VARSIZE(snap));
+
+	memcpy(c, snap, VARSIZE(snap));
+	return c;
+}
+
+/*
+ * fh_read_part
+ *		Read the next records of a batch, at most max_records and, unless the
+ *		first record alone is larger, at most max_bytes of data.
+ *
+ * The caller is in a transaction with an active snapshot, and in the memory
+ * context the records should live in.  Advances the batch's cursor; sets
+ * batch->all_read when the last table has been scanned to its end.
+ * Returns the number of records read (possibly 0 at the end).
+ */
+int
+fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
+			 FhRecord **records_out, int64 *bytes_out)
+{
+	int			n = 0;
+	int			cap = Min(max_records, 1024);
+	int64		bytes = 0;
+	FhRecord   *recs = palloc(sizeof(FhRecord) * cap);
+	bool		full = false;
+
+	while (!batch->all_read && !full)
+	{
+		Relation	rel;
+		TableScanDesc scan;
+		TupleTableSlot *slot;
+		ItemPointerData mintid;
+		ItemPointerData maxtid;
+		bool		ended = true;
+
+		rel = table_open(batch->tables[batch->table_idx], AccessShareLock);
+		if (batch->cursor_valid)
+			ItemPointerSet(&mintid, ItemPointerGetBlockNumber(&batch->cursor),
+						   ItemPointerGetOffsetNumber(&batch->cursor) + 1);
+		else
+			ItemPointerSet(&mintid, 0, 1);
+		ItemPointerSet(&maxtid, MaxBlockNumber, MaxOffsetNumber);
+		scan = table_beginscan_tidrange(rel, GetActiveSnapshot(), &mintid, &maxtid);
+		slot = table_slot_create(rel, NULL);
+
+		while (table_scan_getnextslot_tidrange(scan, ForwardScanDirection, slot))
+		{
+			uint64		txid;
+			bytea	   *data;
+			int64		len;
+
+			slot_getallattrs(slot);
+			txid = (uint64) DatumGetInt64(slot->tts_values[STAGE_TXID]);
+			if (!fh_snapshot_visible(batch->hi, txid) ||
+				fh_snapshot_visible(batch->lo, txid))
+			{
+				batch->cursor = slot->tts_tid;
+				batch->cursor_valid = true;
+				continue;
+			}
+			len = toast_raw_datum_size(slot->tts_values[STAGE_DATA]) - VARHDRSZ;
+			if (n > 0 && (n >= max_records || bytes + len > max_bytes))
+			{
+				full = true;
+				ended = false;
+				break;
+			}
+			data = DatumGetByteaPCopy(slot->tts_values[STAGE_DATA]);
+			if (n == cap)
+			{
+				cap *= 2;
+				recs = repalloc(recs, sizeof(FhRecord) * cap);
+			}
+			recs[n].id = DatumGetInt64(slot->tts_values[STAGE_ID]);
+			recs[n].arrival = DatumGetTimestampTz(slot->tts_values[STAGE_ARRIVAL]);
+			recs[n].data = data;
+			n++;
+			bytes += len;
+			batch->cursor = slot->tts_tid;
+			batch->cursor_valid = true;
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+
+		if (ended)
+		{
+			batch->table_idx++;
+			batch->cursor_valid = false;
+			if (batch->table_idx >= FH_STAGE_TABLES)
+				batch->all_read = true;
+		}
+	}
+	*records_out = recs;
+	*bytes_out = bytes;
+	return n;
+}
+
+/* does the table hold a committed row not yet visible in consumed? */
+static bool
+table_has_unconsumed(Relation rel, FhSnapshot *consumed)
+{
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	TableScanDesc scan = table_beginscan(rel, snap, 0, NULL);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	bool		found = false;
+
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		uint64		txid = (uint64) DatumGetInt64(slot_getattr(slot, STAGE_TXID + 1, &isnull));
+
+		if (!fh_snapshot_visible(consumed, txid))
+		{
+			found = true;
+			break;
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	return found;
+}
+
+/*
+ * fh_stage_maintain
+ *		Rotate and reclaim a stream's staging tables.
+ *
+ * consumed: everything visible in it has been delivered or failed for good.
+ * Called by the worker inside a transaction.
+ */
+void
+fh_stage_maintain(int32 stream_id, Oid tables[FH_STAGE_TABLES],
+				  FhStreamSlot *slot, FhSnapshot *consumed)
+{
+	uint32		cur = pg_atomic_read_u32(&slot->cur_table) % FH_STAGE_TABLES;
+	BlockNumber nblocks[FH_STAGE_TABLES];
+
+	for (int k = 0; k < FH_STAGE_TABLES; k++)
+	{
+		Relation	rel;
+
+		rel = table_open(tables[k], AccessShareLock);
+		nblocks[k] = RelationGetNumberOfBlocks(rel);
+		table_close(rel, AccessShareLock);
+
+		if (k == (int) cur || nblocks[k] == 0)
+			continue;
+		if (!ConditionalLockRelationOid(tables[k], AccessExclusiveLock))
+			continue;			/* a producer still writes it: later */
+		rel = table_open(tables[k], NoLock);
+		if (!table_has_unconsumed(rel, consumed))
+		{
+			heap_truncate_one_rel(rel);
+			nblocks[k] = 0;
+		}
+		table_close(rel, NoLock);	/* lock kept until commit */
+	}
+
+	/* move the producers on when the current table is large */
+	if ((int64) nblocks[cur] * BLCKSZ >= fh_rotate_bytes &&
+		nblocks[(cur + 1) % FH_STAGE_TABLES] == 0)
+		pg_atomic_write_u32(&slot->cur_table, (cur + 1) % FH_STAGE_TABLES);
+}

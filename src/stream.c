@@ -1,0 +1,675 @@
+/*-------------------------------------------------------------------------
+ *
+ * stream.c
+ *	  Stream options: one table of the options every stream has, one per
+ *	  destination (in its sink), and the validation that turns what a user
+ *	  wrote into the normalized options stored in firehose.stream.
+ *
+ * Everything is checked when a stream is created or altered, so the worker
+ * never meets an option it cannot use: an unknown option, a wrong type, a
+ * value out of range, a malformed URL or an option that does not apply to
+ * the destination is an ERROR that names the option and what is allowed.
+ * The normalized form has every option with a default filled in, numbers
+ * in their base unit (bytes, milliseconds, seconds).
+ *
+ * Also here: the SQL-callable helpers the install script uses around
+ * streams (normalize, redact, changed) and flush().
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "firehose.h"
+
+#include <curl/curl.h>
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/inval.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+
+
+#define KB 1024LL
+#define MB (1024LL * 1024LL)
+#define GB (1024LL * 1024LL * 1024LL)
+
+static const FhOptionDef common_options[] = {
+	{"buffer_size", FH_OPT_BYTES, 1, GB, "5242880"},
+	{"buffer_interval", FH_OPT_MS, 0, 86400000LL, "60000"},
+	{"retry_duration", FH_OPT_SECONDS, 0, 7200, NULL},	/* sink default */
+	{"max_concurrency", FH_OPT_INT, 1, 64, "1"},
+	{"max_record_size", FH_OPT_BYTES, 1, GB - 1, "1024000"},
+	{"max_buffered_bytes", FH_OPT_BYTES, 0, INT64CONST(1) << 50, "0"},
+	{"durable", FH_OPT_BOOL, 0, 0, "false"},
+	{"request_timeout", FH_OPT_MS, 1, 3600000LL, "180000"},
+	{"retry_base", FH_OPT_MS, 1, 3600000LL, "1000"},
+	{"retry_max", FH_OPT_MS, 1, 86400000LL, "120000"},
+	{NULL}
+};
+
+/* ---------- jsonb accessors ---------- */
+
+JsonbValue *
+fh_jsonb_get(Jsonb *obj, const char *key)
+{
+	if (obj == NULL || !JB_ROOT_IS_OBJECT(obj))
+		return NULL;
+	return getKeyJsonValueFromContainer(&obj->root, key, strlen(key), NULL);
+}
+
+bool
+fh_jsonb_get_text(Jsonb *obj, const char *key, char **out)
+{
+	JsonbValue *v = fh_jsonb_get(obj, key);
+
+	if (v == NULL || v->type != jbvString)
+		return false;
+	*out = pnstrdup(v->val.string.val, v->val.string.len);
+	return true;
+}
+
+bool
+fh_jsonb_get_bool(Jsonb *obj, const char *key, bool def)
+{
+	JsonbValue *v = fh_jsonb_get(obj, key);
+
+	if (v == NULL || v->type != jbvBool)
+		return def;
+	return v->val.boolean;
+}
+
+int64
+fh_jsonb_get_int(Jsonb *obj, const char *key, int64 def)
+{
+	JsonbValue *v = fh_jsonb_get(obj, key);
+
+	if (v == NULL || v->type != jbvNumeric)
+		return def;
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8,
+											 NumericGetDatum(v->val.numeric)));
+}
+
+/* ---------- validation ---------- */
+
+static const FhOptionDef *
+find_option(const FhOptionDef *defs, const char *name)
+{
+	for (; defs->name; defs++)
+		if (strcmp(defs->name, name) == 0)
+			return defs;
+	return NULL;
+}
+
+static char *
+option_names(const FhSink *sink)
+{
+	StringInfoData s;
+	const FhOptionDef *d;
+
+	initStringInfo(&s);
+	for (d = common_options; d->name; d++)
+		appendStringInfo(&s, "%s%s", s.len ? ", " : "", d->name);
+	for (d = sink->options; d->name; d++)
+		appendStringInfo(&s, "%s%s", s.len ? ", " : "", d->name);
+	return s.data;
+}
+
+static char *
+jsonb_value_text(JsonbValue *v)
+{
+	Jsonb	   *j = JsonbValueToJsonb(v);
+
+	return JsonbToCString(NULL, &j->root, VARSIZE(j));
+}
+
+static const char *
+type_description(const FhOptionDef *d)
+{
+	switch (d->type)
+	{
+		case FH_OPT_INT:
+			return "an integer";
+		case FH_OPT_BYTES:
+			return "a number of bytes or a size string such as '5MB'";
+		case FH_OPT_MS:
+			return "a number of milliseconds or an interval string such as '5 seconds'";
+		case FH_OPT_SECONDS:
+			return "a number of seconds or an interval string such as '5 minutes'";
+		case FH_OPT_BOOL:
+			return "a boolean";
+		case FH_OPT_STRING:
+		case FH_OPT_ENUM:
+		case FH_OPT_URL:
+			return "a string";
+		case FH_OPT_STRMAP:
+			return "an object whose values are strings";
+	}
+	return "?";
+}
+
+static void
+option_type_error(const FhOptionDef *d, JsonbValue *v)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("option \"%s\" must be %s", d->name, type_description(d)),
+			 errdetail("The value given was %s.", jsonb_value_text(v))));
+}
+
+static int64
+numeric_to_int64_exact(const FhOptionDef *d, JsonbValue *v)
+{
+	char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out,
+														NumericGetDatum(v->val.numeric)));
+	char	   *end;
+	int64		r;
+
+	errno = 0;
+	r = strtoll(s, &end, 10);
+	if (*end != '\0' || errno != 0)
+		option_type_error(d, v);
+	return r;
+}
+
+/* convert a string through a PostgreSQL input function, naming the option on failure */
+static int64
+string_to_quantity(const FhOptionDef *d, JsonbValue *v)
+{
+	char	   *s = pnstrdup(v->val.string.val, v->val.string.len);
+	MemoryContext cxt = CurrentMemoryContext;
+	int64		result = 0;
+
+	PG_TRY();
+	{
+		if (d->type == FH_OPT_BYTES)
+			result = DatumGetInt64(DirectFunctionCall1(pg_size_bytes,
+													   CStringGetTextDatum(s)));
+		else
+		{
+			Interval   *iv = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+																   CStringGetDatum(s),
+																   ObjectIdGetDatum(InvalidOid),
+																   Int32GetDatum(-1)));
+			int64		us = iv->time + (int64) iv->day * USECS_PER_DAY +
+				(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+
+			result = d->type == FH_OPT_MS ? us / 1000 : us / USECS_PER_SEC;
+		}
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		option_type_error(d, v);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+static void
+check_url(const FhOptionDef *d, const char *url)
+{
+	CURLU	   *h = curl_url();
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	CURLUcode	rc;
+	bool		ok;
+
+	rc = curl_url_set(h, CURLUPART_URL, url, 0);
+	ok = rc == CURLUE_OK &&
+		curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+		curl_url_get(h, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+		(pg_strcasecmp(scheme, "http") == 0 || pg_strcasecmp(scheme, "https") == 0) &&
+		host[0] != '\0';
+	if (scheme)
+		curl_free(scheme);
+	if (host)
+		curl_free(host);
+	curl_url_cleanup(h);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" is not a valid URL: \"%s\"", d->name, url),
+				 errhint("Give an absolute http:// or https:// URL with a host, such as \"https://example.com/ingest\".")));
+}
+
+/*
+ * Check one value against its definition; append its normalized JSON form.
+ */
+static void
+normalize_value(const FhOptionDef *d, JsonbValue *v, StringInfo out)
+{
+	int64		n = 0;
+
+	switch (d->type)
+	{
+		case FH_OPT_INT:
+		case FH_OPT_BYTES:
+		case FH_OPT_MS:
+		case FH_OPT_SECONDS:
+			if (v->type == jbvNumeric)
+				n = numeric_to_int64_exact(d, v);
+			else if (v->type == jbvString && d->type != FH_OPT_INT)
+				n = string_to_quantity(d, v);
+			else
+				option_type_error(d, v);
+			if (n < d->min || n > d->max)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"%s\" is out of range", d->name),
+						 errdetail("The value given was %s; allowed is " INT64_FORMAT " to " INT64_FORMAT "%s.",
+								   jsonb_value_text(v), d->min, d->max,
+								   d->type == FH_OPT_BYTES ? " bytes" :
+								   d->type == FH_OPT_MS ? " milliseconds" :
+								   d->type == FH_OPT_SECONDS ? " seconds" : "")));
+			appendStringInfo(out, INT64_FORMAT, n);
+			break;
+		case FH_OPT_BOOL:
+			if (v->type != jbvBool)
+				option_type_error(d, v);
+			appendStringInfoString(out, v->val.boolean ? "true" : "false");
+			break;
+		case FH_OPT_STRING:
+		case FH_OPT_ENUM:
+		case FH_OPT_URL:
+			{
+				char	   *s;
+
+				if (v->type != jbvString)
+					option_type_error(d, v);
+				s = pnstrdup(v->val.string.val, v->val.string.len);
+				if (d->max > 0 && v->val.string.len > d->max)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("option \"%s\" is too long", d->name),
+							 errdetail("It has %d bytes; at most " INT64_FORMAT " are allowed.",
+									   v->val.string.len, d->max)));
+				if (d->type == FH_OPT_ENUM)
+				{
+					const char *const *c;
+					StringInfoData allowed;
+
+					for (c = d->choices; *c; c++)
+						if (strcmp(*c, s) == 0)
+							break;
+					if (*c == NULL)
+					{
+						initStringInfo(&allowed);
+						for (c = d->choices; *c; c++)
+							appendStringInfo(&allowed, "%s%s", allowed.len ? ", " : "", *c);
+						ereport(ERROR,
+								(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+								 errmsg("invalid value for option \"%s\": \"%s\"", d->name, s),
+								 errhint("Allowed values are: %s.", allowed.data)));
+					}
+				}
+				if (d->type == FH_OPT_URL)
+					check_url(d, s);
+				escape_json(out, s);
+				break;
+			}
+		case FH_OPT_STRMAP:
+			{
+				JsonbIterator *it;
+				JsonbValue	kv;
+				JsonbIteratorToken tok;
+				Jsonb	   *j;
+
+				if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+					option_type_error(d, v);
+				it = JsonbIteratorInit(v->val.binary.data);
+				while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+				{
+					if (tok == WJB_VALUE && kv.type != jbvString)
+						option_type_error(d, v);
+					if (tok == WJB_KEY && kv.val.string.len == 0)
+						ereport(ERROR,
+								(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+								 errmsg("option \"%s\" has an empty key", d->name)));
+				}
+				j = JsonbValueToJsonb(v);
+				appendStringInfoString(out, JsonbToCString(NULL, &j->root, VARSIZE(j)));
+				break;
+			}
+	}
+}
+
+/*
+ * fh_options_normalize
+ *		Merge changes into current (both may be NULL) and validate the
+ *		result for the destination.  A key whose value in changes is JSON
+ *		null goes back to its default.  Returns the normalized options.
+ */
+Jsonb *
+fh_options_normalize(const char *destination, Jsonb *current, Jsonb *changes)
+{
+	const FhSink *sink = fh_sink_lookup(destination, false);
+	StringInfoData out;
+	int			pass;
+	Jsonb	   *result;
+
+	if (changes && !JB_ROOT_IS_OBJECT(changes))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stream options must be a JSON object"),
+				 errhint("Pass options such as '{\"url\": \"https://example.com\"}'::jsonb.")));
+
+	/* unknown options first: they are the likeliest mistake */
+	if (changes)
+	{
+		JsonbIterator *it = JsonbIteratorInit(&changes->root);
+		JsonbValue	kv;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+		{
+			char	   *key;
+
+			if (tok != WJB_KEY)
+				continue;
+			key = pnstrdup(kv.val.string.val, kv.val.string.len);
+			if (!find_option(common_options, key) && !find_option(sink->options, key))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unknown option \"%s\" for destination \"%s\"", key, sink->name),
+						 errhint("Valid options are: %s.", option_names(sink))));
+		}
+	}
+
+	initStringInfo(&out);
+	appendStringInfoChar(&out, '{');
+	for (pass = 0; pass < 2; pass++)
+	{
+		const FhOptionDef *d = pass == 0 ? common_options : sink->options;
+
+		for (; d->name; d++)
+		{
+			JsonbValue *v = fh_jsonb_get(changes, d->name);
+			StringInfoData val;
+
+			if (v && v->type == jbvNull)
+				v = NULL;		/* reset to default */
+			else if (v == NULL)
+				v = fh_jsonb_get(current, d->name);
+
+			initStringInfo(&val);
+			if (v)
+				normalize_value(d, v, &val);
+			else if (d->default_value)
+				appendStringInfoString(&val, d->default_value);
+			else if (strcmp(d->name, "retry_duration") == 0)
+				appendStringInfo(&val, INT64_FORMAT, sink->default_retry_duration_s);
+			else if (d->required)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"%s\" is required for destination \"%s\"",
+								d->name, sink->name)));
+			else
+				continue;
+			if (out.len > 1)
+				appendStringInfoString(&out, ", ");
+			escape_json(&out, d->name);
+			appendStringInfo(&out, ": %s", val.data);
+		}
+	}
+	appendStringInfoChar(&out, '}');
+
+	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
+	if (sink->validate)
+		sink->validate(result);
+	return result;
+}
+
+void
+fh_config_from_options(Jsonb *o, FhStreamConfig *cfg)
+{
+	cfg->buffer_size = fh_jsonb_get_int(o, "buffer_size", 5 * MB);
+	cfg->buffer_interval_ms = fh_jsonb_get_int(o, "buffer_interval", 60000);
+	cfg->retry_duration_ms = fh_jsonb_get_int(o, "retry_duration", 300) * 1000;
+	cfg->max_concurrency = (int) fh_jsonb_get_int(o, "max_concurrency", 1);
+	cfg->max_record_size = fh_jsonb_get_int(o, "max_record_size", 1024000);
+	cfg->max_buffered_bytes = fh_jsonb_get_int(o, "max_buffered_bytes", 0);
+	cfg->durable = fh_jsonb_get_bool(o, "durable", false);
+	cfg->request_timeout_ms = fh_jsonb_get_int(o, "request_timeout", 180000);
+	cfg->retry_base_ms = fh_jsonb_get_int(o, "retry_base", 1000);
+	cfg->retry_max_ms = fh_jsonb_get_int(o, "retry_max", 120000);
+}
+
+/* ---------- SQL-callable helpers ---------- */
+
+PG_FUNCTION_INFO_V1(fh_normalize_options_sql);
+Datum
+fh_normalize_options_sql(PG_FUNCTION_ARGS)
+{
+	char	   *dest = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Jsonb	   *current = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
+	Jsonb	   *changes = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+
+	PG_RETURN_JSONB_P(fh_options_normalize(dest, current, changes));
+}
+
+/*
+ * _redact_options(destination, options): the options with every secret
+ * value replaced by "********" (and every header value, which may carry
+ * credentials).
+ */
+PG_FUNCTION_INFO_V1(fh_redact_options_sql);
+Datum
+fh_redact_options_sql(PG_FUNCTION_ARGS)
+{
+	char	   *dest = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Jsonb	   *opts = PG_GETARG_JSONB_P(1);
+	const FhSink *sink = fh_sink_lookup(dest, true);
+	JsonbIterator *it;
+	JsonbValue	kv;
+	JsonbIteratorToken tok;
+	JsonbParseState *state = NULL;
+	JsonbValue *res = NULL;
+	const FhOptionDef *cur = NULL;
+	int			depth = 0;
+
+	if (sink == NULL || !JB_ROOT_IS_OBJECT(opts))
+		PG_RETURN_JSONB_P(opts);
+
+	it = JsonbIteratorInit(&opts->root);
+	while ((tok = JsonbIteratorNext(&it, &kv, false)) != WJB_DONE)
+	{
+		switch (tok)
+		{
+			case WJB_BEGIN_OBJECT:
+			case WJB_BEGIN_ARRAY:
+				depth++;
+				res = pushJsonbValue(&state, tok, NULL);
+				break;
+			case WJB_END_OBJECT:
+			case WJB_END_ARRAY:
+				depth--;
+				res = pushJsonbValue(&state, tok, NULL);
+				break;
+			case WJB_KEY:
+				if (depth == 1)
+				{
+					char	   *key = pnstrdup(kv.val.string.val, kv.val.string.len);
+
+					cur = find_option(sink->options, key);
+				}
+				res = pushJsonbValue(&state, tok, &kv);
+				break;
+			case WJB_VALUE:
+			case WJB_ELEM:
+				if (cur && cur->secret && kv.type == jbvString)
+				{
+					kv.val.string.val = "********";
+					kv.val.string.len = 8;
+				}
+				res = pushJsonbValue(&state, tok, &kv);
+				break;
+			default:
+				break;
+		}
+	}
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
+}
+
+/*
+ * _stream_changed(stream_id): after create/alter/drop/pause/resume, at
+ * commit: backends drop their cached stream lookups, the worker reloads.
+ */
+PG_FUNCTION_INFO_V1(fh_stream_changed_sql);
+Datum
+fh_stream_changed_sql(PG_FUNCTION_ARGS)
+{
+	Oid			stream_rel = get_relname_relid("stream",
+											   get_namespace_oid(FH_SCHEMA, false));
+
+	CacheInvalidateRelcacheByRelid(stream_rel);
+	fh_reload_at_commit();
+	PG_RETURN_VOID();
+}
+
+/*
+ * _slot_status(stream_id): the shared counters of one stream.
+ */
+PG_FUNCTION_INFO_V1(fh_slot_status_sql);
+Datum
+fh_slot_status_sql(PG_FUNCTION_ARGS)
+{
+	int32		stream_id = PG_GETARG_INT32(0);
+	FhStreamSlot *slot = fh_shared ? fh_stream_slot(MyDatabaseId, stream_id, false) : NULL;
+	TupleDesc	tupdesc;
+	Datum		values[6];
+	bool		nulls[6] = {false};
+	uint64		committed_r = 0,
+				committed_b = 0,
+				cut_r = 0,
+				cut_b = 0,
+				done_r = 0,
+				done_b = 0,
+				oldest = 0;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	if (slot)
+	{
+		/* read in this order so that no difference goes negative */
+		done_r = pg_atomic_read_u64(&slot->done_records);
+		done_b = pg_atomic_read_u64(&slot->done_bytes);
+		pg_read_barrier();
+		cut_r = pg_atomic_read_u64(&slot->cut_records);
+		cut_b = pg_atomic_read_u64(&slot->cut_bytes);
+		pg_read_barrier();
+		committed_r = pg_atomic_read_u64(&slot->committed_records);
+		committed_b = pg_atomic_read_u64(&slot->committed_bytes);
+		oldest = pg_atomic_read_u64(&slot->oldest_inflight);
+		if (oldest == 0)
+			oldest = pg_atomic_read_u64(&slot->first_pending);
+	}
+	values[0] = Int64GetDatum(committed_r > cut_r ? committed_r - cut_r : 0);
+	values[1] = Int64GetDatum(committed_b > cut_b ? committed_b - cut_b : 0);
+	values[2] = Int64GetDatum(cut_r > done_r ? cut_r - done_r : 0);
+	values[3] = Int64GetDatum(cut_b > done_b ? cut_b - done_b : 0);
+	if (oldest)
+		values[4] = TimestampTzGetDatum((TimestampTz) oldest);
+	else
+		nulls[4] = true;
+	values[5] = BoolGetDatum(slot != NULL && fh_db_slot(MyDatabaseId, false) &&
+							 fh_db_slot(MyDatabaseId, false)->worker_pid != 0);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * flush(stream, wait, timeout): ask the worker to cut a batch now; with
+ * wait, return once everything committed before the call was delivered or
+ * failed (true), or when the timeout passed (false).
+ */
+PG_FUNCTION_INFO_V1(fh_flush_sql);
+Datum
+fh_flush_sql(PG_FUNCTION_ARGS)
+{
+	bool		wait = PG_ARGISNULL(1) ? false : PG_GETARG_BOOL(1);
+	Interval   *timeout = PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2);
+	int64		timeout_ms = 30000;
+	List	   *ids = NIL;
+	int			n;
+	FhStreamSlot **slots;
+	uint64	   *targets;
+	TimestampTz deadline;
+	bool		done = true;
+
+	if (timeout)
+		timeout_ms = (timeout->time + (int64) timeout->day * USECS_PER_DAY +
+					  (int64) timeout->month * DAYS_PER_MONTH * USECS_PER_DAY) / 1000;
+
+	if (!PG_ARGISNULL(0))
+	{
+		bool		paused;
+		int32		id = fh_stream_id_by_name(PG_GETARG_TEXT_PP(0), &paused);
+
+		if (paused)
+		{
+			ereport(NOTICE,
+					(errmsg("stream \"%s\" is paused; nothing is delivered until it is resumed",
+							text_to_cstring(PG_GETARG_TEXT_PP(0)))));
+			PG_RETURN_BOOL(false);
+		}
+		ids = lappend_int(ids, id);
+	}
+	else
+	{
+		SPI_connect();
+		SPI_execute("SELECT id FROM firehose.stream WHERE status = 'ACTIVE'", true, 0);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			ids = lappend_int(ids, DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+															   SPI_tuptable->tupdesc, 1, &isnull)));
+		}
+		SPI_finish();
+	}
+
+	n = list_length(ids);
+	slots = palloc(sizeof(FhStreamSlot *) * (n + 1));
+	targets = palloc(sizeof(uint64) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		slots[i] = fh_stream_slot(MyDatabaseId, list_nth_int(ids, i), true);
+		targets[i] = pg_atomic_add_fetch_u64(&slots[i]->flush_requested, 1);
+	}
+	fh_request_worker(MyDatabaseId);
+	fh_wake_worker(MyDatabaseId, true);
+
+	if (!wait || n == 0)
+		PG_RETURN_BOOL(true);
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	ConditionVariablePrepareToSleep(&fh_shared->flush_cv);
+	for (;;)
+	{
+		long		remaining;
+
+		done = true;
+		for (int i = 0; i < n; i++)
+			if (pg_atomic_read_u64(&slots[i]->flush_done) < targets[i] ||
+				slots[i]->dbid != MyDatabaseId)
+				done = slots[i]->dbid != MyDatabaseId ? done : false;
+		if (done)
+			break;
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0)
+			break;
+		/* wake now and then even without a broadcast, to recheck */
+		ConditionVariableTimedSleep(&fh_shared->flush_cv, Min(remaining, 1000),
+									PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	PG_RETURN_BOOL(done);
+}

@@ -1,0 +1,271 @@
+/*-------------------------------------------------------------------------
+ *
+ * transport.c
+ *	  The worker's libcurl multi handle, waited on together with the latch.
+ *
+ * libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION) and when
+ * to call it back on a timer (CURLMOPT_TIMERFUNCTION).  Each wait builds a
+ * WaitEventSet of the worker's latch, postmaster death and those sockets,
+ * so that a commit, SIGTERM, SIGHUP or a barrier is seen as promptly while
+ * requests are in flight as when idle.  No ereport happens inside a curl
+ * callback: they only copy data and flag overflows.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "firehose.h"
+
+#include <curl/curl.h>
+
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/wait_event.h"
+
+#define MAX_SOCKETS		1024
+#define MAX_RESPONSE	(1024 * 1024)
+
+typedef struct SockWatch
+{
+	curl_socket_t fd;
+	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+} SockWatch;
+
+static CURLM *multi = NULL;
+static SockWatch socks[MAX_SOCKETS];
+static int	nsocks = 0;
+static long curl_timeout_ms = -1;
+static int	nrunning = 0;
+
+static int
+socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	int			i;
+
+	for (i = 0; i < nsocks; i++)
+		if (socks[i].fd == s)
+			break;
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < nsocks)
+			socks[i] = socks[--nsocks];
+		return 0;
+	}
+	if (i == nsocks)
+	{
+		if (nsocks == MAX_SOCKETS)
+			return -1;
+		nsocks++;
+	}
+	socks[i].fd = s;
+	socks[i].what = what;
+	return 0;
+}
+
+static int
+timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	curl_timeout_ms = timeout_ms;
+	return 0;
+}
+
+static size_t
+write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	FhPart	   *part = userdata;
+	size_t		n = size * nmemb;
+
+	if (part->response.body.len + n > MAX_RESPONSE)
+	{
+		part->response.body_truncated = true;
+		return n;				/* keep reading, drop the rest */
+	}
+	/* appendBinaryStringInfo can only fail on > 1 GB, ruled out above */
+	appendBinaryStringInfo(&part->response.body, ptr, n);
+	return n;
+}
+
+void
+fh_transport_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		elog(ERROR, "curl_global_init failed");
+	multi = curl_multi_init();
+	if (multi == NULL)
+		elog(ERROR, "curl_multi_init failed");
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+}
+
+int
+fh_transport_running(void)
+{
+	return nrunning;
+}
+
+/*
+ * fh_transport_start
+ *		Send part's request.  req's memory must live until completion (it is
+ *		in the part's context).
+ */
+void
+fh_transport_start(FhPart *part, FhRequest *req, int64 timeout_ms)
+{
+	CURL	   *easy = curl_easy_init();
+	char	   *errbuf;
+	MemoryContext old = MemoryContextSwitchTo(part->cxt);
+
+	if (easy == NULL)
+		elog(ERROR, "curl_easy_init failed");
+	errbuf = palloc0(CURL_ERROR_SIZE);
+	memset(&part->response, 0, sizeof(part->response));
+	initStringInfo(&part->response.body);
+	/* no "Expect: 100-continue" round trip for large bodies */
+	req->headers = curl_slist_append(req->headers, "Expect:");
+
+	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body.data);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body.len);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(timeout_ms, 30000));
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "firehose-postgresql/0.1");
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, part);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, part);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, req->tls_verify ? 1L : 0L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, req->tls_verify ? 2L : 0L);
+	if (req->ca_file)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, req->ca_file);
+	part->response.curl_error = errbuf;
+	part->easy = easy;
+	part->in_flight = true;
+	MemoryContextSwitchTo(old);
+
+	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
+		elog(ERROR, "curl_multi_add_handle failed");
+	nrunning++;
+}
+
+static void
+release_easy(FhPart *part)
+{
+	curl_multi_remove_handle(multi, part->easy);
+	curl_easy_cleanup(part->easy);
+	curl_slist_free_all(part->request.headers);
+	part->request.headers = NULL;
+	part->easy = NULL;
+	part->in_flight = false;
+	nrunning--;
+}
+
+void
+fh_transport_cancel(FhPart *part)
+{
+	if (part->easy)
+		release_easy(part);
+}
+
+static void
+complete(FhPart *part, CURLcode code)
+{
+	struct curl_header *h;
+	CURL	   *easy = part->easy;
+
+	part->response.curl_code = code;
+	if (code == CURLE_OK)
+	{
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &part->response.status);
+		if (curl_easy_header(easy, "Content-Type", 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+			part->response.content_type = MemoryContextStrdup(part->cxt, h->value);
+		part->response.has_content_encoding =
+			curl_easy_header(easy, "Content-Encoding", 0, CURLH_HEADER, -1, &h) == CURLHE_OK;
+		part->response.has_content_length =
+			curl_easy_header(easy, "Content-Length", 0, CURLH_HEADER, -1, &h) == CURLHE_OK;
+	}
+	else
+	{
+		part->response.status = 0;
+		if (part->response.curl_error[0] == '\0')
+			strlcpy(part->response.curl_error, curl_easy_strerror(code), CURL_ERROR_SIZE);
+	}
+	release_easy(part);
+}
+
+/*
+ * fh_transport_wait
+ *		Wait up to timeout_ms for the latch or for network progress; return
+ *		the parts whose request finished (at most max_done; the rest are
+ *		returned by the next call).
+ */
+int
+fh_transport_wait(long timeout_ms, FhPart **done, int max_done)
+{
+	WaitEventSet *set;
+	WaitEvent	events[64];
+	int			nevents;
+	int			ndone = 0;
+	int			running;
+	CURLMsg    *msg;
+	int			msgs_left;
+
+	if (curl_timeout_ms == 0)
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	else
+	{
+		if (nrunning > 0 && curl_timeout_ms > 0)
+			timeout_ms = timeout_ms < 0 ? curl_timeout_ms : Min(timeout_ms, curl_timeout_ms);
+
+		set = CreateWaitEventSet(CurrentMemoryContext, nsocks + 2);
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (int i = 0; i < nsocks; i++)
+		{
+			uint32		ev = 0;
+
+			if (socks[i].what & CURL_POLL_IN)
+				ev |= WL_SOCKET_READABLE;
+			if (socks[i].what & CURL_POLL_OUT)
+				ev |= WL_SOCKET_WRITEABLE;
+			AddWaitEventToSet(set, ev, socks[i].fd, NULL, NULL);
+		}
+		nevents = WaitEventSetWait(set, timeout_ms, events, lengthof(events),
+								   PG_WAIT_EXTENSION);
+		FreeWaitEventSet(set);
+
+		if (nevents == 0 && nrunning > 0)
+			curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		for (int i = 0; i < nevents; i++)
+		{
+			int			flags = 0;
+
+			if (events[i].events & WL_LATCH_SET)
+			{
+				ResetLatch(MyLatch);
+				continue;
+			}
+			if (events[i].events & WL_SOCKET_READABLE)
+				flags |= CURL_CSELECT_IN;
+			if (events[i].events & WL_SOCKET_WRITEABLE)
+				flags |= CURL_CSELECT_OUT;
+			if (flags)
+				curl_multi_socket_action(multi, events[i].fd, flags, &running);
+		}
+	}
+
+	while (ndone < max_done && (msg = curl_multi_info_read(multi, &msgs_left)) != NULL)
+	{
+		FhPart	   *part;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &part);
+		complete(part, msg->data.result);
+		done[ndone++] = part;
+	}
+	return ndone;
+}

@@ -1,0 +1,101 @@
+/*-------------------------------------------------------------------------
+ *
+ * util.c
+ *	  Small pure helpers: request ids, base64 into a StringInfo, gzip and
+ *	  the retry backoff.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "firehose.h"
+
+#include <zlib.h>
+
+#include "common/base64.h"
+#include "common/pg_prng.h"
+
+/*
+ * fh_uuid_from
+ *		A UUID-shaped request id that is a pure function of its inputs, so a
+ *		retried part carries the id of its first attempt.  out needs 37 bytes.
+ */
+void
+fh_uuid_from(uint64 a, uint64 b, uint64 c, char *out)
+{
+	uint64		hi = a ^ (b * UINT64CONST(0x9E3779B97F4A7C15));
+	uint64		lo = c ^ (b << 48);
+	uint8		u[16];
+
+	for (int i = 0; i < 8; i++)
+	{
+		u[i] = (uint8) (hi >> (56 - 8 * i));
+		u[8 + i] = (uint8) (lo >> (56 - 8 * i));
+	}
+	u[6] = (u[6] & 0x0F) | 0x80;	/* version 8: custom */
+	u[8] = (u[8] & 0x3F) | 0x80;	/* RFC 4122 variant */
+	snprintf(out, 37,
+			 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+			 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7],
+			 u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+}
+
+/* append the standard base64 encoding of data to buf */
+void
+fh_base64_append(StringInfo buf, const char *data, int len)
+{
+	int			enclen = pg_b64_enc_len(len);
+	int			written;
+
+	enlargeStringInfo(buf, enclen + 1);
+	written = pg_b64_encode(data, len, buf->data + buf->len, enclen);
+	if (written < 0)
+		elog(ERROR, "base64 encoding failed");
+	buf->len += written;
+	buf->data[buf->len] = '\0';
+}
+
+/*
+ * fh_gzip
+ *		Compress in into out (reset first) as a gzip member.  Returns false
+ *		when zlib fails (out of memory), leaving out unspecified.
+ */
+bool
+fh_gzip(const char *in, size_t inlen, StringInfo out)
+{
+	z_stream	zs;
+	uLong		bound;
+	int			rc;
+
+	memset(&zs, 0, sizeof(zs));
+	if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
+					 Z_DEFAULT_STRATEGY) != Z_OK)
+		return false;
+	bound = deflateBound(&zs, inlen) + 32;
+	resetStringInfo(out);
+	enlargeStringInfo(out, bound);
+	zs.next_in = (Bytef *) in;
+	zs.avail_in = inlen;
+	zs.next_out = (Bytef *) out->data;
+	zs.avail_out = bound;
+	rc = deflate(&zs, Z_FINISH);
+	out->len = zs.total_out;
+	deflateEnd(&zs);
+	return rc == Z_STREAM_END;
+}
+
+/*
+ * fh_backoff_ms
+ *		Delay before retry number attempt (1 = after the first failure):
+ *		base doubling, capped at max, with +-15% jitter.
+ */
+int64
+fh_backoff_ms(int attempt, int64 base_ms, int64 max_ms)
+{
+	double		d = (double) base_ms;
+
+	for (int i = 1; i < attempt && d < (double) max_ms; i++)
+		d *= 2;
+	if (d > (double) max_ms)
+		d = (double) max_ms;
+	d *= 0.85 + 0.30 * pg_prng_double(&pg_global_prng_state);
+	return (int64) d;
+}

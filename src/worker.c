@@ -1,0 +1,866 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The per-database delivery worker.
+ *
+ * One loop, three steps:
+ *	1. In one short transaction: reload stream configuration when it
+ *	   changed; record the outcome of finished parts (firehose.deliveries,
+ *	   firehose.failed_records, firehose.stream_stats) and advance each
+ *	   stream's consumed snapshot when its oldest batch is complete; cut new
+ *	   batches and read parts of them, up to max_concurrency per stream;
+ *	   reclaim staging tables.
+ *	2. Outside any transaction: encode and send the parts that are due.
+ *	3. Wait on the latch, postmaster death and the curl sockets until a
+ *	   request finishes, a commit wakes us, or the next deadline (a stream's
+ *	   buffer interval, a retry, the safety pass).
+ *
+ * Retry, backoff and dead-lettering live here; a sink only encodes and
+ * classifies.  A delivery failure is data recorded on the part, never an
+ * ERROR.  An ERROR (a bug, a dropped table) is caught, logged, and the loop
+ * starts over after reloading: what was cut but not recorded is cut again
+ * from the consumed snapshot, so nothing is lost (at most re-sent).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "firehose.h"
+
+#include <curl/curl.h>
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+typedef struct FhWorkerStream
+{
+	int32		id;
+	char	   *name;
+	const FhSink *sink;
+	void	   *sink_config;
+	FhStreamConfig cfg;
+	int32		version;
+	bool		paused;
+	bool		seen;
+	bool		force_cut;
+	MemoryContext cxt;			/* name, config, snapshots, batches */
+	MemoryContext config_cxt;	/* sink config, replaced on reload */
+	Oid			tables[FH_STAGE_TABLES];
+	FhStreamSlot *slot;
+	FhSnapshot *consumed;		/* persisted: all visible here is done */
+	FhSnapshot *last_hi;		/* upper snapshot of the newest batch */
+	dlist_head	batches;
+	int			active_parts;	/* parts not yet recorded */
+	uint64		flush_seen;
+	uint64		batch_seq;
+} FhWorkerStream;
+
+static MemoryContext WorkerContext = NULL;
+static List *streams = NIL;
+static dlist_head waiting_parts;	/* due to be sent (now or after backoff) */
+static dlist_head finished_parts;	/* outcome known, to be recorded */
+static uint64 worker_nonce;
+static FhDbSlot *my_slot;
+static TimestampTz next_safety_pass = 0;
+static TimestampTz next_cleanup = 0;
+
+static void
+worker_on_exit(int code, Datum arg)
+{
+	if (my_slot == NULL)
+		return;
+	LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
+	if (my_slot->worker_pid == MyProcPid)
+	{
+		my_slot->worker_pid = 0;
+		my_slot->worker_latch = NULL;
+	}
+	LWLockRelease(fh_shared->lock);
+}
+
+static FhWorkerStream *
+find_stream(int32 id)
+{
+	ListCell   *lc;
+
+	foreach(lc, streams)
+	{
+		FhWorkerStream *ws = lfirst(lc);
+
+		if (ws->id == id)
+			return ws;
+	}
+	return NULL;
+}
+
+static void
+free_part(FhPart *part)
+{
+	fh_transport_cancel(part);
+	MemoryContextDelete(part->cxt);
+}
+
+/* forget a stream: its parts, batches and shared slot */
+static void
+drop_stream_state(FhWorkerStream *ws)
+{
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &waiting_parts)
+	{
+		FhPart	   *p = dlist_container(FhPart, node, it.cur);
+
+		if (p->stream == (struct FhWorkerStream *) ws)
+		{
+			dlist_delete(&p->node);
+			free_part(p);
+		}
+	}
+	dlist_foreach_modify(it, &finished_parts)
+	{
+		FhPart	   *p = dlist_container(FhPart, node, it.cur);
+
+		if (p->stream == (struct FhWorkerStream *) ws)
+		{
+			dlist_delete(&p->node);
+			free_part(p);
+		}
+	}
+	fh_stream_slot_release(MyDatabaseId, ws->id);
+	MemoryContextDelete(ws->cxt);
+	pfree(ws);
+}
+
+/*
+ * Forget every batch and part of a stream (after an error): they are cut
+ * again from the consumed snapshot.
+ */
+static void
+reset_stream_batches(FhWorkerStream *ws)
+{
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &waiting_parts)
+	{
+		FhPart	   *p = dlist_container(FhPart, node, it.cur);
+
+		if (p->stream == (struct FhWorkerStream *) ws)
+		{
+			dlist_delete(&p->node);
+			free_part(p);
+		}
+	}
+	dlist_foreach_modify(it, &finished_parts)
+	{
+		FhPart	   *p = dlist_container(FhPart, node, it.cur);
+
+		if (p->stream == (struct FhWorkerStream *) ws)
+		{
+			dlist_delete(&p->node);
+			free_part(p);
+		}
+	}
+	dlist_init(&ws->batches);
+	ws->last_hi = NULL;
+	ws->active_parts = 0;
+	ws->force_cut = true;
+	pg_atomic_write_u64(&ws->slot->oldest_inflight, 0);
+}
+
+/* ---------- configuration ---------- */
+
+static void
+load_streams(void)
+{
+	ListCell   *lc;
+	Oid			nsp = get_namespace_oid(FH_SCHEMA, false);
+
+	foreach(lc, streams)
+		((FhWorkerStream *) lfirst(lc))->seen = false;
+
+	if (SPI_execute("SELECT id, name, destination, options, status = 'PAUSED', version, consumed "
+					"FROM firehose.stream", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read firehose.stream");
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int32		id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		int32		version = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		FhWorkerStream *ws = find_stream(id);
+		MemoryContext old;
+
+		if (ws == NULL)
+		{
+			FhSnapshot *consumed = (FhSnapshot *) PG_DETOAST_DATUM(SPI_getbinval(tup, desc, 7, &isnull));
+
+			old = MemoryContextSwitchTo(WorkerContext);
+			ws = palloc0(sizeof(FhWorkerStream));
+			ws->id = id;
+			ws->cxt = AllocSetContextCreate(WorkerContext, "firehose stream",
+											ALLOCSET_SMALL_SIZES);
+			MemoryContextSwitchTo(ws->cxt);
+			ws->name = pstrdup(SPI_getvalue(tup, desc, 2));
+			ws->consumed = fh_snapshot_copy(consumed);
+			dlist_init(&ws->batches);
+			ws->force_cut = true;	/* pick up what waited while we were away */
+			ws->version = -1;
+			for (int k = 0; k < FH_STAGE_TABLES; k++)
+			{
+				char		relname[NAMEDATALEN];
+
+				snprintf(relname, sizeof(relname), "stage_%d_%d", id, k);
+				ws->tables[k] = get_relname_relid(relname, nsp);
+				if (!OidIsValid(ws->tables[k]))
+					elog(ERROR, "staging table %s is missing", relname);
+			}
+			MemoryContextSwitchTo(WorkerContext);
+			streams = lappend(streams, ws);
+			MemoryContextSwitchTo(old);
+			ws->slot = fh_stream_slot(MyDatabaseId, id, true);
+			ws->flush_seen = 0;
+		}
+		ws->seen = true;
+		ws->paused = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		if (ws->version != version)
+		{
+			char	   *dest = SPI_getvalue(tup, desc, 3);
+			Jsonb	   *opts = DatumGetJsonbP(SPI_getbinval(tup, desc, 4, &isnull));
+
+			if (ws->config_cxt)
+				MemoryContextDelete(ws->config_cxt);
+			ws->config_cxt = AllocSetContextCreate(ws->cxt, "firehose sink config",
+												   ALLOCSET_SMALL_SIZES);
+			old = MemoryContextSwitchTo(ws->config_cxt);
+			ws->sink = fh_sink_lookup(dest, false);
+			opts = (Jsonb *) PG_DETOAST_DATUM_COPY(PointerGetDatum(opts));
+			fh_config_from_options(opts, &ws->cfg);
+			ws->sink_config = ws->sink->configure(opts);
+			MemoryContextSwitchTo(old);
+			ws->version = version;
+		}
+	}
+
+	/* streams that are gone */
+	foreach(lc, streams)
+	{
+		FhWorkerStream *ws = lfirst(lc);
+
+		if (!ws->seen)
+		{
+			streams = foreach_delete_current(streams, lc);
+			drop_stream_state(ws);
+		}
+	}
+}
+
+/* ---------- recording outcomes ---------- */
+
+static Datum
+make_array(Datum *elems, int n, Oid type)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_array(elems, n, type, typlen, typbyval, typalign));
+}
+
+/*
+ * Record one finished part: its delivery row, its records in
+ * failed_records when it failed, the stream's statistics, the shared
+ * counters.  In a transaction, with SPI connected.
+ */
+static void
+record_part(FhPart *part)
+{
+	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
+	bool		ok = part->verdict.outcome == FH_OUTCOME_OK;
+	TimestampTz now = GetCurrentTimestamp();
+	Oid			types[12] = {INT4OID, INT8OID, INT4OID, TEXTOID, INT4OID, INT8OID,
+	INT4OID, INT4OID, INT8OID, BOOLOID, TEXTOID, TEXTOID};
+	Datum		vals[12];
+	char		nulls[12];
+
+	memset(nulls, ' ', sizeof(nulls));
+	vals[0] = Int32GetDatum(ws->id);
+	vals[1] = Int64GetDatum((int64) part->batch->seq);
+	vals[2] = Int32GetDatum(part->partno);
+	vals[3] = CStringGetTextDatum(part->request_id);
+	vals[4] = Int32GetDatum(part->nrecords);
+	vals[5] = Int64GetDatum(part->bytes);
+	vals[6] = Int32GetDatum(part->attempts);
+	vals[7] = Int32GetDatum((int32) part->last_status);
+	if (part->last_status == 0)
+		nulls[7] = 'n';
+	vals[8] = Int64GetDatum(TimestampDifferenceMilliseconds(part->first_attempt, now));
+	vals[9] = BoolGetDatum(ok);
+	if (part->verdict.error_code)
+		vals[10] = CStringGetTextDatum(part->verdict.error_code);
+	else
+		nulls[10] = 'n';
+	if (part->verdict.error_message)
+		vals[11] = CStringGetTextDatum(part->verdict.error_message);
+	else
+		nulls[11] = 'n';
+
+	if (SPI_execute_with_args("SELECT firehose._record_delivery($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+							  12, types, vals, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not record a delivery");
+
+	if (!ok)
+	{
+		Datum	   *ids = palloc(sizeof(Datum) * part->nrecords);
+		Datum	   *arrivals = palloc(sizeof(Datum) * part->nrecords);
+		Datum	   *datas = palloc(sizeof(Datum) * part->nrecords);
+		Oid			ftypes[9] = {TEXTOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, BYTEAARRAYOID,
+		INT4OID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+		Datum		fvals[9];
+
+		for (int i = 0; i < part->nrecords; i++)
+		{
+			ids[i] = Int64GetDatum(part->records[i].id);
+			arrivals[i] = TimestampTzGetDatum(part->records[i].arrival);
+			datas[i] = PointerGetDatum(part->records[i].data);
+		}
+		fvals[0] = CStringGetTextDatum(ws->name);
+		fvals[1] = make_array(ids, part->nrecords, INT8OID);
+		fvals[2] = make_array(arrivals, part->nrecords, TIMESTAMPTZOID);
+		fvals[3] = make_array(datas, part->nrecords, BYTEAOID);
+		fvals[4] = Int32GetDatum(part->attempts);
+		fvals[5] = vals[10];
+		fvals[6] = vals[11];
+		fvals[7] = vals[3];
+		fvals[8] = TimestampTzGetDatum(part->first_attempt);
+		if (SPI_execute_with_args("INSERT INTO firehose.failed_records (stream, record_id, arrival_time, data, "
+								  "attempts_made, error_code, error_message, request_id, first_attempt_at) "
+								  "SELECT $1, r.id, r.arrival, r.data, $5, $6, $7, $8::uuid, $9 "
+								  "FROM unnest($2, $3, $4) AS r(id, arrival, data)",
+								  9, ftypes, fvals, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not record failed records");
+	}
+
+	pg_atomic_add_fetch_u64(&ws->slot->done_records, part->nrecords);
+	pg_atomic_add_fetch_u64(&ws->slot->done_bytes, part->bytes);
+}
+
+static void
+update_oldest_inflight(FhWorkerStream *ws)
+{
+	TimestampTz oldest = 0;
+	dlist_iter	it;
+
+	dlist_foreach(it, &waiting_parts)
+	{
+		FhPart	   *p = dlist_container(FhPart, node, it.cur);
+
+		if (p->stream == (struct FhWorkerStream *) ws &&
+			(oldest == 0 || p->oldest_arrival < oldest))
+			oldest = p->oldest_arrival;
+	}
+	pg_atomic_write_u64(&ws->slot->oldest_inflight, (uint64) oldest);
+}
+
+/*
+ * Batches complete in order: when the oldest is fully read and all its
+ * parts are recorded, everything visible in its upper snapshot is done.
+ * Persist that, tell flush() waiters, reclaim staging tables.
+ */
+static void
+finish_batches(FhWorkerStream *ws)
+{
+	bool		advanced = false;
+	uint64		flush_seq = 0;
+
+	while (!dlist_is_empty(&ws->batches))
+	{
+		FhBatch    *b = dlist_head_element(FhBatch, node, &ws->batches);
+
+		if (!b->all_read || b->parts_done < b->parts_total)
+			break;
+		dlist_delete(&b->node);
+		ws->consumed = b->hi;
+		flush_seq = Max(flush_seq, b->flush_seq);
+		advanced = true;
+	}
+	if (!advanced)
+		return;
+	if (dlist_is_empty(&ws->batches))
+		ws->last_hi = ws->consumed;
+
+	{
+		Oid			types[2] = {INT4OID, PG_SNAPSHOTOID};
+		Datum		vals[2] = {Int32GetDatum(ws->id), PointerGetDatum(ws->consumed)};
+
+		if (SPI_execute_with_args("UPDATE firehose.stream SET consumed = $2 WHERE id = $1",
+								  2, types, vals, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not update firehose.stream");
+	}
+	fh_stage_maintain(ws->id, ws->tables, ws->slot, ws->consumed);
+
+	if (flush_seq > 0)
+	{
+		fh_atomic_max_u64(&ws->slot->flush_done, flush_seq);
+		ConditionVariableBroadcast(&fh_shared->flush_cv);
+	}
+}
+
+static void
+record_finished_parts(void)
+{
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &finished_parts)
+	{
+		FhPart	   *part = dlist_container(FhPart, node, it.cur);
+		FhWorkerStream *ws = (FhWorkerStream *) part->stream;
+
+		record_part(part);
+		part->batch->parts_done++;
+		ws->active_parts--;
+		dlist_delete(&part->node);
+		MemoryContextDelete(part->cxt);
+		finish_batches(ws);
+		update_oldest_inflight(ws);
+	}
+}
+
+/* ---------- cutting and reading ---------- */
+
+static bool
+should_cut(FhWorkerStream *ws, TimestampTz now, uint64 flush_req)
+{
+	FhStreamSlot *s = ws->slot;
+	uint64		first = pg_atomic_read_u64(&s->first_pending);
+
+	if (ws->force_cut || flush_req > ws->flush_seen)
+		return true;
+	if (pg_atomic_read_u64(&s->committed_bytes) - pg_atomic_read_u64(&s->cut_bytes) >=
+		(uint64) ws->cfg.buffer_size)
+		return true;
+	return first != 0 &&
+		now >= TimestampTzPlusMilliseconds((TimestampTz) first, ws->cfg.buffer_interval_ms);
+}
+
+static FhBatch *
+cut_batch(FhWorkerStream *ws, uint64 flush_req)
+{
+	MemoryContext old = MemoryContextSwitchTo(ws->cxt);
+	FhBatch    *b = palloc0(sizeof(FhBatch));
+	uint32		cur;
+
+	ws->flush_seen = flush_req;
+	ws->force_cut = false;
+	/* before the snapshot: a commit it misses sets a new deadline */
+	pg_atomic_write_u64(&ws->slot->first_pending, 0);
+	pg_memory_barrier();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	b->hi = fh_snapshot_current();
+	PopActiveSnapshot();
+	b->lo = ws->last_hi ? ws->last_hi : ws->consumed;
+	ws->last_hi = b->hi;
+	b->flush_seq = flush_req;
+	b->seq = ++ws->batch_seq;
+	cur = pg_atomic_read_u32(&ws->slot->cur_table);
+	for (int k = 0; k < FH_STAGE_TABLES; k++)
+		b->tables[k] = ws->tables[(cur + 1 + k) % FH_STAGE_TABLES];
+	dlist_push_tail(&ws->batches, &b->node);
+	MemoryContextSwitchTo(old);
+	return b;
+}
+
+/* read the next part of b; false when b had nothing more */
+static bool
+read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
+{
+	MemoryContext pcxt = AllocSetContextCreate(WorkerContext, "firehose part",
+											   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(pcxt);
+	FhPart	   *part = palloc0(sizeof(FhPart));
+	int			max_records;
+	int64		max_bytes;
+
+	ws->sink->limits(ws->sink_config, &max_records, &max_bytes);
+	max_bytes = Min(max_bytes, ws->cfg.buffer_size);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	part->nrecords = fh_read_part(b, max_records, max_bytes, &part->records, &part->bytes);
+	PopActiveSnapshot();
+	MemoryContextSwitchTo(old);
+
+	if (part->nrecords == 0)
+	{
+		MemoryContextDelete(pcxt);
+		return false;
+	}
+	part->cxt = pcxt;
+	part->stream = (struct FhWorkerStream *) ws;
+	part->batch = b;
+	part->partno = b->parts_total++;
+	fh_uuid_from(worker_nonce, (uint64) ws->id, (b->seq << 20) | (uint64) part->partno,
+				 part->request_id);
+	part->next_attempt = now;
+	part->oldest_arrival = part->records[0].arrival;
+	for (int i = 1; i < part->nrecords; i++)
+		if (part->records[i].arrival < part->oldest_arrival)
+			part->oldest_arrival = part->records[i].arrival;
+	b->records += part->nrecords;
+	b->bytes += part->bytes;
+	ws->active_parts++;
+	dlist_push_tail(&waiting_parts, &part->node);
+
+	pg_atomic_add_fetch_u64(&ws->slot->cut_records, part->nrecords);
+	fh_atomic_max_u64(&ws->slot->committed_records,
+					  pg_atomic_read_u64(&ws->slot->cut_records));
+	pg_atomic_add_fetch_u64(&ws->slot->cut_bytes, part->bytes);
+	fh_atomic_max_u64(&ws->slot->committed_bytes,
+					  pg_atomic_read_u64(&ws->slot->cut_bytes));
+	{
+		uint64		cur = pg_atomic_read_u64(&ws->slot->oldest_inflight);
+
+		if (cur == 0 || (uint64) part->oldest_arrival < cur)
+			pg_atomic_write_u64(&ws->slot->oldest_inflight, (uint64) part->oldest_arrival);
+	}
+	return true;
+}
+
+/* cut and read what a stream may have in flight now */
+static void
+schedule_stream(FhWorkerStream *ws, TimestampTz now)
+{
+	uint64		flush_req = pg_atomic_read_u64(&ws->slot->flush_requested);
+
+	if (ws->paused || !fh_enabled)
+	{
+		/* a paused stream answers flush() at once: nothing will move */
+		if (flush_req > ws->flush_seen && ws->paused)
+		{
+			ws->flush_seen = flush_req;
+			fh_atomic_max_u64(&ws->slot->flush_done, flush_req);
+			ConditionVariableBroadcast(&fh_shared->flush_cv);
+		}
+		return;
+	}
+
+	while (ws->active_parts < ws->cfg.max_concurrency)
+	{
+		FhBatch    *b = NULL;
+		dlist_iter	it;
+
+		dlist_foreach(it, &ws->batches)
+		{
+			FhBatch    *x = dlist_container(FhBatch, node, it.cur);
+
+			if (!x->all_read)
+			{
+				b = x;
+				break;
+			}
+		}
+		if (b == NULL)
+		{
+			if (!should_cut(ws, now, flush_req))
+				break;
+			b = cut_batch(ws, flush_req);
+		}
+		if (!read_next_part(ws, b, now))
+		{
+			/* b is fully read; an empty batch completes here */
+			finish_batches(ws);
+			if (!should_cut(ws, now, pg_atomic_read_u64(&ws->slot->flush_requested)))
+				break;
+		}
+	}
+}
+
+/* ---------- sending ---------- */
+
+static void
+send_part(FhPart *part)
+{
+	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
+	MemoryContext old = MemoryContextSwitchTo(part->cxt);
+
+	memset(&part->request, 0, sizeof(part->request));
+	ws->sink->encode(ws->sink_config, part->request_id, part->records,
+					 part->nrecords, &part->request);
+	MemoryContextSwitchTo(old);
+	part->attempts++;
+	part->attempt_started = GetCurrentTimestamp();
+	if (part->first_attempt == 0)
+		part->first_attempt = part->attempt_started;
+	fh_transport_start(part, &part->request, ws->cfg.request_timeout_ms);
+}
+
+/* judge a finished request: done, or back to waiting with a backoff */
+static void
+handle_response(FhPart *part)
+{
+	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext old = MemoryContextSwitchTo(part->cxt);
+
+	part->last_status = part->response.status;
+	ws->sink->classify(ws->sink_config, part->request_id, &part->response, &part->verdict);
+	MemoryContextSwitchTo(old);
+	if (part->response.body.data)
+		pfree(part->response.body.data);
+	part->response.body.data = NULL;
+
+	if (part->verdict.outcome == FH_OUTCOME_RETRY)
+	{
+		if (part->first_failure == 0)
+			part->first_failure = now;
+		if (TimestampDifferenceMilliseconds(part->first_failure, now) >= ws->cfg.retry_duration_ms)
+			part->verdict.outcome = FH_OUTCOME_FAIL;
+		else
+		{
+			part->next_attempt = TimestampTzPlusMilliseconds(now,
+															 fh_backoff_ms(part->attempts, ws->cfg.retry_base_ms,
+																		   ws->cfg.retry_max_ms));
+			return;				/* stays in waiting_parts */
+		}
+	}
+	dlist_delete(&part->node);
+	dlist_push_tail(&finished_parts, &part->node);
+}
+
+/* ---------- the loop ---------- */
+
+static long
+next_timeout(TimestampTz now)
+{
+	TimestampTz next = next_safety_pass;
+	ListCell   *lc;
+	dlist_iter	it;
+
+	foreach(lc, streams)
+	{
+		FhWorkerStream *ws = lfirst(lc);
+		uint64		first = pg_atomic_read_u64(&ws->slot->first_pending);
+
+		if (first != 0 && !ws->paused && ws->active_parts < ws->cfg.max_concurrency)
+			next = Min(next, TimestampTzPlusMilliseconds((TimestampTz) first,
+														 ws->cfg.buffer_interval_ms));
+	}
+	dlist_foreach(it, &waiting_parts)
+	{
+		FhPart	   *p = dlist_container(FhPart, node, it.cur);
+
+		if (!p->in_flight)
+			next = Min(next, p->next_attempt);
+	}
+	if (next <= now)
+		return 0;
+	return (long) Min(TimestampDifferenceMilliseconds(now, next) + 1, 60000);
+}
+
+static bool
+work_pending(TimestampTz now)
+{
+	ListCell   *lc;
+
+	if (!dlist_is_empty(&finished_parts))
+		return true;
+	foreach(lc, streams)
+	{
+		FhWorkerStream *ws = lfirst(lc);
+
+		if (ws->paused || !fh_enabled || ws->active_parts >= ws->cfg.max_concurrency)
+		{
+			if (ws->paused && pg_atomic_read_u64(&ws->slot->flush_requested) > ws->flush_seen)
+				return true;
+			continue;
+		}
+		if (should_cut(ws, now, pg_atomic_read_u64(&ws->slot->flush_requested)))
+			return true;
+		/* a batch with more to read */
+		if (!dlist_is_empty(&ws->batches) &&
+			!dlist_tail_element(FhBatch, node, &ws->batches)->all_read)
+			return true;
+	}
+	return false;
+}
+
+static void
+worker_transaction(bool reload, TimestampTz now)
+{
+	ListCell   *lc;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	pgstat_report_activity(STATE_RUNNING, "firehose: cutting and recording batches");
+
+	if (reload)
+		load_streams();
+	record_finished_parts();
+	foreach(lc, streams)
+		schedule_stream(lfirst(lc), now);
+
+	if (now >= next_cleanup)
+	{
+		if (fh_deliveries_retention_s > 0)
+			SPI_execute(psprintf("DELETE FROM firehose.deliveries WHERE finished_at < now() - interval '%d seconds'",
+								 fh_deliveries_retention_s), false, 0);
+		next_cleanup = TimestampTzPlusMilliseconds(now, 60000);
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+static bool
+extension_present(void)
+{
+	bool		present;
+
+	StartTransactionCommand();
+	present = OidIsValid(get_extension_oid("firehose", true));
+	CommitTransactionCommand();
+	return present;
+}
+
+void
+fh_worker_main(Datum arg)
+{
+	Oid			dbid = DatumGetObjectId(arg);
+	sigjmp_buf	local_sigjmp_buf;
+	bool		reload = true;
+	FhPart	   *done[256];
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
+	my_slot = NULL;
+	for (int i = 0; i < FH_MAX_DATABASES; i++)
+		if (fh_shared->dbs[i].dbid == dbid)
+			my_slot = &fh_shared->dbs[i];
+	if (my_slot == NULL || my_slot->dropping || my_slot->worker_pid != 0)
+	{
+		LWLockRelease(fh_shared->lock);
+		proc_exit(0);
+	}
+	my_slot->worker_pid = MyProcPid;
+	my_slot->worker_latch = MyLatch;
+	LWLockRelease(fh_shared->lock);
+	before_shmem_exit(worker_on_exit, (Datum) 0);
+
+	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
+	pgstat_report_appname("firehose worker");
+
+	if (!extension_present())
+	{
+		LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
+		my_slot->no_extension = true;
+		my_slot->start_requested = false;
+		LWLockRelease(fh_shared->lock);
+		proc_exit(0);
+	}
+
+	WorkerContext = AllocSetContextCreate(TopMemoryContext, "firehose worker",
+										  ALLOCSET_DEFAULT_SIZES);
+	dlist_init(&waiting_parts);
+	dlist_init(&finished_parts);
+	worker_nonce = pg_prng_uint64(&pg_global_prng_state) ^ (uint64) GetCurrentTimestamp();
+	fh_transport_init();
+	next_safety_pass = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), fh_naptime_ms);
+
+	/* an ERROR lands here: log it, forget unrecorded work, start over */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		ListCell   *lc;
+
+		error_context_stack = NULL;
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		SPI_finish();
+		MemoryContextSwitchTo(WorkerContext);
+		FlushErrorState();
+		foreach(lc, streams)
+			reset_stream_batches(lfirst(lc));
+		reload = true;
+		RESUME_INTERRUPTS();
+		/* do not spin on a persistent error */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	PG_exception_stack = &local_sigjmp_buf;
+
+	for (;;)
+	{
+		TimestampTz now;
+		int			ndone;
+		dlist_mutable_iter it;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextSwitchTo(WorkerContext);
+		pg_atomic_write_u32(&my_slot->wake, 0);
+		if (pg_atomic_exchange_u32(&my_slot->reload, 0) != 0)
+			reload = true;
+
+		now = GetCurrentTimestamp();
+		if (now >= next_safety_pass)
+		{
+			ListCell   *lc;
+
+			foreach(lc, streams)
+				((FhWorkerStream *) lfirst(lc))->force_cut = true;
+			next_safety_pass = TimestampTzPlusMilliseconds(now, fh_naptime_ms);
+		}
+		if (reload || work_pending(now))
+		{
+			if (reload && !extension_present())
+				proc_exit(0);	/* DROP EXTENSION: the launcher can restart us */
+			worker_transaction(reload, now);
+			reload = false;
+		}
+
+		/* send what is due */
+		now = GetCurrentTimestamp();
+		if (fh_enabled)
+		{
+			dlist_foreach_modify(it, &waiting_parts)
+			{
+				FhPart	   *p = dlist_container(FhPart, node, it.cur);
+
+				if (!p->in_flight && p->next_attempt <= now)
+					send_part(p);
+			}
+		}
+
+		ndone = fh_transport_wait(next_timeout(GetCurrentTimestamp()), done, lengthof(done));
+		for (int i = 0; i < ndone; i++)
+			handle_response(done[i]);
+	}
+}
