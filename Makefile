@@ -2,9 +2,9 @@
 EXTENSION = firehose
 EXTVERSION = 0.1.0
 MODULE_big = firehose
-OBJS = src/firehose.o src/stream.o src/put.o src/staging.o src/worker.o \
-       src/transport.o src/sink.o src/sink_http.o src/util.o
-DATA = firehose--$(EXTVERSION).sql
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+# the install script is assembled from src/sql/*.sql, in name order
+DATA_built = firehose--$(EXTVERSION).sql
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --load-extension=firehose
 
@@ -15,3 +15,6 @@ EXTRA_CLEAN = results regression.diffs regression.out
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+firehose--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
+	cat $^ > $@

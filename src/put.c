@@ -393,6 +393,16 @@ put_one(PutCacheEntry *e, const char *data, int len)
 	return id;
 }
 
+/*
+ * fh_put_internal
+ *		put() for C callers such as the capture trigger.
+ */
+int64
+fh_put_internal(text *stream, const char *data, int len)
+{
+	return put_one(put_cache_lookup(stream), data, len);
+}
+
 static void
 record_is_null(void)
 {

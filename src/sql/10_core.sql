@@ -1,4 +1,4 @@
-/* firehose--0.1.0.sql */
+/* firehose--0.1.0.sql: assembled from src/sql/*.sql by the Makefile */
 
 \echo Use "CREATE EXTENSION firehose" to load this file. \quit
 
@@ -303,10 +303,3 @@ SELECT s.name AS stream, s.status,
   JOIN firehose.stream_stats x ON x.stream_id = s.id
  CROSS JOIN LATERAL firehose._slot_status(s.id) st;
 
--- ---------------------------------------------------------------------
--- Privileges: nothing for PUBLIC; the owner grants what others may do
--- ---------------------------------------------------------------------
-
-REVOKE ALL ON ALL TABLES IN SCHEMA firehose FROM PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA firehose FROM PUBLIC;
-GRANT USAGE ON SCHEMA firehose TO PUBLIC;
