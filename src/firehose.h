@@ -183,6 +183,7 @@ typedef struct FhBatch
 	int			parts_done;
 	int64		records;
 	int64		bytes;
+	uint64		committed_bytes_before;	/* slot's committed_bytes before the cut */
 } FhBatch;
 
 extern bool fh_snapshot_visible(const FhSnapshot *snap, uint64 txid);

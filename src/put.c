@@ -27,6 +27,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
@@ -280,10 +281,22 @@ put_cache_lookup(text *name_text)
 		HeapTuple	tup;
 		TupleDesc	desc;
 
+		Oid			save_userid;
+		int			save_sec;
+
+		/*
+		 * put() is granted on its own; the catalog, with its secrets, is not.
+		 * Read it as the bootstrap superuser (the error path's abort restores
+		 * the user).
+		 */
+		GetUserIdAndSecContext(&save_userid, &save_sec);
+		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+							   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 		SPI_connect();
 		if (SPI_execute_with_args("SELECT id, status = 'PAUSED', options FROM firehose.stream WHERE name = $1",
 								  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not look up firehose stream");
+		SetUserIdAndSecContext(save_userid, save_sec);
 		if (SPI_processed == 0)
 		{
 			SPI_finish();

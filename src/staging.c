@@ -129,7 +129,13 @@ fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 		ItemPointerData maxtid;
 		bool		ended = true;
 
-		rel = table_open(batch->tables[batch->table_idx], AccessShareLock);
+		rel = try_table_open(batch->tables[batch->table_idx], AccessShareLock);
+		if (rel == NULL)
+		{
+			/* the stream was dropped under us: nothing more to read */
+			batch->all_read = true;
+			break;
+		}
 		if (batch->cursor_valid)
 			ItemPointerSet(&mintid, ItemPointerGetBlockNumber(&batch->cursor),
 						   ItemPointerGetOffsetNumber(&batch->cursor) + 1);
@@ -236,7 +242,9 @@ fh_stage_maintain(int32 stream_id, Oid tables[FH_STAGE_TABLES],
 	{
 		Relation	rel;
 
-		rel = table_open(tables[k], AccessShareLock);
+		rel = try_table_open(tables[k], AccessShareLock);
+		if (rel == NULL)
+			return;				/* stream dropped */
 		nblocks[k] = RelationGetNumberOfBlocks(rel);
 		table_close(rel, AccessShareLock);
 

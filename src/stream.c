@@ -23,6 +23,7 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -624,16 +625,28 @@ fh_flush_sql(PG_FUNCTION_ARGS)
 	}
 	else
 	{
+		Oid			save_userid;
+		int			save_sec;
+		MemoryContext outer = CurrentMemoryContext;
+
+		/* as in put(): flush is granted, the catalog is not */
+		GetUserIdAndSecContext(&save_userid, &save_sec);
+		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+							   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 		SPI_connect();
 		SPI_execute("SELECT id FROM firehose.stream WHERE status = 'ACTIVE'", true, 0);
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			bool		isnull;
+			int32		id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, 1, &isnull));
+			MemoryContext spi = MemoryContextSwitchTo(outer);
 
-			ids = lappend_int(ids, DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
-															   SPI_tuptable->tupdesc, 1, &isnull)));
+			ids = lappend_int(ids, id);
+			MemoryContextSwitchTo(spi);
 		}
 		SPI_finish();
+		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 
 	n = list_length(ids);

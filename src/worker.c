@@ -68,6 +68,13 @@ typedef struct FhWorkerStream
 	int			active_parts;	/* parts not yet recorded */
 	uint64		flush_seen;
 	uint64		batch_seq;
+
+	/*
+	 * committed_bytes as it was when an empty batch was cut: nothing below it
+	 * is pending, whatever the counters say (records of prepared
+	 * transactions, rows inserted by hand).
+	 */
+	uint64		pending_floor;
 } FhWorkerStream;
 
 static MemoryContext WorkerContext = NULL;
@@ -146,6 +153,15 @@ drop_stream_state(FhWorkerStream *ws)
 	pfree(ws);
 }
 
+static void
+free_batch(FhBatch *b)
+{
+	pfree(b->lo);
+	if (b->hi)
+		pfree(b->hi);
+	pfree(b);
+}
+
 /*
  * Forget every batch and part of a stream (after an error): they are cut
  * again from the consumed snapshot.
@@ -175,7 +191,15 @@ reset_stream_batches(FhWorkerStream *ws)
 			free_part(p);
 		}
 	}
-	dlist_init(&ws->batches);
+	dlist_foreach_modify(it, &ws->batches)
+	{
+		FhBatch    *b = dlist_container(FhBatch, node, it.cur);
+
+		dlist_delete(&b->node);
+		free_batch(b);
+	}
+	if (ws->last_hi)
+		pfree(ws->last_hi);
 	ws->last_hi = NULL;
 	ws->active_parts = 0;
 	ws->force_cut = true;
@@ -388,6 +412,7 @@ static void
 finish_batches(FhWorkerStream *ws)
 {
 	bool		advanced = false;
+	bool		moved = false;
 	uint64		flush_seq = 0;
 
 	while (!dlist_is_empty(&ws->batches))
@@ -397,15 +422,22 @@ finish_batches(FhWorkerStream *ws)
 		if (!b->all_read || b->parts_done < b->parts_total)
 			break;
 		dlist_delete(&b->node);
-		ws->consumed = b->hi;
+		pfree(ws->consumed);
+		ws->consumed = b->hi;	/* the batch's hi now belongs to consumed */
+		b->hi = NULL;
 		flush_seq = Max(flush_seq, b->flush_seq);
+		moved |= b->records > 0;
+		free_batch(b);
 		advanced = true;
 	}
 	if (!advanced)
 		return;
-	if (dlist_is_empty(&ws->batches))
-		ws->last_hi = ws->consumed;
 
+	/*
+	 * An empty batch moves consumed in memory only: the stored snapshot is a
+	 * lower bound either way, and an idle stream then writes nothing.
+	 */
+	if (moved)
 	{
 		Oid			types[2] = {INT4OID, PG_SNAPSHOTOID};
 		Datum		vals[2] = {Int32GetDatum(ws->id), PointerGetDatum(ws->consumed)};
@@ -453,7 +485,8 @@ should_cut(FhWorkerStream *ws, TimestampTz now, uint64 flush_req)
 
 	if (ws->force_cut || flush_req > ws->flush_seen)
 		return true;
-	if (pg_atomic_read_u64(&s->committed_bytes) - pg_atomic_read_u64(&s->cut_bytes) >=
+	if (pg_atomic_read_u64(&s->committed_bytes) -
+		Max(pg_atomic_read_u64(&s->cut_bytes), ws->pending_floor) >=
 		(uint64) ws->cfg.buffer_size)
 		return true;
 	return first != 0 &&
@@ -471,12 +504,15 @@ cut_batch(FhWorkerStream *ws, uint64 flush_req)
 	ws->force_cut = false;
 	/* before the snapshot: a commit it misses sets a new deadline */
 	pg_atomic_write_u64(&ws->slot->first_pending, 0);
+	b->committed_bytes_before = pg_atomic_read_u64(&ws->slot->committed_bytes);
 	pg_memory_barrier();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	b->hi = fh_snapshot_current();
 	PopActiveSnapshot();
-	b->lo = ws->last_hi ? ws->last_hi : ws->consumed;
-	ws->last_hi = b->hi;
+	b->lo = fh_snapshot_copy(ws->last_hi ? ws->last_hi : ws->consumed);
+	if (ws->last_hi)
+		pfree(ws->last_hi);
+	ws->last_hi = fh_snapshot_copy(b->hi);
 	b->flush_seq = flush_req;
 	b->seq = ++ws->batch_seq;
 	cur = pg_atomic_read_u32(&ws->slot->cur_table);
@@ -546,6 +582,7 @@ static void
 schedule_stream(FhWorkerStream *ws, TimestampTz now)
 {
 	uint64		flush_req = pg_atomic_read_u64(&ws->slot->flush_requested);
+	int			empty_reads = 0;
 
 	if (ws->paused || !fh_enabled)
 	{
@@ -583,8 +620,11 @@ schedule_stream(FhWorkerStream *ws, TimestampTz now)
 		if (!read_next_part(ws, b, now))
 		{
 			/* b is fully read; an empty batch completes here */
+			if (b->parts_total == 0)
+				ws->pending_floor = Max(ws->pending_floor, b->committed_bytes_before);
 			finish_batches(ws);
-			if (!should_cut(ws, now, pg_atomic_read_u64(&ws->slot->flush_requested)))
+			if (++empty_reads > 1 ||
+				!should_cut(ws, now, pg_atomic_read_u64(&ws->slot->flush_requested)))
 				break;
 		}
 	}
