@@ -75,6 +75,14 @@ typedef struct FhWorkerStream
 	 * transactions, rows inserted by hand).
 	 */
 	uint64		pending_floor;
+
+	/* outcomes recorded in the open transaction, shown after its commit */
+	uint64		unpublished_records;
+	uint64		unpublished_bytes;
+	uint64		unpublished_flush;
+	/* cut into parts and not yet published as done */
+	uint64		outstanding_records;
+	uint64		outstanding_bytes;
 } FhWorkerStream;
 
 static MemoryContext WorkerContext = NULL;
@@ -202,6 +210,11 @@ reset_stream_batches(FhWorkerStream *ws)
 		pfree(ws->last_hi);
 	ws->last_hi = NULL;
 	ws->active_parts = 0;
+	ws->unpublished_records = ws->unpublished_bytes = ws->unpublished_flush = 0;
+	/* what was cut and not finished will be cut again */
+	pg_atomic_sub_fetch_u64(&ws->slot->cut_records, ws->outstanding_records);
+	pg_atomic_sub_fetch_u64(&ws->slot->cut_bytes, ws->outstanding_bytes);
+	ws->outstanding_records = ws->outstanding_bytes = 0;
 	ws->force_cut = true;
 	pg_atomic_write_u64(&ws->slot->oldest_inflight, 0);
 }
@@ -260,6 +273,12 @@ load_streams(void)
 			MemoryContextSwitchTo(old);
 			ws->slot = fh_stream_slot(MyDatabaseId, id, true);
 			ws->flush_seen = 0;
+			/* a worker before us may have died with parts cut: they are buffered again */
+			pg_atomic_write_u64(&ws->slot->cut_records,
+								pg_atomic_read_u64(&ws->slot->done_records));
+			pg_atomic_write_u64(&ws->slot->cut_bytes,
+								pg_atomic_read_u64(&ws->slot->done_bytes));
+			pg_atomic_write_u64(&ws->slot->oldest_inflight, 0);
 		}
 		ws->seen = true;
 		ws->paused = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
@@ -382,8 +401,8 @@ record_part(FhPart *part)
 			elog(ERROR, "could not record failed records");
 	}
 
-	pg_atomic_add_fetch_u64(&ws->slot->done_records, part->nrecords);
-	pg_atomic_add_fetch_u64(&ws->slot->done_bytes, part->bytes);
+	ws->unpublished_records += part->nrecords;
+	ws->unpublished_bytes += part->bytes;
 }
 
 static void
@@ -448,11 +467,40 @@ finish_batches(FhWorkerStream *ws)
 	}
 	fh_stage_maintain(ws->id, ws->tables, ws->slot, ws->consumed);
 
-	if (flush_seq > 0)
+	ws->unpublished_flush = Max(ws->unpublished_flush, flush_seq);
+}
+
+/*
+ * After the worker's transaction committed: show its outcomes in the shared
+ * counters and wake flush() waiters, who may now read what was recorded.
+ */
+static void
+publish_outcomes(void)
+{
+	ListCell   *lc;
+	bool		flushed = false;
+
+	foreach(lc, streams)
 	{
-		fh_atomic_max_u64(&ws->slot->flush_done, flush_seq);
-		ConditionVariableBroadcast(&fh_shared->flush_cv);
+		FhWorkerStream *ws = lfirst(lc);
+
+		if (ws->unpublished_records > 0)
+		{
+			pg_atomic_add_fetch_u64(&ws->slot->done_records, ws->unpublished_records);
+			pg_atomic_add_fetch_u64(&ws->slot->done_bytes, ws->unpublished_bytes);
+			ws->outstanding_records -= ws->unpublished_records;
+			ws->outstanding_bytes -= ws->unpublished_bytes;
+			ws->unpublished_records = ws->unpublished_bytes = 0;
+		}
+		if (ws->unpublished_flush > 0)
+		{
+			fh_atomic_max_u64(&ws->slot->flush_done, ws->unpublished_flush);
+			ws->unpublished_flush = 0;
+			flushed = true;
+		}
 	}
+	if (flushed)
+		ConditionVariableBroadcast(&fh_shared->flush_cv);
 }
 
 static void
@@ -562,6 +610,8 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 	ws->active_parts++;
 	dlist_push_tail(&waiting_parts, &part->node);
 
+	ws->outstanding_records += part->nrecords;
+	ws->outstanding_bytes += part->bytes;
 	pg_atomic_add_fetch_u64(&ws->slot->cut_records, part->nrecords);
 	fh_atomic_max_u64(&ws->slot->committed_records,
 					  pg_atomic_read_u64(&ws->slot->cut_records));
@@ -767,6 +817,7 @@ worker_transaction(bool reload, TimestampTz now)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	publish_outcomes();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
