@@ -1,4 +1,4 @@
-/* firehose--0.1.0.sql: assembled from src/sql/*.sql by the Makefile */
+-- firehose--0.1.0.sql, assembled by the Makefile from the files in src/sql, in name order
 
 \echo Use "CREATE EXTENSION firehose" to load this file. \quit
 
