@@ -202,14 +202,22 @@ CREATE FUNCTION firehose.drop_stream(name text, force boolean DEFAULT false)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     sid integer := firehose._stream_id(name);
-    st record;
+    consumed pg_snapshot;
+    waiting bigint := 0;
+    n bigint;
 BEGIN
-    PERFORM 1 FROM firehose.stream WHERE id = sid FOR UPDATE;
-    st := firehose._slot_status(sid);
-    IF NOT coalesce(force, false) AND st.buffered_records + st.in_flight_records > 0 THEN
-        RAISE EXCEPTION 'stream "%" has % records not yet delivered', name,
-                        st.buffered_records + st.in_flight_records
+    SELECT s.consumed INTO consumed FROM firehose.stream s WHERE s.id = sid FOR UPDATE;
+    -- committed records not yet delivered: not visible in the consumed snapshot
+    FOR k IN 0..2 LOOP
+        EXECUTE format('SELECT count(*) FROM firehose.%I WHERE NOT pg_visible_in_snapshot(txid::text::xid8, $1)',
+                       'stage_' || sid || '_' || k)
+           INTO n USING consumed;
+        waiting := waiting + n;
+    END LOOP;
+    IF NOT coalesce(force, false) AND waiting > 0 THEN
+        RAISE EXCEPTION 'stream "%" has records not yet delivered', name
             USING ERRCODE = 'object_in_use',
+                  DETAIL = format('%s committed record(s) are buffered or in flight.', waiting),
                   HINT = 'Wait for delivery with firehose.flush(''' || name || ''', wait => true), or drop it anyway with force => true (those records are lost).';
     END IF;
     DELETE FROM firehose.stream WHERE id = sid;
