@@ -49,7 +49,6 @@ FhShared   *fh_shared = NULL;
 int			fh_max_streams = 1024;
 int			fh_naptime_ms = 10000;
 int			fh_deliveries_retention_s = 86400;
-int			fh_rotate_bytes = 8 * 1024 * 1024;
 bool		fh_enabled = true;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -419,10 +418,6 @@ _PG_init(void)
 							"How long rows of firehose.deliveries are kept.",
 							NULL, &fh_deliveries_retention_s, 86400, 0,
 							INT_MAX, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
-	DefineCustomIntVariable("firehose.rotate_size",
-							"Staging table size at which producers move to the next table of the ring.",
-							NULL, &fh_rotate_bytes, 8 * 1024 * 1024, 8192,
-							INT_MAX, PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("firehose");
 
 	/* pg_upgrade runs the server with binary upgrade: no workers then */

@@ -87,7 +87,6 @@ extern FhShared *fh_shared;
 extern int	fh_max_streams;
 extern int	fh_naptime_ms;
 extern int	fh_deliveries_retention_s;
-extern int	fh_rotate_bytes;
 extern bool fh_enabled;
 
 extern FhStreamSlot *fh_stream_slot(Oid dbid, int32 stream_id, bool create);

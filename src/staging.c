@@ -20,8 +20,8 @@
  * TID range scan that resumes after the last tuple read: no index, no sort,
  * and memory bounded by one part.
  *
- * Nothing is deleted row by row.  When the current table has grown past
- * firehose.rotate_size the producers move to the next (empty) table; a table
+ * Nothing is deleted row by row.  After each completed batch the producers
+ * move to the next table of the ring if it is empty; a table
  * that is not current is truncated once every committed row in it is
  * visible in the snapshot below which everything has been delivered.  The
  * check runs under an AccessExclusiveLock taken with NOWAIT, so a producer
@@ -261,8 +261,12 @@ fh_stage_maintain(int32 stream_id, Oid tables[FH_STAGE_TABLES],
 		table_close(rel, NoLock);	/* lock kept until commit */
 	}
 
-	/* move the producers on when the current table is large */
-	if ((int64) nblocks[cur] * BLCKSZ >= fh_rotate_bytes &&
-		nblocks[(cur + 1) % FH_STAGE_TABLES] == 0)
+	/*
+	 * Move the producers on as soon as the next table is empty: the current
+	 * one is then reclaimed once the batches reading it are done, so each
+	 * table holds about a batch and a cut never scans much more than the
+	 * records it returns.
+	 */
+	if (nblocks[cur] > 0 && nblocks[(cur + 1) % FH_STAGE_TABLES] == 0)
 		pg_atomic_write_u32(&slot->cur_table, (cur + 1) % FH_STAGE_TABLES);
 }
