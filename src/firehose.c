@@ -28,6 +28,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
@@ -281,6 +282,35 @@ fh_request_worker(Oid dbid)
 	LWLockRelease(fh_shared->lock);
 	if (wake_launcher && fh_shared->launcher_latch)
 		SetLatch(fh_shared->launcher_latch);
+}
+
+/*
+ * fh_catalog_access_begin
+ *		put() and flush() are granted on their own; the catalog, with its
+ *		secrets, is not.  They read it as the bootstrap superuser, with
+ *		search_path pinned to pg_catalog so that no operator or function of
+ *		the caller's can run with those rights (as a SECURITY DEFINER function
+ *		with SET search_path would).  An ERROR in between is undone by the
+ *		transaction abort.
+ */
+void
+fh_catalog_access_begin(FhCatalogAccess *ca)
+{
+	GetUserIdAndSecContext(&ca->save_userid, &ca->save_sec);
+	ca->guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   ca->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+void
+fh_catalog_access_end(FhCatalogAccess *ca)
+{
+	SetUserIdAndSecContext(ca->save_userid, ca->save_sec);
+	AtEOXact_GUC(true, ca->guc_level);
 }
 
 uint64

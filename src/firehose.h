@@ -38,6 +38,7 @@
 #define FH_STAGE_TABLES		3	/* ring of staging tables per stream */
 #define FH_MAX_DATABASES	64
 #define FH_SCHEMA			"firehose"
+#define FH_VERSION			"0.1.0"
 
 /* ---------- shared memory (firehose.c) ---------- */
 
@@ -95,6 +96,16 @@ extern FhDbSlot *fh_db_slot(Oid dbid, bool create);
 extern void fh_wake_worker(Oid dbid, bool reload);
 extern void fh_request_worker(Oid dbid);
 extern uint64 fh_atomic_max_u64(pg_atomic_uint64 *a, uint64 v);
+
+/* run catalog queries as the bootstrap superuser with a safe search_path */
+typedef struct FhCatalogAccess
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			guc_level;
+} FhCatalogAccess;
+extern void fh_catalog_access_begin(FhCatalogAccess *ca);
+extern void fh_catalog_access_end(FhCatalogAccess *ca);
 
 /* ---------- options (stream.c) ---------- */
 

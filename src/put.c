@@ -27,7 +27,6 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
@@ -281,25 +280,18 @@ put_cache_lookup(text *name_text)
 		HeapTuple	tup;
 		TupleDesc	desc;
 
-		Oid			save_userid;
-		int			save_sec;
+		FhCatalogAccess ca;
 
-		/*
-		 * put() is granted on its own; the catalog, with its secrets, is not.
-		 * Read it as the bootstrap superuser (the error path's abort restores
-		 * the user).
-		 */
-		GetUserIdAndSecContext(&save_userid, &save_sec);
-		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-							   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+		fh_catalog_access_begin(&ca);
 		SPI_connect();
-		if (SPI_execute_with_args("SELECT id, status = 'PAUSED', options FROM firehose.stream WHERE name = $1",
+		if (SPI_execute_with_args("SELECT id, status OPERATOR(pg_catalog.=) 'PAUSED', options "
+								  "FROM firehose.stream WHERE name OPERATOR(pg_catalog.=) $1",
 								  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not look up firehose stream");
-		SetUserIdAndSecContext(save_userid, save_sec);
 		if (SPI_processed == 0)
 		{
 			SPI_finish();
+			fh_catalog_access_end(&ca);
 			stream_not_found(name);
 		}
 		tup = SPI_tuptable->vals[0];
@@ -313,6 +305,7 @@ put_cache_lookup(text *name_text)
 		tmp.buffer_size = fh_jsonb_get_int(opts, "buffer_size", 5242880);
 		tmp.buffer_interval_ms = fh_jsonb_get_int(opts, "buffer_interval", 60000);
 		SPI_finish();
+		fh_catalog_access_end(&ca);
 
 		nsp = get_namespace_oid(FH_SCHEMA, false);
 		for (int k = 0; k < FH_STAGE_TABLES; k++)

@@ -23,7 +23,6 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_authid.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -625,16 +624,12 @@ fh_flush_sql(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		Oid			save_userid;
-		int			save_sec;
+		FhCatalogAccess ca;
 		MemoryContext outer = CurrentMemoryContext;
 
-		/* as in put(): flush is granted, the catalog is not */
-		GetUserIdAndSecContext(&save_userid, &save_sec);
-		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-							   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+		fh_catalog_access_begin(&ca);
 		SPI_connect();
-		SPI_execute("SELECT id FROM firehose.stream WHERE status = 'ACTIVE'", true, 0);
+		SPI_execute("SELECT id FROM firehose.stream WHERE status OPERATOR(pg_catalog.=) 'ACTIVE'", true, 0);
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			bool		isnull;
@@ -646,7 +641,7 @@ fh_flush_sql(PG_FUNCTION_ARGS)
 			MemoryContextSwitchTo(spi);
 		}
 		SPI_finish();
-		SetUserIdAndSecContext(save_userid, save_sec);
+		fh_catalog_access_end(&ca);
 	}
 
 	n = list_length(ids);

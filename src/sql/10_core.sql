@@ -124,8 +124,10 @@ $$;
 -- Streams
 -- ---------------------------------------------------------------------
 
+-- SECURITY DEFINER: tells only whether a stream exists, to callers such as
+-- capture_table() that may not read the catalog and its secrets
 CREATE FUNCTION firehose._stream_id(stream text) RETURNS integer
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     sid integer;
 BEGIN
@@ -203,10 +205,24 @@ RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_
 DECLARE
     sid integer := firehose._stream_id(name);
     consumed pg_snapshot;
+    captured text;
     waiting bigint := 0;
     n bigint;
 BEGIN
     SELECT s.consumed INTO consumed FROM firehose.stream s WHERE s.id = sid FOR UPDATE;
+    -- tables whose capture triggers put into this stream would fail every write
+    SELECT string_agg(DISTINCT t.tgrelid::regclass::text, ', ' ORDER BY t.tgrelid::regclass::text)
+      INTO captured
+      FROM pg_trigger t
+     WHERE t.tgfoid = 'firehose.capture()'::regprocedure
+       AND t.tgnargs > 0
+       AND split_part(encode(t.tgargs, 'escape'), '\000', 1) = drop_stream.name;
+    IF captured IS NOT NULL THEN
+        RAISE EXCEPTION 'stream "%" is used by capture triggers', name
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = 'Captured tables: ' || captured || '.',
+                  HINT = 'Remove them first with firehose.uncapture_table().';
+    END IF;
     -- committed records not yet delivered: not visible in the consumed snapshot
     FOR k IN 0..2 LOOP
         EXECUTE format('SELECT count(*) FROM firehose.%I WHERE NOT pg_visible_in_snapshot(txid::text::xid8, $1)',
@@ -232,7 +248,7 @@ CREATE FUNCTION firehose.pause(stream text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     UPDATE firehose.stream SET status = 'PAUSED', updated_at = now()
-     WHERE id = firehose._stream_id(stream);
+     WHERE id = firehose._stream_id(pause.stream);
     PERFORM firehose._stream_changed();
 END
 $$;
@@ -241,7 +257,7 @@ CREATE FUNCTION firehose.resume(stream text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     UPDATE firehose.stream SET status = 'ACTIVE', updated_at = now()
-     WHERE id = firehose._stream_id(stream);
+     WHERE id = firehose._stream_id(resume.stream);
     PERFORM firehose._stream_changed();
 END
 $$;
