@@ -277,8 +277,10 @@ RESET ROLE;
 SELECT firehose.uncapture_table('cap_t');
 
 SELECT * FROM capture_events();
+-- a stream that capture triggers feed cannot be dropped, even with force
 SELECT firehose.drop_stream('capture', force => true);
 DROP TABLE cap_types, cap_t, cap_alt, cap_part, cap_priv, cap_bad CASCADE;
+SELECT firehose.drop_stream('capture', force => true);
 DROP TYPE cap_mood, cap_point;
 DROP DOMAIN cap_posint;
 DROP FUNCTION capture_events(boolean);

@@ -31,6 +31,8 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -378,6 +380,57 @@ fh_drop_finished(Oid dbid, bool dropped)
 		SetLatch(fh_shared->launcher_latch);
 }
 
+/*
+ * The staging tables are created by create_stream(), not by the install
+ * script, so they are not members of the extension and DROP EXTENSION would
+ * leave them behind, to collide with the streams of a later CREATE
+ * EXTENSION.  Drop them with CASCADE, refuse without.
+ */
+static bool
+fh_drop_extension_prepare(DropStmt *stmt)
+{
+	ListCell   *lc;
+	bool		ours = false;
+	List	   *tables = NIL;
+
+	foreach(lc, stmt->objects)
+		if (strcmp(strVal(lfirst(lc)), "firehose") == 0)
+			ours = true;
+	if (!ours || !OidIsValid(get_extension_oid("firehose", true)))
+		return false;
+
+	SPI_connect();
+	SPI_execute("SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c "
+				"JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
+				"WHERE n.nspname OPERATOR(pg_catalog.=) 'firehose' "
+				"AND c.relname OPERATOR(pg_catalog.~) '^stage_[0-9]+_[0-9]+$' ORDER BY 1",
+				true, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		tables = lappend(tables, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	if (tables != NIL && stmt->behavior != DROP_CASCADE)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop extension firehose because streams exist"),
+				 errdetail("%d staging tables hold the records of the streams.", list_length(tables)),
+				 errhint("Drop the streams with firehose.drop_stream(), or use DROP EXTENSION firehose CASCADE (records not yet delivered are lost).")));
+	foreach(lc, tables)
+		SPI_execute(psprintf("DROP TABLE %s", (char *) lfirst(lc)), false, 0);
+	SPI_finish();
+	return true;
+}
+
+/* every stream slot of this database goes with the extension */
+static void
+fh_forget_database_streams(Oid dbid)
+{
+	LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < fh_shared->max_streams; i++)
+		if (fh_shared->streams[i].dbid == dbid)
+			fh_shared->streams[i].dbid = InvalidOid;
+	LWLockRelease(fh_shared->lock);
+	fh_wake_worker(dbid, true);
+}
+
 static void
 fh_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 				  bool readOnlyTree, ProcessUtilityContext context,
@@ -386,6 +439,7 @@ fh_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 	Oid			dropped_db = InvalidOid;
+	bool		dropping_extension = false;
 
 	if (fh_shared && IsA(parsetree, DropdbStmt))
 	{
@@ -393,6 +447,10 @@ fh_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		if (OidIsValid(dropped_db))
 			fh_stop_worker_for_drop(dropped_db);
 	}
+
+	if (fh_shared && IsA(parsetree, DropStmt) &&
+		((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
+		dropping_extension = fh_drop_extension_prepare((DropStmt *) parsetree);
 
 	PG_TRY();
 	{
@@ -412,6 +470,8 @@ fh_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	PG_END_TRY();
 	if (OidIsValid(dropped_db))
 		fh_drop_finished(dropped_db, true);
+	if (dropping_extension)
+		fh_forget_database_streams(MyDatabaseId);
 }
 
 void

@@ -372,8 +372,8 @@ put_one(PutCacheEntry *e, const char *data, int len)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 					 errmsg("stream \"%s\" has reached max_buffered_bytes", e->name),
-					 errdetail("It holds " INT64_FORMAT " bytes not yet delivered; the limit is " INT64_FORMAT " bytes.",
-							   buffered, e->max_buffered_bytes),
+					 errdetail("It holds " INT64_FORMAT " bytes not yet delivered; with this record of %d bytes it would pass the limit of " INT64_FORMAT " bytes.",
+							   buffered, len, e->max_buffered_bytes),
 					 errhint("Wait for delivery (see firehose.stream_status), resume the stream if it is paused, or raise max_buffered_bytes with firehose.alter_stream().")));
 	}
 

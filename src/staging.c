@@ -198,6 +198,46 @@ fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 	return n;
 }
 
+/*
+ * fh_stage_has_unannounced
+ *		Does any staging table hold a committed row not visible in after?
+ *		For the worker's safety pass: such rows came without a commit-time
+ *		wake (prepared transactions).  In a transaction with an active
+ *		snapshot.
+ */
+bool
+fh_stage_has_unannounced(Oid tables[FH_STAGE_TABLES], FhSnapshot *after)
+{
+	bool		found = false;
+
+	for (int k = 0; k < FH_STAGE_TABLES && !found; k++)
+	{
+		Relation	rel = try_table_open(tables[k], AccessShareLock);
+		TableScanDesc scan;
+		TupleTableSlot *slot;
+
+		if (rel == NULL)
+			return false;
+		scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+		slot = table_slot_create(rel, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+			uint64		txid = (uint64) DatumGetInt64(slot_getattr(slot, STAGE_TXID + 1, &isnull));
+
+			if (!fh_snapshot_visible(after, txid))
+			{
+				found = true;
+				break;
+			}
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+	}
+	return found;
+}
+
 /* does the table hold a committed row not yet visible in consumed? */
 static bool
 table_has_unconsumed(Relation rel, FhSnapshot *consumed)

@@ -200,7 +200,9 @@ string_to_quantity(const FhOptionDef *d, JsonbValue *v)
 			int64		us = iv->time + (int64) iv->day * USECS_PER_DAY +
 				(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
 
-			result = d->type == FH_OPT_MS ? us / 1000 : us / USECS_PER_SEC;
+			/* round up: "500 ms" of retry_duration must not mean no retry */
+			result = d->type == FH_OPT_MS ? (us + 999) / 1000 :
+				(us + USECS_PER_SEC - 1) / USECS_PER_SEC;
 		}
 	}
 	PG_CATCH();
@@ -223,7 +225,8 @@ check_url(const FhOptionDef *d, const char *url)
 	bool		ok;
 
 	rc = curl_url_set(h, CURLUPART_URL, url, 0);
-	ok = rc == CURLUE_OK &&
+	/* curl reads "http:/host" leniently; ask for the form people mean */
+	ok = rc == CURLUE_OK && strstr(url, "://") != NULL &&
 		curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
 		curl_url_get(h, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
 		(pg_strcasecmp(scheme, "http") == 0 || pg_strcasecmp(scheme, "https") == 0) &&
@@ -531,6 +534,14 @@ fh_stream_changed_sql(PG_FUNCTION_ARGS)
 
 	CacheInvalidateRelcacheByRelid(stream_rel);
 	fh_reload_at_commit();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(fh_forget_slot_sql);
+Datum
+fh_forget_slot_sql(PG_FUNCTION_ARGS)
+{
+	fh_stream_slot_release(MyDatabaseId, PG_GETARG_INT32(0));
 	PG_RETURN_VOID();
 }
 

@@ -57,7 +57,8 @@ typedef struct FhWorkerStream
 	int32		version;
 	bool		paused;
 	bool		seen;
-	bool		force_cut;
+	bool		force_cut;		/* at start-up and after an error */
+	bool		probe;			/* safety pass: look for unannounced rows */
 	MemoryContext cxt;			/* name, config, snapshots, batches */
 	MemoryContext config_cxt;	/* sink config, replaced on reload */
 	Oid			tables[FH_STAGE_TABLES];
@@ -634,6 +635,22 @@ schedule_stream(FhWorkerStream *ws, TimestampTz now)
 	uint64		flush_req = pg_atomic_read_u64(&ws->slot->flush_requested);
 	int			empty_reads = 0;
 
+	/*
+	 * The safety pass: rows committed without a wake (prepared transactions)
+	 * start the buffer interval as a commit would have.
+	 */
+	if (ws->probe)
+	{
+		uint64		zero = 0;
+
+		ws->probe = false;
+		if (pg_atomic_read_u64(&ws->slot->first_pending) == 0 &&
+			dlist_is_empty(&ws->batches) &&
+			fh_stage_has_unannounced(ws->tables, ws->last_hi ? ws->last_hi : ws->consumed))
+			pg_atomic_compare_exchange_u64(&ws->slot->first_pending, &zero,
+										   (uint64) GetCurrentTimestamp());
+	}
+
 	if (ws->paused || !fh_enabled)
 	{
 		/* a paused stream answers flush() at once: nothing will move */
@@ -772,6 +789,9 @@ work_pending(TimestampTz now)
 	foreach(lc, streams)
 	{
 		FhWorkerStream *ws = lfirst(lc);
+
+		if (ws->probe)
+			return true;
 
 		if (ws->paused || !fh_enabled || ws->active_parts >= ws->cfg.max_concurrency)
 		{
@@ -926,7 +946,7 @@ fh_worker_main(Datum arg)
 			ListCell   *lc;
 
 			foreach(lc, streams)
-				((FhWorkerStream *) lfirst(lc))->force_cut = true;
+				((FhWorkerStream *) lfirst(lc))->probe = true;
 			next_safety_pass = TimestampTzPlusMilliseconds(now, fh_naptime_ms);
 		}
 		if (reload || work_pending(now))

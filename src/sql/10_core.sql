@@ -84,6 +84,11 @@ RETURNS jsonb LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'fh_redact_optio
 CREATE FUNCTION firehose._stream_changed()
 RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'fh_stream_changed_sql';
 
+-- a new stream starts with fresh shared counters, whatever an earlier
+-- stream of the same id (before DROP EXTENSION) left there
+CREATE FUNCTION firehose._forget_slot(stream_id integer)
+RETURNS void LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'fh_forget_slot_sql';
+
 CREATE FUNCTION firehose._slot_status(stream_id integer,
     OUT buffered_records bigint, OUT buffered_bytes bigint,
     OUT in_flight_records bigint, OUT in_flight_bytes bigint,
@@ -131,6 +136,10 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp A
 DECLARE
     sid integer;
 BEGIN
+    IF stream IS NULL THEN
+        RAISE EXCEPTION 'stream name must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     SELECT s.id INTO sid FROM firehose.stream s WHERE s.name = stream;
     IF sid IS NULL THEN
         RAISE EXCEPTION 'stream "%" does not exist', stream
@@ -167,6 +176,7 @@ BEGIN
     INSERT INTO firehose.stream (name, destination, options)
     VALUES (name, destination, opts) RETURNING id INTO sid;
     INSERT INTO firehose.stream_stats (stream_id) VALUES (sid);
+    PERFORM firehose._forget_slot(sid);
     FOR k IN 0..2 LOOP
         EXECUTE format('CREATE %s TABLE firehose.%I (id bigint NOT NULL, txid bigint NOT NULL, '
                        'arrival timestamptz NOT NULL, data bytea NOT NULL) '

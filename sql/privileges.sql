@@ -1,0 +1,109 @@
+--
+-- privileges: nothing is granted to PUBLIC; a role may do what it is
+-- granted, and EXECUTE on put is enough to put.
+--
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS regress_fh_nobody;
+DROP ROLE IF EXISTS regress_fh_producer;
+DROP ROLE IF EXISTS regress_fh_monitor;
+RESET client_min_messages;
+
+CREATE FUNCTION pg_temp.sqlstate_of(stmt text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE stmt;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;
+
+SELECT firehose.create_stream('guarded', 'http', '{
+    "url": "http://127.0.0.1:9/", "buffer_interval": "1 day",
+    "retry_duration": "2 hours", "retry_base": "1 hour", "access_key": "top-secret"}');
+
+CREATE ROLE regress_fh_nobody;
+CREATE ROLE regress_fh_producer;
+CREATE ROLE regress_fh_monitor;
+
+--
+-- a role without grants can do nothing
+--
+SET ROLE regress_fh_nobody;
+SELECT firehose.put('guarded', 'x'::text);
+SELECT firehose.create_stream('mine', 'http', '{"url": "http://127.0.0.1:9/"}');
+SELECT stmt, pg_temp.sqlstate_of(stmt)
+  FROM (VALUES
+    ($$SELECT firehose.put('guarded', 'x'::text)$$),
+    ($$SELECT firehose.put('guarded', 'x'::bytea)$$),
+    ($$SELECT firehose.put('guarded', '{}'::jsonb)$$),
+    ($$SELECT firehose.put_batch('guarded', ARRAY['x'])$$),
+    ($$SELECT firehose.create_stream('mine', 'http', '{"url": "http://127.0.0.1:9/"}')$$),
+    ($$SELECT firehose.alter_stream('guarded', '{"buffer_size": 1}')$$),
+    ($$SELECT firehose.drop_stream('guarded', true)$$),
+    ($$SELECT firehose.pause('guarded')$$),
+    ($$SELECT firehose.resume('guarded')$$),
+    ($$SELECT firehose.flush('guarded')$$),
+    ($$SELECT firehose.redrive('guarded')$$),
+    ($$SELECT * FROM firehose.streams$$),
+    ($$SELECT * FROM firehose.stream_status$$),
+    ($$SELECT * FROM firehose.deliveries$$),
+    ($$SELECT * FROM firehose.failed_records$$),
+    ($$SELECT * FROM firehose.stream$$),
+    ($$SELECT firehose._normalize_options('http', NULL, '{"url": "http://127.0.0.1:9/"}')$$)
+  ) v(stmt);
+RESET ROLE;
+SELECT count(*) AS streams, min(version) AS version FROM firehose.streams WHERE name IN ('guarded', 'mine');
+SELECT buffered_records + in_flight_records AS pending_records
+  FROM firehose.stream_status WHERE stream = 'guarded';
+
+--
+-- a producer granted put(text, text) only: it puts without seeing the
+-- catalog
+--
+GRANT EXECUTE ON FUNCTION firehose.put(text, text) TO regress_fh_producer;
+SET ROLE regress_fh_producer;
+SELECT firehose.put('guarded', 'from producer'::text) > 0 AS put;
+SELECT firehose.put('guarded', 'x'::bytea);
+SELECT firehose.put('nope', 'x'::text);
+SELECT options FROM firehose.stream;
+RESET ROLE;
+SELECT buffered_records + in_flight_records AS pending_records
+  FROM firehose.stream_status WHERE stream = 'guarded';
+
+--
+-- a monitor granted SELECT on the views sees them, secrets redacted; the
+-- table behind them stays closed
+--
+GRANT SELECT ON firehose.streams, firehose.stream_status TO regress_fh_monitor;
+SET ROLE regress_fh_monitor;
+SELECT name, status, version, options->>'access_key' AS access_key, options->>'url' AS url
+  FROM firehose.streams WHERE name = 'guarded';
+SELECT stream, status, buffered_records + in_flight_records AS pending_records
+  FROM firehose.stream_status WHERE stream = 'guarded';
+SELECT options FROM firehose.stream;
+SELECT firehose.put('guarded', 'x'::text);
+RESET ROLE;
+
+--
+-- a stream admin granted create_stream and drop_stream
+--
+GRANT EXECUTE ON FUNCTION firehose.create_stream(text, text, jsonb),
+                          firehose.drop_stream(text, boolean) TO regress_fh_producer;
+SET ROLE regress_fh_producer;
+SELECT firehose.create_stream('mine', 'http', '{"url": "http://127.0.0.1:9/"}');
+SELECT firehose.alter_stream('mine', '{"buffer_size": 1}');
+RESET ROLE;
+SELECT name FROM firehose.streams WHERE name IN ('guarded', 'mine') ORDER BY name;
+SET ROLE regress_fh_producer;
+SELECT firehose.drop_stream('mine');
+RESET ROLE;
+SELECT name FROM firehose.streams WHERE name IN ('guarded', 'mine') ORDER BY name;
+
+SELECT firehose.drop_stream('guarded', force => true);
+DROP OWNED BY regress_fh_producer;
+DROP ROLE regress_fh_nobody;
+DROP ROLE regress_fh_producer;
+DROP OWNED BY regress_fh_monitor;
+DROP ROLE regress_fh_monitor;
