@@ -176,6 +176,15 @@ typedef struct FhRecord
 	bytea	   *data;
 } FhRecord;
 
+/* where a part of a batch ended in the scan */
+typedef struct FhPartEnd
+{
+	int			table_idx;
+	ItemPointerData cursor;
+	bool		cursor_valid;
+	bool		recorded;		/* its outcome is recorded */
+} FhPartEnd;
+
 /* a batch: the records visible in hi and not in lo */
 typedef struct FhBatch
 {
@@ -194,6 +203,11 @@ typedef struct FhBatch
 	int64		records;
 	int64		bytes;
 	uint64		committed_bytes_before;	/* slot's committed_bytes before the cut */
+	int			first_table;	/* ring index of tables[0] */
+	/* per part: where it ended; the recorded prefix is persisted */
+	FhPartEnd  *ends;
+	int			ends_cap;
+	int			prefix;			/* parts 0..prefix-1 are recorded */
 } FhBatch;
 
 extern bool fh_snapshot_visible(const FhSnapshot *snap, uint64 txid);

@@ -84,6 +84,7 @@ typedef struct FhWorkerStream
 	/* cut into parts and not yet published as done */
 	uint64		outstanding_records;
 	uint64		outstanding_bytes;
+	bool		progress_dirty; /* persist_progress() due */
 } FhWorkerStream;
 
 static MemoryContext WorkerContext = NULL;
@@ -131,9 +132,13 @@ free_part(FhPart *part)
 	MemoryContextDelete(part->cxt);
 }
 
-/* forget a stream: its parts, batches and shared slot */
+/*
+ * Forget a stream's parts and batches, and with release_slot its shared
+ * slot (the stream is gone).  Without, the stream is loaded again from the
+ * catalog, resuming from its persisted progress (after an error).
+ */
 static void
-drop_stream_state(FhWorkerStream *ws)
+drop_stream_state(FhWorkerStream *ws, bool release_slot)
 {
 	dlist_mutable_iter it;
 
@@ -157,7 +162,8 @@ drop_stream_state(FhWorkerStream *ws)
 			free_part(p);
 		}
 	}
-	fh_stream_slot_release(MyDatabaseId, ws->id);
+	if (release_slot)
+		fh_stream_slot_release(MyDatabaseId, ws->id);
 	MemoryContextDelete(ws->cxt);
 	pfree(ws);
 }
@@ -168,59 +174,86 @@ free_batch(FhBatch *b)
 	pfree(b->lo);
 	if (b->hi)
 		pfree(b->hi);
+	if (b->ends)
+		pfree(b->ends);
 	pfree(b);
 }
 
+/* ---------- configuration ---------- */
+
 /*
- * Forget every batch and part of a stream (after an error): they are cut
- * again from the consumed snapshot.
+ * A batch that a previous worker had partly delivered resumes after its
+ * last recorded part, so those parts are not sent (nor counted) again.
  */
 static void
-reset_stream_batches(FhWorkerStream *ws)
+restore_batch(FhWorkerStream *ws, HeapTuple tup, TupleDesc desc)
 {
-	dlist_mutable_iter it;
+	bool		isnull;
+	Datum		hi = SPI_getbinval(tup, desc, 8, &isnull);
+	FhBatch    *b;
+	int			first;
+	MemoryContext old;
 
-	dlist_foreach_modify(it, &waiting_parts)
+	if (isnull)
+		return;
+	old = MemoryContextSwitchTo(ws->cxt);
+	b = palloc0(sizeof(FhBatch));
+	b->hi = fh_snapshot_copy((FhSnapshot *) PG_DETOAST_DATUM(hi));
+	b->lo = fh_snapshot_copy(ws->consumed);
+	first = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
+	b->first_table = first;
+	for (int k = 0; k < FH_STAGE_TABLES; k++)
+		b->tables[k] = ws->tables[(first + k) % FH_STAGE_TABLES];
+	b->table_idx = DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull));
+	b->all_read = b->table_idx >= FH_STAGE_TABLES;
 	{
-		FhPart	   *p = dlist_container(FhPart, node, it.cur);
+		Datum		cursor = SPI_getbinval(tup, desc, 11, &isnull);
 
-		if (p->stream == (struct FhWorkerStream *) ws)
+		if (!isnull)
 		{
-			dlist_delete(&p->node);
-			free_part(p);
+			b->cursor = *((ItemPointer) DatumGetPointer(cursor));
+			b->cursor_valid = true;
 		}
 	}
-	dlist_foreach_modify(it, &finished_parts)
-	{
-		FhPart	   *p = dlist_container(FhPart, node, it.cur);
-
-		if (p->stream == (struct FhWorkerStream *) ws)
-		{
-			dlist_delete(&p->node);
-			free_part(p);
-		}
-	}
-	dlist_foreach_modify(it, &ws->batches)
-	{
-		FhBatch    *b = dlist_container(FhBatch, node, it.cur);
-
-		dlist_delete(&b->node);
-		free_batch(b);
-	}
-	if (ws->last_hi)
-		pfree(ws->last_hi);
-	ws->last_hi = NULL;
-	ws->active_parts = 0;
-	ws->unpublished_records = ws->unpublished_bytes = ws->unpublished_flush = 0;
-	/* what was cut and not finished will be cut again */
-	pg_atomic_sub_fetch_u64(&ws->slot->cut_records, ws->outstanding_records);
-	pg_atomic_sub_fetch_u64(&ws->slot->cut_bytes, ws->outstanding_bytes);
-	ws->outstanding_records = ws->outstanding_bytes = 0;
-	ws->force_cut = true;
-	pg_atomic_write_u64(&ws->slot->oldest_inflight, 0);
+	b->seq = ++ws->batch_seq;
+	dlist_push_tail(&ws->batches, &b->node);
+	ws->last_hi = fh_snapshot_copy(b->hi);
+	MemoryContextSwitchTo(old);
 }
 
-/* ---------- configuration ---------- */
+/*
+ * Persist what is done: the consumed snapshot, and how far the oldest
+ * batch's recorded parts reach.
+ */
+static void
+persist_progress(FhWorkerStream *ws)
+{
+	Oid			types[6] = {INT4OID, PG_SNAPSHOTOID, PG_SNAPSHOTOID, INT4OID, INT4OID, TIDOID};
+	Datum		vals[6];
+	char		nulls[6] = {' ', ' ', 'n', 'n', 'n', 'n'};
+	FhBatch    *head = dlist_is_empty(&ws->batches) ? NULL :
+		dlist_head_element(FhBatch, node, &ws->batches);
+
+	vals[0] = Int32GetDatum(ws->id);
+	vals[1] = PointerGetDatum(ws->consumed);
+	if (head && head->prefix > 0)
+	{
+		FhPartEnd  *e = &head->ends[head->prefix - 1];
+
+		vals[2] = PointerGetDatum(head->hi);
+		vals[3] = Int32GetDatum(head->first_table);
+		vals[4] = Int32GetDatum(e->table_idx);
+		vals[5] = PointerGetDatum(&e->cursor);
+		nulls[2] = nulls[3] = nulls[4] = ' ';
+		nulls[5] = e->cursor_valid ? ' ' : 'n';
+	}
+	if (SPI_execute_with_args("UPDATE firehose.stream SET consumed = $2, batch_hi = $3, "
+							  "batch_first_table = $4, batch_table_idx = $5, batch_cursor = $6 "
+							  "WHERE id = $1",
+							  6, types, vals, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update firehose.stream");
+	ws->progress_dirty = false;
+}
 
 static void
 load_streams(void)
@@ -231,7 +264,8 @@ load_streams(void)
 	foreach(lc, streams)
 		((FhWorkerStream *) lfirst(lc))->seen = false;
 
-	if (SPI_execute("SELECT id, name, destination, options, status = 'PAUSED', version, consumed "
+	if (SPI_execute("SELECT id, name, destination, options, status = 'PAUSED', version, consumed, "
+					"batch_hi, batch_first_table, batch_table_idx, batch_cursor "
 					"FROM firehose.stream", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read firehose.stream");
 
@@ -272,6 +306,7 @@ load_streams(void)
 			MemoryContextSwitchTo(WorkerContext);
 			streams = lappend(streams, ws);
 			MemoryContextSwitchTo(old);
+			restore_batch(ws, tup, desc);
 			ws->slot = fh_stream_slot(MyDatabaseId, id, true);
 			ws->flush_seen = 0;
 			/* a worker before us may have died with parts cut: they are buffered again */
@@ -310,7 +345,7 @@ load_streams(void)
 		if (!ws->seen)
 		{
 			streams = foreach_delete_current(streams, lc);
-			drop_stream_state(ws);
+			drop_stream_state(ws, true);
 		}
 	}
 }
@@ -458,14 +493,7 @@ finish_batches(FhWorkerStream *ws)
 	 * lower bound either way, and an idle stream then writes nothing.
 	 */
 	if (moved)
-	{
-		Oid			types[2] = {INT4OID, PG_SNAPSHOTOID};
-		Datum		vals[2] = {Int32GetDatum(ws->id), PointerGetDatum(ws->consumed)};
-
-		if (SPI_execute_with_args("UPDATE firehose.stream SET consumed = $2 WHERE id = $1",
-								  2, types, vals, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not update firehose.stream");
-	}
+		ws->progress_dirty = true;
 	fh_stage_maintain(ws->id, ws->tables, ws->slot, ws->consumed);
 
 	ws->unpublished_flush = Max(ws->unpublished_flush, flush_seq);
@@ -514,8 +542,14 @@ record_finished_parts(void)
 		FhPart	   *part = dlist_container(FhPart, node, it.cur);
 		FhWorkerStream *ws = (FhWorkerStream *) part->stream;
 
+		FhBatch    *b = part->batch;
+
 		record_part(part);
-		part->batch->parts_done++;
+		b->parts_done++;
+		b->ends[part->partno].recorded = true;
+		while (b->prefix < b->parts_total && b->ends[b->prefix].recorded)
+			b->prefix++;
+		ws->progress_dirty = true;
 		ws->active_parts--;
 		dlist_delete(&part->node);
 		MemoryContextDelete(part->cxt);
@@ -565,8 +599,9 @@ cut_batch(FhWorkerStream *ws, uint64 flush_req)
 	b->flush_seq = flush_req;
 	b->seq = ++ws->batch_seq;
 	cur = pg_atomic_read_u32(&ws->slot->cur_table);
+	b->first_table = (cur + 1) % FH_STAGE_TABLES;
 	for (int k = 0; k < FH_STAGE_TABLES; k++)
-		b->tables[k] = ws->tables[(cur + 1 + k) % FH_STAGE_TABLES];
+		b->tables[k] = ws->tables[(b->first_table + k) % FH_STAGE_TABLES];
 	dlist_push_tail(&ws->batches, &b->node);
 	MemoryContextSwitchTo(old);
 	return b;
@@ -599,6 +634,18 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 	part->stream = (struct FhWorkerStream *) ws;
 	part->batch = b;
 	part->partno = b->parts_total++;
+	if (part->partno >= b->ends_cap)
+	{
+		int			cap = Max(16, b->ends_cap * 2);
+
+		b->ends = b->ends ? repalloc(b->ends, sizeof(FhPartEnd) * cap) :
+			MemoryContextAlloc(ws->cxt, sizeof(FhPartEnd) * cap);
+		b->ends_cap = cap;
+	}
+	b->ends[part->partno].table_idx = b->table_idx;
+	b->ends[part->partno].cursor = b->cursor;
+	b->ends[part->partno].cursor_valid = b->cursor_valid;
+	b->ends[part->partno].recorded = false;
 	fh_uuid_from(worker_nonce, (uint64) ws->id, (b->seq << 20) | (uint64) part->partno,
 				 part->request_id);
 	part->next_attempt = now;
@@ -825,6 +872,9 @@ worker_transaction(bool reload, TimestampTz now)
 	record_finished_parts();
 	foreach(lc, streams)
 		schedule_stream(lfirst(lc), now);
+	foreach(lc, streams)
+		if (((FhWorkerStream *) lfirst(lc))->progress_dirty)
+			persist_progress(lfirst(lc));
 
 	if (now >= next_cleanup)
 	{
@@ -913,7 +963,16 @@ fh_worker_main(Datum arg)
 		MemoryContextSwitchTo(WorkerContext);
 		FlushErrorState();
 		foreach(lc, streams)
-			reset_stream_batches(lfirst(lc));
+		{
+			FhWorkerStream *ws = lfirst(lc);
+
+			/* what was cut and not finished will be cut again */
+			pg_atomic_sub_fetch_u64(&ws->slot->cut_records, ws->outstanding_records);
+			pg_atomic_sub_fetch_u64(&ws->slot->cut_bytes, ws->outstanding_bytes);
+			drop_stream_state(ws, false);
+		}
+		list_free(streams);
+		streams = NIL;
 		reload = true;
 		RESUME_INTERRUPTS();
 		/* do not spin on a persistent error */

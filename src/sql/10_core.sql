@@ -16,6 +16,12 @@ CREATE TABLE firehose.stream (
     -- every record of a transaction visible in this snapshot is delivered
     -- or failed; the worker advances it (see src/staging.c)
     consumed    pg_snapshot NOT NULL DEFAULT '1:1:',
+    -- the oldest batch, when some of its parts are delivered: its upper
+    -- snapshot and where in its scan the recorded parts end
+    batch_hi          pg_snapshot,
+    batch_first_table integer,
+    batch_table_idx   integer,
+    batch_cursor      tid,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
