@@ -260,23 +260,26 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION firehose.pause(stream text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+CREATE FUNCTION firehose._set_status(stream text, status text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    UPDATE firehose.stream SET status = 'PAUSED', updated_at = now()
-     WHERE id = firehose._stream_id(pause.stream);
+    UPDATE firehose.stream s SET status = _set_status.status, updated_at = now()
+     WHERE s.id = firehose._stream_id(_set_status.stream);
     PERFORM firehose._stream_changed();
 END
 $$;
 
+CREATE FUNCTION firehose.pause(stream text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT firehose._set_status(stream, 'PAUSED');
+END;
+
 CREATE FUNCTION firehose.resume(stream text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    UPDATE firehose.stream SET status = 'ACTIVE', updated_at = now()
-     WHERE id = firehose._stream_id(resume.stream);
-    PERFORM firehose._stream_changed();
-END
-$$;
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT firehose._set_status(stream, 'ACTIVE');
+END;
 
 -- ---------------------------------------------------------------------
 -- Putting records
