@@ -24,6 +24,7 @@
 #include "firehose.h"
 
 #include "access/heapam.h"
+#include "executor/tuptable.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -50,7 +51,6 @@ typedef struct PutCacheEntry
 	int64		max_record_size;
 	int64		max_buffered_bytes;
 	int64		buffer_size;
-	int64		buffer_interval_ms;
 	FhStreamSlot *slot;
 } PutCacheEntry;
 
@@ -62,7 +62,7 @@ typedef struct PendingCount
 	int64		records;
 	int64		bytes;
 	int64		buffer_size;
-	int64		buffer_interval_ms;
+	bool		paused;
 } PendingCount;
 
 static HTAB *put_cache = NULL;
@@ -88,6 +88,13 @@ put_cache_invalidate(Datum arg, Oid relid)
 	}
 }
 
+/*
+ * At commit: add what the transaction put to the streams' counters, and wake
+ * the worker only when it has something new to decide: the first record
+ * after a cut (it starts the buffer interval; with an interval of 0 it is
+ * due at once), or a commit that fills the buffer.  A worker that is busy
+ * sees the rest when its requests finish; a paused stream needs no wake.
+ */
 static void
 pending_flush_at_commit(void)
 {
@@ -99,16 +106,21 @@ pending_flush_at_commit(void)
 		FhStreamSlot *s = p->slot;
 		uint64		zero = 0;
 		uint64		committed;
+		uint64		cut;
+		bool		first;
 
 		if (p->records == 0)
 			continue;
 		pg_atomic_add_fetch_u64(&s->committed_records, p->records);
 		committed = pg_atomic_add_fetch_u64(&s->committed_bytes, p->bytes);
-		if (pg_atomic_compare_exchange_u64(&s->first_pending, &zero,
-										   (uint64) GetCurrentTimestamp()))
-			wake = true;		/* a new deadline for the worker */
-		if (p->buffer_interval_ms == 0 ||
-			committed - pg_atomic_read_u64(&s->cut_bytes) >= (uint64) p->buffer_size)
+		cut = pg_atomic_read_u64(&s->cut_bytes);
+		first = pg_atomic_compare_exchange_u64(&s->first_pending, &zero,
+											   (uint64) GetCurrentTimestamp());
+		if (p->paused)
+			continue;
+		if (first ||
+			(committed - cut >= (uint64) p->buffer_size &&
+			 committed - p->bytes - cut < (uint64) p->buffer_size))
 			wake = true;
 	}
 	if (wake)
@@ -210,7 +222,7 @@ count_pending(PutCacheEntry *e, int64 records, int64 bytes)
 	p->records = records;
 	p->bytes = bytes;
 	p->buffer_size = e->buffer_size;
-	p->buffer_interval_ms = e->buffer_interval_ms;
+	p->paused = e->paused;
 }
 
 static int64
@@ -303,7 +315,6 @@ put_cache_lookup(text *name_text)
 		tmp.max_record_size = fh_jsonb_get_int(opts, "max_record_size", 1024000);
 		tmp.max_buffered_bytes = fh_jsonb_get_int(opts, "max_buffered_bytes", 0);
 		tmp.buffer_size = fh_jsonb_get_int(opts, "buffer_size", 5242880);
-		tmp.buffer_interval_ms = fh_jsonb_get_int(opts, "buffer_interval", 60000);
 		SPI_finish();
 		fh_catalog_access_end(&ca);
 
@@ -339,19 +350,12 @@ fh_stream_id_by_name(text *name, bool *paused)
 }
 
 /*
- * Insert one record into the stream's current staging table.
+ * Refuse a record of len bytes that is too large, or that would take the
+ * stream past max_buffered_bytes (adding extra bytes this call put already).
  */
-static int64
-put_one(PutCacheEntry *e, const char *data, int len)
+static void
+check_record(PutCacheEntry *e, int len, int64 extra)
 {
-	Relation	rel;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-	HeapTuple	tup;
-	bytea	   *b;
-	int64		id;
-	uint32		cur;
-
 	if (len > e->max_record_size)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -366,7 +370,7 @@ put_one(PutCacheEntry *e, const char *data, int len)
 	{
 		int64		buffered = (int64) (pg_atomic_read_u64(&e->slot->committed_bytes) -
 										pg_atomic_read_u64(&e->slot->done_bytes)) +
-			pending_bytes(e->slot);
+			pending_bytes(e->slot) + extra;
 
 		if (buffered + len > e->max_buffered_bytes)
 			ereport(ERROR,
@@ -376,23 +380,50 @@ put_one(PutCacheEntry *e, const char *data, int len)
 							   buffered, len, e->max_buffered_bytes),
 					 errhint("Wait for delivery (see firehose.stream_status), resume the stream if it is paused, or raise max_buffered_bytes with firehose.alter_stream().")));
 	}
+}
 
-	cur = pg_atomic_read_u32(&e->slot->cur_table) % FH_STAGE_TABLES;
-	rel = table_open(e->tables[cur], RowExclusiveLock);
+/* the stream's current staging table, opened for insert */
+static Relation
+open_current_table(PutCacheEntry *e)
+{
+	uint32		cur = pg_atomic_read_u32(&e->slot->cur_table) % FH_STAGE_TABLES;
 
-	b = (bytea *) palloc(len + VARHDRSZ);
-	SET_VARSIZE(b, len + VARHDRSZ);
-	memcpy(VARDATA(b), data, len);
+	return table_open(e->tables[cur], RowExclusiveLock);
+}
 
-	id = nextval_internal(record_seq, false);
+/* fill the four columns of a staging row; data is a bytea-like varlena */
+static int64
+stage_values(Datum *values, Datum data, TimestampTz now)
+{
+	int64		id = nextval_internal(record_seq, false);
+
 	values[0] = Int64GetDatum(id);
 	values[1] = Int64GetDatum((int64) U64FromFullTransactionId(GetTopFullTransactionId()));
-	values[2] = TimestampTzGetDatum(GetCurrentTimestamp());
-	values[3] = PointerGetDatum(b);
+	values[2] = TimestampTzGetDatum(now);
+	values[3] = data;
+	return id;
+}
+
+/*
+ * Insert one record, a varlena whose bytes are the record (bytea or text
+ * as they are), into the stream's current staging table.
+ */
+static int64
+put_one(PutCacheEntry *e, Datum data)
+{
+	int			len = VARSIZE_ANY_EXHDR(DatumGetPointer(data));
+	Relation	rel;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	HeapTuple	tup;
+	int64		id;
+
+	check_record(e, len, 0);
+	rel = open_current_table(e);
+	id = stage_values(values, data, GetCurrentTimestamp());
 	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 	simple_heap_insert(rel, tup);
 	heap_freetuple(tup);
-	pfree(b);
 	table_close(rel, NoLock);
 
 	count_pending(e, 1, len);
@@ -406,7 +437,8 @@ put_one(PutCacheEntry *e, const char *data, int len)
 int64
 fh_put_internal(text *stream, const char *data, int len)
 {
-	return put_one(put_cache_lookup(stream), data, len);
+	return put_one(put_cache_lookup(stream),
+				   PointerGetDatum(cstring_to_text_with_len(data, len)));
 }
 
 static void
@@ -428,25 +460,20 @@ stream_arg(FunctionCallInfo fcinfo)
 	return put_cache_lookup(PG_GETARG_TEXT_PP(0));
 }
 
-/* the bytes of one datum of type typid: bytea and text as they are, jsonb as text */
-static void
-datum_bytes(Datum d, Oid typid, const char **data, int *len)
+/*
+ * The record of a datum of type typid as a varlena of its bytes: bytea and
+ * text as they are (no copy unless toasted), jsonb as its text form.
+ */
+static Datum
+record_datum(Datum d, Oid typid)
 {
 	if (typid == JSONBOID)
 	{
 		Jsonb	   *j = DatumGetJsonbP(d);
-		char	   *s = JsonbToCString(NULL, &j->root, VARSIZE(j));
 
-		*data = s;
-		*len = strlen(s);
+		return PointerGetDatum(cstring_to_text(JsonbToCString(NULL, &j->root, VARSIZE(j))));
 	}
-	else
-	{
-		struct varlena *v = PG_DETOAST_DATUM_PACKED(d);
-
-		*data = VARDATA_ANY(v);
-		*len = VARSIZE_ANY_EXHDR(v);
-	}
+	return PointerGetDatum(PG_DETOAST_DATUM_PACKED(d));
 }
 
 PG_FUNCTION_INFO_V1(fh_put);
@@ -454,15 +481,19 @@ Datum
 fh_put(PG_FUNCTION_ARGS)
 {
 	PutCacheEntry *e = stream_arg(fcinfo);
-	const char *data;
-	int			len;
 
 	if (PG_ARGISNULL(1))
 		record_is_null();
-	datum_bytes(PG_GETARG_DATUM(1), get_fn_expr_argtype(fcinfo->flinfo, 1), &data, &len);
-	PG_RETURN_INT64(put_one(e, data, len));
+	PG_RETURN_INT64(put_one(e, record_datum(PG_GETARG_DATUM(1),
+											get_fn_expr_argtype(fcinfo->flinfo, 1))));
 }
 
+#define PUT_BATCH_CHUNK 1000
+
+/*
+ * put_batch: the records of an array, with one table open, one clock read
+ * and heap_multi_insert, as COPY does.
+ */
 PG_FUNCTION_INFO_V1(fh_put_batch);
 Datum
 fh_put_batch(PG_FUNCTION_ARGS)
@@ -476,6 +507,13 @@ fh_put_batch(PG_FUNCTION_ARGS)
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
+	int64		bytes = 0;
+	Relation	rel;
+	TupleDesc	desc;
+	TupleTableSlot **slots;
+	BulkInsertState bistate;
+	TimestampTz now = GetCurrentTimestamp();
+	CommandId	cid = GetCurrentCommandId(true);
 
 	if (PG_ARGISNULL(1))
 		record_is_null();
@@ -484,18 +522,48 @@ fh_put_batch(PG_FUNCTION_ARGS)
 	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
 	deconstruct_array(arr, elemtype, typlen, typbyval, typalign, &elems, &nulls, &n);
 	for (int i = 0; i < n; i++)
+	{
+		int			len;
+
 		if (nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("record data must not be NULL"),
 					 errdetail("Element %d of the array is NULL.", i + 1)));
-	for (int i = 0; i < n; i++)
-	{
-		const char *data;
-		int			len;
-
-		datum_bytes(elems[i], elemtype, &data, &len);
-		put_one(e, data, len);
+		elems[i] = record_datum(elems[i], elemtype);
+		len = VARSIZE_ANY_EXHDR(DatumGetPointer(elems[i]));
+		check_record(e, len, bytes);
+		bytes += len;
 	}
+	if (n == 0)
+		PG_RETURN_INT64(0);
+
+	rel = open_current_table(e);
+	desc = RelationGetDescr(rel);
+	bistate = GetBulkInsertState();
+	slots = palloc(sizeof(TupleTableSlot *) * Min(n, PUT_BATCH_CHUNK));
+	for (int i = 0; i < Min(n, PUT_BATCH_CHUNK); i++)
+		slots[i] = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
+	for (int done = 0; done < n; done += PUT_BATCH_CHUNK)
+	{
+		int			chunk = Min(n - done, PUT_BATCH_CHUNK);
+
+		for (int i = 0; i < chunk; i++)
+		{
+			TupleTableSlot *slot = slots[i];
+
+			ExecClearTuple(slot);
+			stage_values(slot->tts_values, elems[done + i], now);
+			memset(slot->tts_isnull, 0, sizeof(bool) * 4);
+			ExecStoreVirtualTuple(slot);
+		}
+		heap_multi_insert(rel, slots, chunk, cid, 0, bistate);
+	}
+	for (int i = 0; i < Min(n, PUT_BATCH_CHUNK); i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	FreeBulkInsertState(bistate);
+	table_close(rel, NoLock);
+
+	count_pending(e, n, bytes);
 	PG_RETURN_INT64(n);
 }

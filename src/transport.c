@@ -4,8 +4,9 @@
  *	  The worker's libcurl multi handle, waited on together with the latch.
  *
  * libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION) and when
- * to call it back on a timer (CURLMOPT_TIMERFUNCTION).  Each wait builds a
- * WaitEventSet of the worker's latch, postmaster death and those sockets,
+ * to call it back on a timer (CURLMOPT_TIMERFUNCTION).  The worker waits on
+ * one WaitEventSet of its latch, postmaster death and those sockets (built
+ * again only when curl changes what to watch),
  * so that a commit, SIGTERM, SIGHUP or a barrier is seen as promptly while
  * requests are in flight as when idle.  No ereport happens inside a curl
  * callback: they only copy data and flag overflows.
@@ -36,6 +37,10 @@ static int	nsocks = 0;
 static long curl_timeout_ms = -1;
 static int	nrunning = 0;
 
+/* the latch, postmaster death and the sockets; rebuilt when they change */
+static WaitEventSet *wait_set = NULL;
+static bool wait_set_stale = true;
+
 static int
 socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
@@ -44,6 +49,7 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 	for (i = 0; i < nsocks; i++)
 		if (socks[i].fd == s)
 			break;
+	wait_set_stale = true;
 	if (what == CURL_POLL_REMOVE)
 	{
 		if (i < nsocks)
@@ -205,7 +211,6 @@ complete(FhPart *part, CURLcode code)
 int
 fh_transport_wait(long timeout_ms, FhPart **done, int max_done)
 {
-	WaitEventSet *set;
 	WaitEvent	events[64];
 	int			nevents;
 	int			ndone = 0;
@@ -220,22 +225,27 @@ fh_transport_wait(long timeout_ms, FhPart **done, int max_done)
 		if (nrunning > 0 && curl_timeout_ms > 0)
 			timeout_ms = timeout_ms < 0 ? curl_timeout_ms : Min(timeout_ms, curl_timeout_ms);
 
-		set = CreateWaitEventSet(CurrentMemoryContext, nsocks + 2);
-		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-		for (int i = 0; i < nsocks; i++)
+		if (wait_set_stale || wait_set == NULL)
 		{
-			uint32		ev = 0;
+			if (wait_set)
+				FreeWaitEventSet(wait_set);
+			wait_set = CreateWaitEventSet(TopMemoryContext, nsocks + 2);
+			AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+			AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+			for (int i = 0; i < nsocks; i++)
+			{
+				uint32		ev = 0;
 
-			if (socks[i].what & CURL_POLL_IN)
-				ev |= WL_SOCKET_READABLE;
-			if (socks[i].what & CURL_POLL_OUT)
-				ev |= WL_SOCKET_WRITEABLE;
-			AddWaitEventToSet(set, ev, socks[i].fd, NULL, NULL);
+				if (socks[i].what & CURL_POLL_IN)
+					ev |= WL_SOCKET_READABLE;
+				if (socks[i].what & CURL_POLL_OUT)
+					ev |= WL_SOCKET_WRITEABLE;
+				AddWaitEventToSet(wait_set, ev, socks[i].fd, NULL, NULL);
+			}
+			wait_set_stale = false;
 		}
-		nevents = WaitEventSetWait(set, timeout_ms, events, lengthof(events),
+		nevents = WaitEventSetWait(wait_set, timeout_ms, events, lengthof(events),
 								   PG_WAIT_EXTENSION);
-		FreeWaitEventSet(set);
 
 		if (nevents == 0 && nrunning > 0)
 			curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);

@@ -238,6 +238,9 @@ class State:
 
 
 class Handler(BaseHTTPRequestHandler):
+    # headers and body go out in two writes: without this the body waits
+    # for the client's delayed ACK, about 40 ms per keep-alive request
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"       # keep-alive
     server_version = "firehose-test-receiver/1.0"
 
