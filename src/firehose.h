@@ -176,14 +176,20 @@ typedef struct FhRecord
 	bytea	   *data;
 } FhRecord;
 
-/* where a part of a batch ended in the scan */
-typedef struct FhPartEnd
+/* a position in a batch's scan: the table being read, the last tuple read */
+typedef struct FhScanPos
 {
 	int			table_idx;
 	ItemPointerData cursor;
-	bool		cursor_valid;
-	bool		recorded;		/* its outcome is recorded */
-} FhPartEnd;
+	bool		cursor_valid;	/* false: before the table's first tuple */
+} FhScanPos;
+
+/* a stretch of a batch's scan whose records are recorded already */
+typedef struct FhSkip
+{
+	FhScanPos	start;
+	FhScanPos	end;
+} FhSkip;
 
 /* a batch: the records visible in hi and not in lo */
 typedef struct FhBatch
@@ -204,10 +210,10 @@ typedef struct FhBatch
 	int64		bytes;
 	uint64		committed_bytes_before;	/* slot's committed_bytes before the cut */
 	int			first_table;	/* ring index of tables[0] */
-	/* per part: where it ended; the recorded prefix is persisted */
-	FhPartEnd  *ends;
-	int			ends_cap;
-	int			prefix;			/* parts 0..prefix-1 are recorded */
+	TimestampTz cut_at;
+	/* restored after a restart: recorded stretches the scan jumps over */
+	FhSkip	   *skips;
+	int			nskips;
 } FhBatch;
 
 extern bool fh_snapshot_visible(const FhSnapshot *snap, uint64 txid);
@@ -299,6 +305,8 @@ struct FhPart
 	struct FhWorkerStream *stream;
 	FhBatch    *batch;
 	int			partno;
+	FhScanPos	start;			/* the batch's scan position before and */
+	FhScanPos	end;			/* after reading this part */
 	MemoryContext cxt;
 	FhRecord   *records;
 	int			nrecords;

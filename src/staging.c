@@ -18,7 +18,8 @@
  *
  * A batch is read in parts, each at most what one request may carry, by a
  * TID range scan that resumes after the last tuple read: no index, no sort,
- * and memory bounded by one part.
+ * and memory bounded by one part.  A batch restored after a restart jumps
+ * over the stretches of its scan whose parts were recorded already.
  *
  * Nothing is deleted row by row.  After each completed batch the producers
  * move to the next table of the ring if it is empty; a table
@@ -100,6 +101,40 @@ fh_snapshot_copy(const FhSnapshot *snap)
 	return c;
 }
 
+static bool
+at_position(const FhBatch *b, const FhScanPos *p)
+{
+	return b->table_idx == p->table_idx && b->cursor_valid == p->cursor_valid &&
+		(!p->cursor_valid || ItemPointerEquals((ItemPointer) &b->cursor,
+											   (ItemPointer) &p->cursor));
+}
+
+/* the index of the recorded stretch that starts where the batch stands, or -1 */
+static int
+skip_here(const FhBatch *b)
+{
+	for (int i = 0; i < b->nskips; i++)
+		if (at_position(b, &b->skips[i].start))
+			return i;
+	return -1;
+}
+
+/* jump over recorded stretches that start where the batch stands */
+static void
+apply_skips(FhBatch *b)
+{
+	int			i;
+
+	while (!b->all_read && (i = skip_here(b)) >= 0)
+	{
+		b->table_idx = b->skips[i].end.table_idx;
+		b->cursor = b->skips[i].end.cursor;
+		b->cursor_valid = b->skips[i].end.cursor_valid;
+		if (b->table_idx >= FH_STAGE_TABLES)
+			b->all_read = true;
+	}
+}
+
 /*
  * fh_read_part
  *		Read the next records of a batch, at most max_records and, unless the
@@ -120,7 +155,7 @@ fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 	FhRecord   *recs = palloc(sizeof(FhRecord) * cap);
 	bool		full = false;
 
-	while (!batch->all_read && !full)
+	while (!full && (apply_skips(batch), !batch->all_read))
 	{
 		Relation	rel;
 		TableScanDesc scan;
@@ -158,6 +193,11 @@ fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 			{
 				batch->cursor = slot->tts_tid;
 				batch->cursor_valid = true;
+				if (batch->nskips > 0 && skip_here(batch) >= 0)
+				{
+					ended = false;	/* jump, then go on */
+					break;
+				}
 				continue;
 			}
 			len = toast_raw_datum_size(slot->tts_values[STAGE_DATA]) - VARHDRSZ;
@@ -180,6 +220,11 @@ fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 			bytes += len;
 			batch->cursor = slot->tts_tid;
 			batch->cursor_valid = true;
+			if (batch->nskips > 0 && skip_here(batch) >= 0)
+			{
+				ended = false;	/* jump, then go on */
+				break;
+			}
 		}
 		ExecDropSingleTupleTableSlot(slot);
 		table_endscan(scan);

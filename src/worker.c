@@ -66,7 +66,6 @@ typedef struct FhWorkerStream
 	FhSnapshot *consumed;		/* persisted: all visible here is done */
 	FhSnapshot *last_hi;		/* upper snapshot of the newest batch */
 	dlist_head	batches;
-	int			active_parts;	/* parts not yet recorded */
 	uint64		flush_seen;
 	uint64		batch_seq;
 
@@ -84,7 +83,7 @@ typedef struct FhWorkerStream
 	/* cut into parts and not yet published as done */
 	uint64		outstanding_records;
 	uint64		outstanding_bytes;
-	bool		progress_dirty; /* persist_progress() due */
+	int			active_parts;	/* parts read and not yet recorded */
 } FhWorkerStream;
 
 static MemoryContext WorkerContext = NULL;
@@ -174,85 +173,82 @@ free_batch(FhBatch *b)
 	pfree(b->lo);
 	if (b->hi)
 		pfree(b->hi);
-	if (b->ends)
-		pfree(b->ends);
+	if (b->skips)
+		pfree(b->skips);
 	pfree(b);
 }
 
 /* ---------- configuration ---------- */
 
-/*
- * A batch that a previous worker had partly delivered resumes after its
- * last recorded part, so those parts are not sent (nor counted) again.
- */
-static void
-restore_batch(FhWorkerStream *ws, HeapTuple tup, TupleDesc desc)
+static FhScanPos
+scan_pos(HeapTuple tup, TupleDesc desc, int table_col, int cursor_col)
 {
+	FhScanPos	p;
 	bool		isnull;
-	Datum		hi = SPI_getbinval(tup, desc, 8, &isnull);
-	FhBatch    *b;
-	int			first;
-	MemoryContext old;
+	Datum		c;
 
-	if (isnull)
-		return;
-	old = MemoryContextSwitchTo(ws->cxt);
-	b = palloc0(sizeof(FhBatch));
-	b->hi = fh_snapshot_copy((FhSnapshot *) PG_DETOAST_DATUM(hi));
-	b->lo = fh_snapshot_copy(ws->consumed);
-	first = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
-	b->first_table = first;
-	for (int k = 0; k < FH_STAGE_TABLES; k++)
-		b->tables[k] = ws->tables[(first + k) % FH_STAGE_TABLES];
-	b->table_idx = DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull));
-	b->all_read = b->table_idx >= FH_STAGE_TABLES;
-	{
-		Datum		cursor = SPI_getbinval(tup, desc, 11, &isnull);
-
-		if (!isnull)
-		{
-			b->cursor = *((ItemPointer) DatumGetPointer(cursor));
-			b->cursor_valid = true;
-		}
-	}
-	b->seq = ++ws->batch_seq;
-	dlist_push_tail(&ws->batches, &b->node);
-	ws->last_hi = fh_snapshot_copy(b->hi);
-	MemoryContextSwitchTo(old);
+	p.table_idx = DatumGetInt32(SPI_getbinval(tup, desc, table_col, &isnull));
+	c = SPI_getbinval(tup, desc, cursor_col, &isnull);
+	p.cursor_valid = !isnull;
+	if (!isnull)
+		p.cursor = *((ItemPointer) DatumGetPointer(c));
+	else
+		ItemPointerSetInvalid(&p.cursor);
+	return p;
 }
 
 /*
- * Persist what is done: the consumed snapshot, and how far the oldest
- * batch's recorded parts reach.
+ * Batches that a previous worker had partly delivered: firehose.progress
+ * holds a row per recorded part until its batch is complete.  Rebuild those
+ * batches; their scans jump over the recorded stretches, so those records
+ * are neither sent nor counted again.
  */
 static void
-persist_progress(FhWorkerStream *ws)
+restore_batches(FhWorkerStream *ws)
 {
-	Oid			types[6] = {INT4OID, PG_SNAPSHOTOID, PG_SNAPSHOTOID, INT4OID, INT4OID, TIDOID};
-	Datum		vals[6];
-	char		nulls[6] = {' ', ' ', 'n', 'n', 'n', 'n'};
-	FhBatch    *head = dlist_is_empty(&ws->batches) ? NULL :
-		dlist_head_element(FhBatch, node, &ws->batches);
+	Oid			types[1] = {INT4OID};
+	Datum		vals[1] = {Int32GetDatum(ws->id)};
+	MemoryContext old;
+	FhBatch    *b = NULL;
+	char	   *b_key = NULL;
 
-	vals[0] = Int32GetDatum(ws->id);
-	vals[1] = PointerGetDatum(ws->consumed);
-	if (head && head->prefix > 0)
+	if (SPI_execute_with_args("SELECT batch_lo, batch_hi, batch_hi::text, cut_at, first_table, "
+							  "start_table, start_cursor, end_table, end_cursor "
+							  "FROM firehose.progress WHERE stream_id = $1 "
+							  "ORDER BY cut_at, batch_hi::text",
+							  1, types, vals, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read firehose.progress");
+
+	old = MemoryContextSwitchTo(ws->cxt);
+	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		FhPartEnd  *e = &head->ends[head->prefix - 1];
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		char	   *key = SPI_getvalue(tup, desc, 3);
 
-		vals[2] = PointerGetDatum(head->hi);
-		vals[3] = Int32GetDatum(head->first_table);
-		vals[4] = Int32GetDatum(e->table_idx);
-		vals[5] = PointerGetDatum(&e->cursor);
-		nulls[2] = nulls[3] = nulls[4] = ' ';
-		nulls[5] = e->cursor_valid ? ' ' : 'n';
+		if (b == NULL || strcmp(key, b_key) != 0)
+		{
+			b = palloc0(sizeof(FhBatch));
+			b_key = pstrdup(key);
+			b->lo = fh_snapshot_copy((FhSnapshot *) PG_DETOAST_DATUM(SPI_getbinval(tup, desc, 1, &isnull)));
+			b->hi = fh_snapshot_copy((FhSnapshot *) PG_DETOAST_DATUM(SPI_getbinval(tup, desc, 2, &isnull)));
+			b->cut_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+			b->first_table = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+			for (int k = 0; k < FH_STAGE_TABLES; k++)
+				b->tables[k] = ws->tables[(b->first_table + k) % FH_STAGE_TABLES];
+			b->skips = palloc(sizeof(FhSkip) * (SPI_processed - i));
+			b->seq = ++ws->batch_seq;
+			dlist_push_tail(&ws->batches, &b->node);
+			if (ws->last_hi)
+				pfree(ws->last_hi);
+			ws->last_hi = fh_snapshot_copy(b->hi);
+		}
+		b->skips[b->nskips].start = scan_pos(tup, desc, 6, 7);
+		b->skips[b->nskips].end = scan_pos(tup, desc, 8, 9);
+		b->nskips++;
 	}
-	if (SPI_execute_with_args("UPDATE firehose.stream SET consumed = $2, batch_hi = $3, "
-							  "batch_first_table = $4, batch_table_idx = $5, batch_cursor = $6 "
-							  "WHERE id = $1",
-							  6, types, vals, nulls, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update firehose.stream");
-	ws->progress_dirty = false;
+	MemoryContextSwitchTo(old);
 }
 
 static void
@@ -260,12 +256,12 @@ load_streams(void)
 {
 	ListCell   *lc;
 	Oid			nsp = get_namespace_oid(FH_SCHEMA, false);
+	List	   *new_streams = NIL;
 
 	foreach(lc, streams)
 		((FhWorkerStream *) lfirst(lc))->seen = false;
 
-	if (SPI_execute("SELECT id, name, destination, options, status = 'PAUSED', version, consumed, "
-					"batch_hi, batch_first_table, batch_table_idx, batch_cursor "
+	if (SPI_execute("SELECT id, name, destination, options, status = 'PAUSED', version, consumed "
 					"FROM firehose.stream", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read firehose.stream");
 
@@ -306,7 +302,7 @@ load_streams(void)
 			MemoryContextSwitchTo(WorkerContext);
 			streams = lappend(streams, ws);
 			MemoryContextSwitchTo(old);
-			restore_batch(ws, tup, desc);
+			new_streams = lappend(new_streams, ws);
 			ws->slot = fh_stream_slot(MyDatabaseId, id, true);
 			ws->flush_seen = 0;
 			/* a worker before us may have died with parts cut: they are buffered again */
@@ -336,6 +332,11 @@ load_streams(void)
 			ws->version = version;
 		}
 	}
+
+	/* after the loop: restoring runs queries of its own */
+	foreach(lc, new_streams)
+		restore_batches(lfirst(lc));
+	list_free(new_streams);
 
 	/* streams that are gone */
 	foreach(lc, streams)
@@ -437,6 +438,33 @@ record_part(FhPart *part)
 			elog(ERROR, "could not record failed records");
 	}
 
+	/* where this part lies in its batch, for a worker that resumes it */
+	{
+		FhBatch    *b = part->batch;
+		Oid			ptypes[9] = {INT4OID, PG_SNAPSHOTOID, PG_SNAPSHOTOID, TIMESTAMPTZOID,
+		INT4OID, INT4OID, TIDOID, INT4OID, TIDOID};
+		Datum		pvals[9];
+		char		pnulls[9];
+
+		memset(pnulls, ' ', sizeof(pnulls));
+		pvals[0] = Int32GetDatum(ws->id);
+		pvals[1] = PointerGetDatum(b->lo);
+		pvals[2] = PointerGetDatum(b->hi);
+		pvals[3] = TimestampTzGetDatum(b->cut_at);
+		pvals[4] = Int32GetDatum(b->first_table);
+		pvals[5] = Int32GetDatum(part->start.table_idx);
+		pvals[6] = PointerGetDatum(&part->start.cursor);
+		pnulls[6] = part->start.cursor_valid ? ' ' : 'n';
+		pvals[7] = Int32GetDatum(part->end.table_idx);
+		pvals[8] = PointerGetDatum(&part->end.cursor);
+		pnulls[8] = part->end.cursor_valid ? ' ' : 'n';
+		if (SPI_execute_with_args("INSERT INTO firehose.progress (stream_id, batch_lo, batch_hi, cut_at, "
+								  "first_table, start_table, start_cursor, end_table, end_cursor) "
+								  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+								  9, ptypes, pvals, pnulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not record progress");
+	}
+
 	ws->unpublished_records += part->nrecords;
 	ws->unpublished_bytes += part->bytes;
 }
@@ -477,11 +505,21 @@ finish_batches(FhWorkerStream *ws)
 		if (!b->all_read || b->parts_done < b->parts_total)
 			break;
 		dlist_delete(&b->node);
+		if (b->parts_total > 0 || b->nskips > 0)
+		{
+			Oid			types[2] = {INT4OID, PG_SNAPSHOTOID};
+			Datum		vals[2] = {Int32GetDatum(ws->id), PointerGetDatum(b->hi)};
+
+			if (SPI_execute_with_args("DELETE FROM firehose.progress WHERE stream_id = $1 "
+									  "AND batch_hi::text = $2::text",
+									  2, types, vals, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not delete from firehose.progress");
+			moved = true;
+		}
 		pfree(ws->consumed);
 		ws->consumed = b->hi;	/* the batch's hi now belongs to consumed */
 		b->hi = NULL;
 		flush_seq = Max(flush_seq, b->flush_seq);
-		moved |= b->records > 0;
 		free_batch(b);
 		advanced = true;
 	}
@@ -493,7 +531,14 @@ finish_batches(FhWorkerStream *ws)
 	 * lower bound either way, and an idle stream then writes nothing.
 	 */
 	if (moved)
-		ws->progress_dirty = true;
+	{
+		Oid			types[2] = {INT4OID, PG_SNAPSHOTOID};
+		Datum		vals[2] = {Int32GetDatum(ws->id), PointerGetDatum(ws->consumed)};
+
+		if (SPI_execute_with_args("UPDATE firehose.stream SET consumed = $2 WHERE id = $1",
+								  2, types, vals, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not update firehose.stream");
+	}
 	fh_stage_maintain(ws->id, ws->tables, ws->slot, ws->consumed);
 
 	ws->unpublished_flush = Max(ws->unpublished_flush, flush_seq);
@@ -542,14 +587,8 @@ record_finished_parts(void)
 		FhPart	   *part = dlist_container(FhPart, node, it.cur);
 		FhWorkerStream *ws = (FhWorkerStream *) part->stream;
 
-		FhBatch    *b = part->batch;
-
 		record_part(part);
-		b->parts_done++;
-		b->ends[part->partno].recorded = true;
-		while (b->prefix < b->parts_total && b->ends[b->prefix].recorded)
-			b->prefix++;
-		ws->progress_dirty = true;
+		part->batch->parts_done++;
 		ws->active_parts--;
 		dlist_delete(&part->node);
 		MemoryContextDelete(part->cxt);
@@ -559,6 +598,7 @@ record_finished_parts(void)
 }
 
 /* ---------- cutting and reading ---------- */
+
 
 static bool
 should_cut(FhWorkerStream *ws, TimestampTz now, uint64 flush_req)
@@ -600,6 +640,7 @@ cut_batch(FhWorkerStream *ws, uint64 flush_req)
 	b->seq = ++ws->batch_seq;
 	cur = pg_atomic_read_u32(&ws->slot->cur_table);
 	b->first_table = (cur + 1) % FH_STAGE_TABLES;
+	b->cut_at = GetCurrentTimestamp();
 	for (int k = 0; k < FH_STAGE_TABLES; k++)
 		b->tables[k] = ws->tables[(b->first_table + k) % FH_STAGE_TABLES];
 	dlist_push_tail(&ws->batches, &b->node);
@@ -617,9 +658,13 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 	FhPart	   *part = palloc0(sizeof(FhPart));
 	int			max_records;
 	int64		max_bytes;
+	FhScanPos	start;
 
 	ws->sink->limits(ws->sink_config, &max_records, &max_bytes);
 	max_bytes = Min(max_bytes, ws->cfg.buffer_size);
+	start.table_idx = b->table_idx;
+	start.cursor = b->cursor;
+	start.cursor_valid = b->cursor_valid;
 	PushActiveSnapshot(GetTransactionSnapshot());
 	part->nrecords = fh_read_part(b, max_records, max_bytes, &part->records, &part->bytes);
 	PopActiveSnapshot();
@@ -634,18 +679,11 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 	part->stream = (struct FhWorkerStream *) ws;
 	part->batch = b;
 	part->partno = b->parts_total++;
-	if (part->partno >= b->ends_cap)
-	{
-		int			cap = Max(16, b->ends_cap * 2);
-
-		b->ends = b->ends ? repalloc(b->ends, sizeof(FhPartEnd) * cap) :
-			MemoryContextAlloc(ws->cxt, sizeof(FhPartEnd) * cap);
-		b->ends_cap = cap;
-	}
-	b->ends[part->partno].table_idx = b->table_idx;
-	b->ends[part->partno].cursor = b->cursor;
-	b->ends[part->partno].cursor_valid = b->cursor_valid;
-	b->ends[part->partno].recorded = false;
+	part->start = start;
+	part->end.table_idx = b->table_idx;
+	part->end.cursor = b->cursor;
+	part->end.cursor_valid = b->cursor_valid;
+	ws->active_parts++;
 	fh_uuid_from(worker_nonce, (uint64) ws->id, (b->seq << 20) | (uint64) part->partno,
 				 part->request_id);
 	part->next_attempt = now;
@@ -655,7 +693,6 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 			part->oldest_arrival = part->records[i].arrival;
 	b->records += part->nrecords;
 	b->bytes += part->bytes;
-	ws->active_parts++;
 	dlist_push_tail(&waiting_parts, &part->node);
 
 	ws->outstanding_records += part->nrecords;
@@ -872,9 +909,6 @@ worker_transaction(bool reload, TimestampTz now)
 	record_finished_parts();
 	foreach(lc, streams)
 		schedule_stream(lfirst(lc), now);
-	foreach(lc, streams)
-		if (((FhWorkerStream *) lfirst(lc))->progress_dirty)
-			persist_progress(lfirst(lc));
 
 	if (now >= next_cleanup)
 	{

@@ -16,12 +16,6 @@ CREATE TABLE firehose.stream (
     -- every record of a transaction visible in this snapshot is delivered
     -- or failed; the worker advances it (see src/staging.c)
     consumed    pg_snapshot NOT NULL DEFAULT '1:1:',
-    -- the oldest batch, when some of its parts are delivered: its upper
-    -- snapshot and where in its scan the recorded parts end
-    batch_hi          pg_snapshot,
-    batch_first_table integer,
-    batch_table_idx   integer,
-    batch_cursor      tid,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
@@ -39,6 +33,22 @@ CREATE TABLE firehose.stream_stats (
     last_error_at     timestamptz
 );
 COMMENT ON TABLE firehose.stream_stats IS 'Delivery totals per stream (internal; query firehose.stream_status)';
+
+-- one row per recorded part of a batch not yet complete: a worker that
+-- starts over resumes those batches and skips these stretches of their scan
+CREATE TABLE firehose.progress (
+    stream_id    integer NOT NULL REFERENCES firehose.stream (id) ON DELETE CASCADE,
+    batch_lo     pg_snapshot NOT NULL,
+    batch_hi     pg_snapshot NOT NULL,
+    cut_at       timestamptz NOT NULL,
+    first_table  integer NOT NULL,
+    start_table  integer NOT NULL,
+    start_cursor tid,
+    end_table    integer NOT NULL,
+    end_cursor   tid
+);
+CREATE INDEX ON firehose.progress (stream_id);
+COMMENT ON TABLE firehose.progress IS 'Recorded parts of unfinished batches (internal)';
 
 CREATE TABLE firehose.deliveries (
     id          bigserial PRIMARY KEY,
