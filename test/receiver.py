@@ -692,7 +692,24 @@ class Controller:
         self.down_seconds = float(seconds)
         self.down_request.set()
 
-    def run(self, portfile):
+    def listen_tls(self, cert, key, portfile):
+        """A second listener speaking TLS, sharing state with the first (the
+        control API stays on the plain one)."""
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        server = Server(("127.0.0.1", 0), Handler)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        server.ctl = self
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        with open(portfile + ".tmp", "w") as f:
+            f.write("%d\n" % server.server_address[1])
+        os.replace(portfile + ".tmp", portfile)
+
+    def run(self, portfile, tls=None):
+        if tls:
+            self.listen_tls(*tls)
         self.listen()
         if portfile:
             with open(portfile + ".tmp", "w") as f:
@@ -722,10 +739,14 @@ def main(argv=None):
     ap.add_argument("--access-key")
     ap.add_argument("--max-record-size", type=int, default=MAX_RECORD_SIZE,
                     help="largest decoded record accepted (default %(default)s)")
+    ap.add_argument("--tls-cert", help="also serve the protocol over TLS with this PEM certificate")
+    ap.add_argument("--tls-key", help="its PEM private key")
+    ap.add_argument("--tls-portfile", help="where to write the TLS listener's port")
     args = ap.parse_args(argv)
     ctl = Controller(args.port, args.mode, args.access_key, args.max_record_size)
+    tls = (args.tls_cert, args.tls_key, args.tls_portfile) if args.tls_cert else None
     try:
-        ctl.run(args.portfile)
+        ctl.run(args.portfile, tls)
     except KeyboardInterrupt:
         pass
 
