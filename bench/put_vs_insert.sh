@@ -73,6 +73,12 @@ cleanup() {
 		kill "$receiver_pid" 2>/dev/null || true
 		wait "$receiver_pid" 2>/dev/null || true
 	fi
+	# KEEP_LOG=FILE: keep the server log (and any core file beside it) for a post-mortem
+	if [ -n "${KEEP_LOG:-}" ]; then
+		"$PY" test/pgcluster.py log --dir "$tmp/pg" --tail 400 >"$KEEP_LOG" 2>&1
+		find /tmp -maxdepth 3 -name 'core*' -path '*firehose-pg-*' -newer "$tmp" \
+			-exec cp {} "$KEEP_LOG.core" \; 2>/dev/null
+	fi
 	"$PY" test/pgcluster.py stop --dir "$tmp/pg" --mode immediate --rm >/dev/null 2>&1 || true
 	rm -rf "$tmp"
 }

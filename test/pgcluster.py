@@ -220,7 +220,7 @@ class Cluster:
             return self
         self._write_conf()
         self._write_state()
-        self._run(["pg_ctl", "-D", self.datadir, "-l", self.logfile, "-w", "-t", "120",
+        self._run(["pg_ctl", "-D", self.datadir, "-l", self.logfile, "-c", "-w", "-t", "120",
                    "start"])
         return self
 
