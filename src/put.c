@@ -326,7 +326,7 @@ put_cache_lookup(text *name_text)
 			snprintf(relname, sizeof(relname), "stage_%d_%d", tmp.stream_id, k);
 			tmp.tables[k] = get_relname_relid(relname, nsp);
 			if (!OidIsValid(tmp.tables[k]))
-				elog(ERROR, "staging table %s of stream \"%s\" is missing", relname, name);
+				stream_not_found(name); /* dropped since our snapshot */
 		}
 		tmp.slot = fh_stream_slot(MyDatabaseId, tmp.stream_id, true);
 

@@ -278,6 +278,24 @@ load_streams(void)
 		if (ws == NULL)
 		{
 			FhSnapshot *consumed = (FhSnapshot *) PG_DETOAST_DATUM(SPI_getbinval(tup, desc, 7, &isnull));
+			Oid			tables[FH_STAGE_TABLES];
+			bool		complete = true;
+
+			/*
+			 * The catalog lookup sees a newer state than this transaction's
+			 * snapshot: a stream dropped since has no tables any more.  Its
+			 * drop wakes us again.
+			 */
+			for (int k = 0; k < FH_STAGE_TABLES; k++)
+			{
+				char		relname[NAMEDATALEN];
+
+				snprintf(relname, sizeof(relname), "stage_%d_%d", id, k);
+				tables[k] = get_relname_relid(relname, nsp);
+				complete &= OidIsValid(tables[k]);
+			}
+			if (!complete)
+				continue;
 
 			old = MemoryContextSwitchTo(WorkerContext);
 			ws = palloc0(sizeof(FhWorkerStream));
@@ -290,20 +308,12 @@ load_streams(void)
 			dlist_init(&ws->batches);
 			ws->force_cut = true;	/* pick up what waited while we were away */
 			ws->version = -1;
-			for (int k = 0; k < FH_STAGE_TABLES; k++)
-			{
-				char		relname[NAMEDATALEN];
-
-				snprintf(relname, sizeof(relname), "stage_%d_%d", id, k);
-				ws->tables[k] = get_relname_relid(relname, nsp);
-				if (!OidIsValid(ws->tables[k]))
-					elog(ERROR, "staging table %s is missing", relname);
-			}
+			memcpy(ws->tables, tables, sizeof(tables));
+			ws->slot = fh_stream_slot(MyDatabaseId, id, true);
 			MemoryContextSwitchTo(WorkerContext);
 			streams = lappend(streams, ws);
 			MemoryContextSwitchTo(old);
 			new_streams = lappend(new_streams, ws);
-			ws->slot = fh_stream_slot(MyDatabaseId, id, true);
 			ws->flush_seen = 0;
 			/* a worker before us may have died with parts cut: they are buffered again */
 			pg_atomic_write_u64(&ws->slot->cut_records,
@@ -1001,8 +1011,11 @@ fh_worker_main(Datum arg)
 			FhWorkerStream *ws = lfirst(lc);
 
 			/* what was cut and not finished will be cut again */
-			pg_atomic_sub_fetch_u64(&ws->slot->cut_records, ws->outstanding_records);
-			pg_atomic_sub_fetch_u64(&ws->slot->cut_bytes, ws->outstanding_bytes);
+			if (ws->slot)
+			{
+				pg_atomic_sub_fetch_u64(&ws->slot->cut_records, ws->outstanding_records);
+				pg_atomic_sub_fetch_u64(&ws->slot->cut_bytes, ws->outstanding_bytes);
+			}
 			drop_stream_state(ws, false);
 		}
 		list_free(streams);
