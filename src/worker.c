@@ -84,6 +84,7 @@ typedef struct FhWorkerStream
 	uint64		outstanding_records;
 	uint64		outstanding_bytes;
 	int			active_parts;	/* parts read and not yet recorded */
+	bool		row_locked;		/* its catalog row, in this transaction */
 } FhWorkerStream;
 
 static MemoryContext WorkerContext = NULL;
@@ -375,6 +376,27 @@ make_array(Datum *elems, int n, Oid type)
 }
 
 /*
+ * Lock the stream's catalog row before writing anything about the stream,
+ * so that the worker and drop_stream() or alter_stream() take their locks
+ * in one order (the row first) and never deadlock.  False when the stream
+ * is gone: a drop committed, and its wake will make us forget it.
+ */
+static bool
+lock_stream_row(FhWorkerStream *ws)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		vals[1] = {Int32GetDatum(ws->id)};
+
+	if (ws->row_locked)
+		return true;
+	if (SPI_execute_with_args("SELECT 1 FROM firehose.stream WHERE id = $1 FOR NO KEY UPDATE",
+							  1, types, vals, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock firehose.stream");
+	ws->row_locked = SPI_processed == 1;
+	return ws->row_locked;
+}
+
+/*
  * Record one finished part: its delivery row, its records in
  * failed_records when it failed, the stream's statistics, the shared
  * counters.  In a transaction, with SPI connected.
@@ -515,7 +537,7 @@ finish_batches(FhWorkerStream *ws)
 		if (!b->all_read || b->parts_done < b->parts_total)
 			break;
 		dlist_delete(&b->node);
-		if (b->parts_total > 0 || b->nskips > 0)
+		if ((b->parts_total > 0 || b->nskips > 0) && lock_stream_row(ws))
 		{
 			Oid			types[2] = {INT4OID, PG_SNAPSHOTOID};
 			Datum		vals[2] = {Int32GetDatum(ws->id), PointerGetDatum(b->hi)};
@@ -540,7 +562,7 @@ finish_batches(FhWorkerStream *ws)
 	 * An empty batch moves consumed in memory only: the stored snapshot is a
 	 * lower bound either way, and an idle stream then writes nothing.
 	 */
-	if (moved)
+	if (moved && lock_stream_row(ws))
 	{
 		Oid			types[2] = {INT4OID, PG_SNAPSHOTOID};
 		Datum		vals[2] = {Int32GetDatum(ws->id), PointerGetDatum(ws->consumed)};
@@ -597,6 +619,8 @@ record_finished_parts(void)
 		FhPart	   *part = dlist_container(FhPart, node, it.cur);
 		FhWorkerStream *ws = (FhWorkerStream *) part->stream;
 
+		if (!lock_stream_row(ws))
+			continue;
 		record_part(part);
 		part->batch->parts_done++;
 		ws->active_parts--;
@@ -914,6 +938,8 @@ worker_transaction(bool reload, TimestampTz now)
 	SPI_connect();
 	pgstat_report_activity(STATE_RUNNING, "firehose: cutting and recording batches");
 
+	foreach(lc, streams)
+		((FhWorkerStream *) lfirst(lc))->row_locked = false;
 	if (reload)
 		load_streams();
 	record_finished_parts();
