@@ -5,16 +5,6 @@
 --
 \set SHOW_CONTEXT never
 
-CREATE FUNCTION pg_temp.sqlstate_of(stmt text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
 SELECT firehose.create_stream('present', 'http', '{"url": "http://127.0.0.1:9/"}');
 
 SELECT firehose.put(NULL, 'x'::text);
@@ -24,7 +14,7 @@ SELECT firehose.pause(NULL);
 SELECT firehose.resume(NULL);
 SELECT firehose.redrive(NULL);
 
-SELECT stmt, pg_temp.sqlstate_of(stmt)
+SELECT stmt, sqlstate_of(stmt)
   FROM (VALUES
     ($$SELECT firehose.create_stream(NULL, 'http', '{}')$$),
     ($$SELECT firehose.put(NULL, 'x'::text)$$),

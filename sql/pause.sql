@@ -4,16 +4,6 @@
 --
 \set SHOW_CONTEXT never
 
-CREATE FUNCTION pg_temp.sqlstate_of(stmt text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
 SELECT firehose.create_stream('held', 'http',
        '{"url": "http://127.0.0.1:9/", "max_buffered_bytes": 10}');
 SELECT firehose.pause('held');
@@ -33,7 +23,7 @@ SELECT stream, status, buffered_records, buffered_bytes, in_flight_records, in_f
   FROM firehose.stream_status WHERE stream = 'held';
 -- max_buffered_bytes: the hint names a paused stream as one cause
 SELECT firehose.put('held', 'hijk'::text);
-SELECT pg_temp.sqlstate_of($$SELECT firehose.put('held', 'hijk'::text)$$);
+SELECT sqlstate_of($$SELECT firehose.put('held', 'hijk'::text)$$);
 -- flush() does not wait for a paused stream
 SELECT firehose.flush('held');
 SELECT firehose.flush('held', wait => true, timeout => '20 s') AS flushed,
@@ -66,7 +56,7 @@ SELECT name, status, version FROM firehose.streams WHERE name = 'held';
 --
 SELECT firehose.pause('nope');
 SELECT firehose.resume('nope');
-SELECT stmt, pg_temp.sqlstate_of(stmt)
+SELECT stmt, sqlstate_of(stmt)
   FROM (VALUES ($$SELECT firehose.pause('nope')$$),
                ($$SELECT firehose.resume('nope')$$)) v(stmt);
 

@@ -9,16 +9,6 @@ DROP ROLE IF EXISTS regress_fh_producer;
 DROP ROLE IF EXISTS regress_fh_monitor;
 RESET client_min_messages;
 
-CREATE FUNCTION pg_temp.sqlstate_of(stmt text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
 SELECT firehose.create_stream('guarded', 'http', '{
     "url": "http://127.0.0.1:9/", "buffer_interval": "1 day",
     "retry_duration": "2 hours", "retry_base": "1 hour", "access_key": "top-secret"}');
@@ -33,7 +23,7 @@ CREATE ROLE regress_fh_monitor;
 SET ROLE regress_fh_nobody;
 SELECT firehose.put('guarded', 'x'::text);
 SELECT firehose.create_stream('mine', 'http', '{"url": "http://127.0.0.1:9/"}');
-SELECT stmt, pg_temp.sqlstate_of(stmt)
+SELECT stmt, sqlstate_of(stmt)
   FROM (VALUES
     ($$SELECT firehose.put('guarded', 'x'::text)$$),
     ($$SELECT firehose.put('guarded', 'x'::bytea)$$),

@@ -9,16 +9,6 @@
 --
 \set SHOW_CONTEXT never
 
-CREATE FUNCTION pg_temp.sqlstate_of(stmt text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
 CREATE FUNCTION pg_temp.pending(stream text,
     OUT pending_records bigint, OUT pending_bytes bigint,
     OUT incoming_records bigint, OUT incoming_bytes bigint,
@@ -207,7 +197,7 @@ SELECT firehose.put('fresh', 'x'::text);
 -- SQLSTATEs
 --
 SELECT firehose.alter_stream('small', '{"max_buffered_bytes": 20}');
-SELECT stmt, pg_temp.sqlstate_of(stmt)
+SELECT stmt, sqlstate_of(stmt)
   FROM (VALUES
     ($$SELECT firehose.put('nope', 'x'::text)$$),
     ($$SELECT firehose.put('nope', 'x'::bytea)$$),

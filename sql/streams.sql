@@ -3,21 +3,11 @@
 -- every option of destination http.
 --
 -- Errors are shown as users see them (message, DETAIL, HINT); SQLSTATEs are
--- checked with pg_temp.sqlstate_of(), which runs a statement and returns
+-- checked with sqlstate_of(), which runs a statement and returns
 -- "<SQLSTATE>: <message>" or "ok".  No ids or timestamps are printed.
 --
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
-
-CREATE FUNCTION pg_temp.sqlstate_of(stmt text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
 
 -- try_options(opts): create a stream named probe with url + opts, return
 -- the normalized values of the keys given (or the error), and leave nothing.
@@ -294,7 +284,7 @@ SELECT e.key, e.value
 --
 -- SQLSTATEs of the create_stream errors
 --
-SELECT stmt, pg_temp.sqlstate_of(stmt)
+SELECT stmt, sqlstate_of(stmt)
   FROM (VALUES
     ($$SELECT firehose.create_stream('orders', 'http', '{"url": "http://127.0.0.1:9/"}')$$),
     ($$SELECT firehose.create_stream('bad name', 'http', '{"url": "http://127.0.0.1:9/"}')$$),
@@ -346,7 +336,7 @@ SELECT version, options->>'format' AS format, options ? 'delimiter' AS has_delim
        options->>'buffer_size' AS buffer_size
   FROM firehose.streams WHERE name = 'clicks';
 SELECT firehose.alter_stream('nope', '{}');
-SELECT stmt, pg_temp.sqlstate_of(stmt)
+SELECT stmt, sqlstate_of(stmt)
   FROM (VALUES
     ($$SELECT firehose.alter_stream('nope', '{}')$$),
     ($$SELECT firehose.alter_stream('clicks', '{"bogus": true}')$$),
@@ -393,7 +383,7 @@ SELECT count(*) AS staging_tables FROM pg_class
  WHERE relnamespace = 'firehose'::regnamespace AND relname LIKE 'stage\_' || :clicks_id || '\_%';
 SELECT firehose.drop_stream('clicks');
 SELECT firehose.drop_stream('clicks', true);
-SELECT pg_temp.sqlstate_of($$SELECT firehose.drop_stream('clicks')$$);
+SELECT sqlstate_of($$SELECT firehose.drop_stream('clicks')$$);
 -- the name can be used again
 SELECT firehose.create_stream('clicks', 'http', '{"url": "http://127.0.0.1:9/"}');
 SELECT name, version, options->>'buffer_size' AS buffer_size FROM firehose.streams WHERE name = 'clicks';

@@ -8,16 +8,6 @@
 --
 \set SHOW_CONTEXT never
 
-CREATE FUNCTION pg_temp.sqlstate_of(stmt text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
 CREATE FUNCTION pg_temp.columns(view regclass) RETURNS TABLE (column_name name, data_type text)
 LANGUAGE sql AS $$
     SELECT a.attname, format_type(a.atttypid, a.atttypmod)
@@ -110,7 +100,7 @@ SELECT count(*) AS failed FROM firehose.failed_records
 -- transaction, and deletes them from failed_records
 --
 SELECT firehose.redrive('nope');
-SELECT pg_temp.sqlstate_of($$SELECT firehose.redrive('nope')$$);
+SELECT sqlstate_of($$SELECT firehose.redrive('nope')$$);
 SELECT firehose.redrive('quiet');      -- nothing failed
 -- failed records as the worker would have written them
 INSERT INTO firehose.failed_records
@@ -153,7 +143,7 @@ SELECT firehose.redrive('quiet', '{}');
 -- flush
 --
 SELECT firehose.flush('nope');
-SELECT pg_temp.sqlstate_of($$SELECT firehose.flush('nope')$$);
+SELECT sqlstate_of($$SELECT firehose.flush('nope')$$);
 -- records that cannot be delivered: waiting gives up at the timeout
 SELECT firehose.flush('secret', wait => true, timeout => '200 ms');
 -- without wait, flush only asks for delivery
@@ -168,7 +158,7 @@ SELECT buffered_records + in_flight_records AS pending_records
 --
 SELECT firehose.drop_stream('secret');
 SELECT firehose.drop_stream('secret', false);
-SELECT pg_temp.sqlstate_of($$SELECT firehose.drop_stream('secret')$$);
+SELECT sqlstate_of($$SELECT firehose.drop_stream('secret')$$);
 SELECT name FROM firehose.streams WHERE name IN ('secret', 'webhook', 'quiet') ORDER BY name;
 SELECT id AS secret_id FROM firehose.stream WHERE name = 'secret' \gset
 SELECT firehose.drop_stream('secret', force => true);
