@@ -591,8 +591,11 @@ fh_slot_status_sql(PG_FUNCTION_ARGS)
 		values[4] = TimestampTzGetDatum((TimestampTz) oldest);
 	else
 		nulls[4] = true;
-	values[5] = BoolGetDatum(slot != NULL && fh_db_slot(MyDatabaseId, false) &&
-							 fh_db_slot(MyDatabaseId, false)->worker_pid != 0);
+	{
+		FhDbSlot   *db = fh_shared ? fh_db_slot(MyDatabaseId, false) : NULL;
+
+		values[5] = BoolGetDatum(db != NULL && db->worker_pid != 0);
+	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
@@ -677,9 +680,14 @@ fh_flush_sql(PG_FUNCTION_ARGS)
 
 		done = true;
 		for (int i = 0; i < n; i++)
-			if (pg_atomic_read_u64(&slots[i]->flush_done) < targets[i] ||
-				slots[i]->dbid != MyDatabaseId)
-				done = slots[i]->dbid != MyDatabaseId ? done : false;
+		{
+			/* a stream dropped meanwhile has nothing left to wait for */
+			if (slots[i]->dbid != MyDatabaseId ||
+				slots[i]->stream_id != list_nth_int(ids, i))
+				continue;
+			if (pg_atomic_read_u64(&slots[i]->flush_done) < targets[i])
+				done = false;
+		}
 		if (done)
 			break;
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
