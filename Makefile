@@ -10,7 +10,7 @@ REGRESS_OPTS = --load-extension=firehose
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src -std=gnu99 -Wno-declaration-after-statement
-SHLIB_LINK = -lcurl -lz
+SHLIB_LINK = -lcurl -lz -lcrypto
 EXTRA_CLEAN = results regression.diffs regression.out
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -18,6 +18,12 @@ include $(PGXS)
 
 # PGXS tracks no header dependencies: every object includes the one header
 $(OBJS): src/firehose.h
+src/aws_sigv4.o: src/aws_sigv4.h
+
+# unit tests of the pure C files (no PostgreSQL needed)
+.PHONY: unit
+unit:
+	bash test/unit/run
 
 firehose--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 	cat $^ > $@
