@@ -10,6 +10,8 @@ receiver  (function) factory starting test/receiver.py processes; see Receiver.
 module_receiver (module) one firehose-mode Receiver shared by a test module
                      (not checked for violations; call .reset() per test).
 wait_until(function) wait_until(fn, timeout=30, interval=0.05, message=None).
+s3_server (session)  a signature-checking S3 server (OpenStack Swift + s3api,
+                     test/s3server.py); skips when Swift is not installed.
 """
 
 import base64
@@ -341,3 +343,34 @@ def receiver():
             r.stop()
     if problems:
         pytest.fail("\n".join(problems))
+
+
+# -- S3 server ------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A signature-checking S3 server (test/s3server.py: OpenStack Swift + s3api),
+    one per test run: .endpoint .access_key .secret_key .region (us-east-1),
+    .access_key2/.secret_key2 (a second user), .client() (boto3, path style),
+    .aws(*args) (runs /usr/bin/aws), .env() (AWS_* for /usr/bin/aws),
+    .log_text().  Skips the test when Swift is not installed.
+
+    FIREHOSE_TEST_S3_DIR names the directory of a server already started with
+    "test/s3server.py start --dir D"; it is used as is and left running.
+    """
+    import s3server
+    reason = s3server.swift_installed()
+    if reason:
+        pytest.skip(reason)
+    s3dir = os.environ.get("FIREHOSE_TEST_S3_DIR")
+    if s3dir:
+        s = s3server.S3Server(s3dir)
+        if not s.is_running():
+            pytest.fail("FIREHOSE_TEST_S3_DIR=%s: no running S3 server there" % s3dir)
+        yield s
+        return
+    s = s3server.start()
+    try:
+        yield s
+    finally:
+        s.stop()
