@@ -11,12 +11,7 @@ from decimal import Decimal
 
 import psycopg2
 
-FAST = {"buffer_interval": 0, "retry_base": 50, "retry_max": 500}
-
-
-def make_stream(db, name, url):
-    db.execute("SELECT firehose.create_stream(%s, 'http', %s::jsonb)",
-               (name, json.dumps(dict(FAST, url=url))))
+from helpers import make_stream
 
 
 def events(db, receiver, stream):

@@ -13,18 +13,11 @@ import uuid
 import psycopg2
 import pytest
 
-
-FAST = {"buffer_interval": 0, "retry_base": 50, "retry_max": 500}
-
-
-def make_stream(db, name, url, **opts):
-    o = dict(FAST, url=url)
-    o.update(opts)
-    db.execute("SELECT firehose.create_stream(%s, 'http', %s::jsonb)", (name, json.dumps(o)))
+from helpers import flush, make_stream, put_texts, setting
 
 
-def put_texts(db, stream, texts):
-    return db.one("SELECT firehose.put_batch(%s, %s::text[])", (stream, list(texts)))
+
+
 
 
 def header(req, name):
@@ -34,9 +27,6 @@ def header(req, name):
             return v
     return None
 
-
-def flush(db, stream, timeout="60s"):
-    assert db.flush(stream, timeout) is True, "flush(%s) timed out" % stream
 
 
 # -- what arrives -------------------------------------------------------------
@@ -298,22 +288,12 @@ def short_naptime(pg, wait_until):
     try:
         cur.execute("ALTER SYSTEM SET firehose.naptime = 200")
         cur.execute("SELECT pg_reload_conf()")
-        wait_until(lambda: _show(pg, "firehose.naptime") == "200ms",
+        wait_until(lambda: setting(pg, "firehose.naptime") == "200ms",
                    message="naptime not reloaded")
         yield
     finally:
         cur.execute("ALTER SYSTEM RESET firehose.naptime")
         cur.execute("SELECT pg_reload_conf()")
-        c.close()
-
-
-def _show(pg, name):
-    c = pg()
-    try:
-        cur = c.cursor()
-        cur.execute("SELECT current_setting(%s)", (name,))
-        return cur.fetchone()[0]
-    finally:
         c.close()
 
 

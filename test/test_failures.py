@@ -5,34 +5,23 @@ The receiver's fault plan decides the answers.  Streams retry fast
 retry_duration of 1 or 2 seconds.
 """
 
-import json
 import socket
 import time
 
 import psycopg2
 import pytest
 
+from helpers import flush, make_stream, put_texts
+
 import pgcluster
 
 
-FAST = {"buffer_interval": 0, "retry_base": 50, "retry_max": 300}
 
 MALFORMED_KINDS = ("badjson", "wrongid", "notimestamp", "stringtimestamp",
                    "wrongcontenttype", "nocontenttype", "nobody", "toolarge")
 
 
-def make_stream(db, name, url, **opts):
-    o = dict(FAST, url=url)
-    o.update(opts)
-    db.execute("SELECT firehose.create_stream(%s, 'http', %s::jsonb)", (name, json.dumps(o)))
 
-
-def put_texts(db, stream, texts):
-    return db.one("SELECT firehose.put_batch(%s, %s::text[])", (stream, list(texts)))
-
-
-def flush(db, stream, timeout="60s"):
-    assert db.flush(stream, timeout) is True, "flush(%s) timed out" % stream
 
 
 def deliveries(db, stream):

@@ -5,13 +5,14 @@ The receiver serves the Firehose protocol over TLS with a self-signed
 certificate made here with the openssl command line tool.
 """
 
-import json
 import os
 import subprocess
 import tempfile
 import time
 
 import pytest
+
+from helpers import make_stream
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +43,10 @@ def tls_receiver(receiver, certificate):
     return r
 
 
-def make_stream(db, name, options):
-    db.execute("SELECT firehose.create_stream(%s, 'http', %s)",
-               (name, json.dumps(dict({"buffer_interval": 0, "retry_base": 50,
-                                       "retry_max": 200}, **options))))
 
 
 def test_self_signed_endpoint_is_refused_by_default(db, tls_receiver):
-    make_stream(db, "s", {"url": tls_receiver.https_url, "retry_duration": 1})
+    make_stream(db, "s", tls_receiver.https_url, retry_duration=1)
     db.execute("SELECT firehose.put('s', 'secret payload')")
     assert db.flush("s") is True
     row = db.q("SELECT error_code, attempts_made, convert_from(data, 'UTF8') "
@@ -62,7 +59,7 @@ def test_self_signed_endpoint_is_refused_by_default(db, tls_receiver):
 
 
 def test_ca_file_trusts_the_certificate(db, tls_receiver, certificate):
-    make_stream(db, "s", {"url": tls_receiver.https_url, "ca_file": certificate[0]})
+    make_stream(db, "s", tls_receiver.https_url, ca_file=certificate[0])
     db.execute("SELECT firehose.put('s', 'over tls')")
     assert db.flush("s") is True
     assert tls_receiver.records() == [b"over tls"]
@@ -70,7 +67,7 @@ def test_ca_file_trusts_the_certificate(db, tls_receiver, certificate):
 
 
 def test_tls_verify_false_skips_verification(db, tls_receiver):
-    make_stream(db, "s", {"url": tls_receiver.https_url, "tls_verify": False})
+    make_stream(db, "s", tls_receiver.https_url, tls_verify=False)
     db.execute("SELECT firehose.put('s', 'unverified')")
     assert db.flush("s") is True
     assert tls_receiver.records() == [b"unverified"]

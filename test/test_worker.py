@@ -12,22 +12,12 @@ import time
 import psycopg2
 import pytest
 
-
-FAST = {"buffer_interval": 0, "retry_base": 50, "retry_max": 300}
-
-
-def make_stream(db, name, url, **opts):
-    o = dict(FAST, url=url)
-    o.update(opts)
-    db.execute("SELECT firehose.create_stream(%s, 'http', %s::jsonb)", (name, json.dumps(o)))
+from helpers import FAST, flush, make_stream, put_texts, setting
 
 
-def put_texts(db, stream, texts):
-    return db.one("SELECT firehose.put_batch(%s, %s::text[])", (stream, list(texts)))
 
 
-def flush(db, stream, timeout="60s"):
-    assert db.flush(stream, timeout) is True, "flush(%s) timed out" % stream
+
 
 
 def worker_pids(pg, dbname):
@@ -48,16 +38,6 @@ def one_worker(pg, dbname, wait_until, other_than=None, timeout=20):
         return pids[0] if len(pids) == 1 and pids[0] != other_than else None
     return wait_until(check, timeout=timeout,
                       message="no (new) firehose worker for %s" % dbname)
-
-
-def setting(pg, name):
-    c = pg()
-    try:
-        cur = c.cursor()
-        cur.execute("SELECT current_setting(%s)", (name,))
-        return cur.fetchone()[0]
-    finally:
-        c.close()
 
 
 def alter_system(pg, sql, reload=True):

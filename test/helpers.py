@@ -1,0 +1,32 @@
+"""Small helpers shared by the integration tests."""
+
+import json
+
+# streams in tests deliver at once and retry fast
+FAST = {"buffer_interval": 0, "retry_base": 50, "retry_max": 300}
+
+
+def make_stream(db, name, url, **opts):
+    """create_stream(name, 'http', FAST + url + opts)."""
+    o = dict(FAST, url=url)
+    o.update(opts)
+    db.execute("SELECT firehose.create_stream(%s, 'http', %s::jsonb)", (name, json.dumps(o)))
+
+
+def put_texts(db, stream, texts):
+    return db.one("SELECT firehose.put_batch(%s, %s::text[])", (stream, list(texts)))
+
+
+def flush(db, stream, timeout="60s"):
+    assert db.flush(stream, timeout) is True, "flush(%s) timed out" % stream
+
+
+def setting(pg, name):
+    """current_setting(name) on a new connection (sees a reloaded config)."""
+    c = pg()
+    try:
+        cur = c.cursor()
+        cur.execute("SELECT current_setting(%s)", (name,))
+        return cur.fetchone()[0]
+    finally:
+        c.close()
