@@ -19,6 +19,7 @@ include $(PGXS)
 # PGXS tracks no header dependencies: every object includes the one header
 $(OBJS): src/firehose.h
 src/aws_sigv4.o: src/aws_sigv4.h
+src/s3_keys.o: src/s3_keys.h
 
 # unit tests of the pure C files (no PostgreSQL needed)
 .PHONY: unit
