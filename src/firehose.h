@@ -216,6 +216,7 @@ typedef struct FhBatch
 	int			nskips;
 } FhBatch;
 
+extern bool fh_stage_tables(int32 stream_id, Oid tables[FH_STAGE_TABLES]);
 extern bool fh_snapshot_visible(const FhSnapshot *snap, uint64 txid);
 extern FhSnapshot *fh_snapshot_current(void);
 extern FhSnapshot *fh_snapshot_copy(const FhSnapshot *snap);

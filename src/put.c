@@ -318,16 +318,8 @@ put_cache_lookup(text *name_text)
 		SPI_finish();
 		fh_catalog_access_end(&ca);
 
-		nsp = get_namespace_oid(FH_SCHEMA, false);
-		for (int k = 0; k < FH_STAGE_TABLES; k++)
-		{
-			char		relname[NAMEDATALEN];
-
-			snprintf(relname, sizeof(relname), "stage_%d_%d", tmp.stream_id, k);
-			tmp.tables[k] = get_relname_relid(relname, nsp);
-			if (!OidIsValid(tmp.tables[k]))
-				stream_not_found(name); /* dropped since our snapshot */
-		}
+		if (!fh_stage_tables(tmp.stream_id, tmp.tables))
+			stream_not_found(name); /* dropped since our snapshot */
 		tmp.slot = fh_stream_slot(MyDatabaseId, tmp.stream_id, true);
 
 		e = hash_search(put_cache, name, HASH_ENTER, &found);

@@ -37,11 +37,13 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/heap.h"
+#include "catalog/namespace.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -50,6 +52,29 @@
 #define STAGE_TXID		1
 #define STAGE_ARRIVAL	2
 #define STAGE_DATA		3
+
+/*
+ * fh_stage_tables
+ *		The oids of a stream's staging tables, firehose.stage_<id>_<k>.
+ *		False when any is missing (the stream was dropped since the
+ *		caller's snapshot: catalog lookups see newer state).
+ */
+bool
+fh_stage_tables(int32 stream_id, Oid tables[FH_STAGE_TABLES])
+{
+	Oid			nsp = get_namespace_oid(FH_SCHEMA, false);
+
+	for (int k = 0; k < FH_STAGE_TABLES; k++)
+	{
+		char		relname[NAMEDATALEN];
+
+		snprintf(relname, sizeof(relname), "stage_%d_%d", stream_id, k);
+		tables[k] = get_relname_relid(relname, nsp);
+		if (!OidIsValid(tables[k]))
+			return false;
+	}
+	return true;
+}
 
 /*
  * fh_snapshot_visible

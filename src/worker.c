@@ -256,7 +256,6 @@ static void
 load_streams(void)
 {
 	ListCell   *lc;
-	Oid			nsp = get_namespace_oid(FH_SCHEMA, false);
 	List	   *new_streams = NIL;
 
 	foreach(lc, streams)
@@ -280,22 +279,13 @@ load_streams(void)
 		{
 			FhSnapshot *consumed = (FhSnapshot *) PG_DETOAST_DATUM(SPI_getbinval(tup, desc, 7, &isnull));
 			Oid			tables[FH_STAGE_TABLES];
-			bool		complete = true;
 
 			/*
 			 * The catalog lookup sees a newer state than this transaction's
 			 * snapshot: a stream dropped since has no tables any more.  Its
 			 * drop wakes us again.
 			 */
-			for (int k = 0; k < FH_STAGE_TABLES; k++)
-			{
-				char		relname[NAMEDATALEN];
-
-				snprintf(relname, sizeof(relname), "stage_%d_%d", id, k);
-				tables[k] = get_relname_relid(relname, nsp);
-				complete &= OidIsValid(tables[k]);
-			}
-			if (!complete)
+			if (!fh_stage_tables(id, tables))
 				continue;
 
 			old = MemoryContextSwitchTo(WorkerContext);
