@@ -9,8 +9,8 @@ REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --load-extension=firehose
 
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -I$(srcdir)/src -std=gnu99 -Wno-declaration-after-statement
-SHLIB_LINK = -lcurl -lz -lcrypto
+PG_CPPFLAGS = -I$(srcdir)/src -I/usr/include/libxml2 -std=gnu99 -Wno-declaration-after-statement
+SHLIB_LINK = -lcurl -lz -lzstd -lsnappy -lxml2 -lcrypto
 EXTRA_CLEAN = results regression.diffs regression.out
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -20,6 +20,7 @@ include $(PGXS)
 $(OBJS): src/firehose.h
 src/aws_sigv4.o: src/aws_sigv4.h
 src/s3_keys.o: src/s3_keys.h
+src/sink_s3.o: src/aws_sigv4.h src/s3_keys.h
 
 # unit tests of the pure C files (no PostgreSQL needed)
 .PHONY: unit

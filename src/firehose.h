@@ -119,7 +119,8 @@ typedef enum FhOptType
 	FH_OPT_STRING,
 	FH_OPT_ENUM,				/* one of the strings in choices */
 	FH_OPT_URL,					/* http:// or https:// URL */
-	FH_OPT_STRMAP				/* object of string values */
+	FH_OPT_STRMAP,				/* object of string values */
+	FH_OPT_BACKUP				/* {mode, s3: {...}}: see sink_s3.c */
 } FhOptType;
 
 typedef struct FhOptionDef
@@ -149,8 +150,11 @@ typedef struct FhStreamConfig
 	int64		retry_max_ms;
 } FhStreamConfig;
 
+typedef struct FhSink FhSink;
 extern Jsonb *fh_options_normalize(const char *destination, Jsonb *current,
 								   Jsonb *changes);
+extern Jsonb *fh_options_normalize_sink(const FhSink *sink, Jsonb *current,
+										Jsonb *changes, bool with_common);
 extern void fh_config_from_options(Jsonb *options, FhStreamConfig *cfg);
 extern bool fh_jsonb_get_text(Jsonb *obj, const char *key, char **out);
 extern bool fh_jsonb_get_bool(Jsonb *obj, const char *key, bool def);
@@ -232,15 +236,21 @@ typedef enum FhOutcome
 {
 	FH_OUTCOME_OK,
 	FH_OUTCOME_RETRY,
-	FH_OUTCOME_FAIL
+	FH_OUTCOME_FAIL,
+	FH_OUTCOME_NEXT				/* this step is done: send the sink's next
+								 * request at once (multi-request protocols) */
 } FhOutcome;
 
 /* what a sink asks the transport to send */
 typedef struct FhRequest
 {
+	const char *method;			/* NULL: POST */
 	char	   *url;
 	struct curl_slist *headers;
-	StringInfoData body;
+	StringInfoData body;		/* the body, unless data is set */
+	const char *data;			/* or a body that lives elsewhere (in the
+								 * part's memory), sent without a copy */
+	size_t		len;
 	bool		tls_verify;
 	char	   *ca_file;
 } FhRequest;
@@ -254,6 +264,7 @@ typedef struct FhResponse
 	char	   *content_type;
 	bool		has_content_encoding;
 	bool		has_content_length;
+	char	   *etag;
 	StringInfoData body;
 	bool		body_truncated;
 } FhResponse;
@@ -266,32 +277,57 @@ typedef struct FhVerdict
 	char	   *error_message;
 } FhVerdict;
 
-typedef struct FhSink
+typedef struct FhPart FhPart;
+
+struct FhSink
 {
 	const char *name;
 	const FhOptionDef *options; /* destination options, {NULL} terminated */
 	int64		default_retry_duration_s;
+	int64		default_buffer_interval_ms; /* 0: the common default */
+	/* the !{firehose:error-output-type} of this destination's failures */
+	const char *error_output_type;
 	/* extra checks across options, after types were checked */
 	void		(*validate) (Jsonb *options);
 	/* parse options into a sink-private config in CurrentMemoryContext */
-	void	   *(*configure) (Jsonb *options);
-	/* limits of one request */
+	void	   *(*configure) (Jsonb *options, const char *stream, int32 version);
+	/* limits of one part */
 	void		(*limits) (void *config, int *max_records, int64 *max_bytes);
-	/* build the request for records, with a stable request id */
-	void		(*encode) (void *config, const char *request_id,
-						   FhRecord *records, int nrecords, FhRequest *req);
-	/* judge the response */
-	void		(*classify) (void *config, const char *request_id,
-							 FhResponse *resp, FhVerdict *verdict);
-} FhSink;
+
+	/*
+	 * Build the next request for part (its records, request_id, object_id;
+	 * part->sink_state is the sink's own, NULL before the first call and
+	 * kept across retries and steps, in the part's memory context).
+	 */
+	void		(*encode) (void *config, FhPart *part, FhRequest *req);
+	/* judge the response: OK, RETRY, FAIL, or NEXT (send the next step) */
+	void		(*classify) (void *config, FhPart *part, FhResponse *resp,
+							 FhVerdict *verdict);
+	/* optional: part is failing for good; true if one more (clean-up)
+	 * request is to be sent, whose classify() returns the final verdict */
+	bool		(*give_up) (void *config, FhPart *part);
+	/* optional: the destination's own fields of an error record */
+	void		(*error_fields) (void *config, FhPart *part, int i, StringInfo out);
+};
 
 extern const FhSink *fh_sink_lookup(const char *name, bool missing_ok);
 extern const char *fh_sink_names(void);
 extern const FhSink fh_sink_http;
+extern const FhSink fh_sink_s3;
+
+/* S3 as the backup store of another destination (sink_s3.c) */
+typedef struct FhBackup
+{
+	bool		all;			/* every record, not only the failed ones */
+	void	   *s3_config;		/* fh_sink_s3's config */
+} FhBackup;
+extern Jsonb *fh_backup_normalize(Jsonb *backup);
+extern FhBackup *fh_backup_configure(Jsonb *backup, const char *stream, int32 version,
+									 const FhSink *primary);
+extern void fh_s3_error_record(void *s3_config, FhPart *part, int i, StringInfo out);
 
 /* ---------- transport (transport.c) ---------- */
 
-typedef struct FhPart FhPart;
 extern void fh_transport_init(void);
 extern void fh_transport_start(FhPart *part, FhRequest *req, int64 timeout_ms);
 extern void fh_transport_cancel(FhPart *part);
@@ -313,6 +349,16 @@ struct FhPart
 	int			nrecords;
 	int64		bytes;
 	char		request_id[40];
+	unsigned char object_id[16];	/* the same for this part's records
+									 * across retries and worker restarts */
+	void	   *sink_state;		/* the sink's, across retries and steps */
+	bool		stepping;		/* the last answer was NEXT */
+	/* the backup phase: writing the part to the S3 backup store */
+	bool		backup_phase;
+	FhVerdict	primary;		/* the destination's verdict meanwhile */
+	int			primary_attempts;
+	char	   *backup_error;	/* why the backup failed, or NULL */
+	TimestampTz last_attempt_end;
 	int			attempts;
 	TimestampTz first_attempt;
 	TimestampTz first_failure;
@@ -340,8 +386,22 @@ PGDLLEXPORT void fh_worker_main(Datum arg);
 
 extern void fh_uuid_from(uint64 a, uint64 b, uint64 c, char *out);
 extern void fh_base64_append(StringInfo buf, const char *data, int len);
-extern void fh_json_escape_append(StringInfo buf, const char *s);
 extern bool fh_gzip(const char *in, size_t inlen, StringInfo out);
 extern int64 fh_backoff_ms(int attempt, int64 base_ms, int64 max_ms);
+extern int64 fh_epoch_ms(TimestampTz t);
+
+/* ---------- compression (compress.c) ---------- */
+
+typedef enum FhCompression
+{
+	FH_COMPRESS_NONE,
+	FH_COMPRESS_GZIP,
+	FH_COMPRESS_ZSTD,
+	FH_COMPRESS_SNAPPY,			/* the Snappy framing format */
+	FH_COMPRESS_HADOOP_SNAPPY	/* Hadoop's block format */
+} FhCompression;
+
+extern FhCompression fh_compression_from_name(const char *name);
+extern bool fh_compress(FhCompression kind, const char *in, size_t len, StringInfo out);
 
 #endif							/* FIREHOSE_H */

@@ -10,6 +10,7 @@
 
 static const FhSink *const sinks[] = {
 	&fh_sink_http,
+	&fh_sink_s3,
 	NULL
 };
 

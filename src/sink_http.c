@@ -51,6 +51,7 @@ static const FhOptionDef http_options[] = {
 	{"headers", FH_OPT_STRMAP, 0, 0, NULL, NULL, true},
 	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"},
 	{"ca_file", FH_OPT_STRING, 0, 4096, NULL},
+	{"backup", FH_OPT_BACKUP, 0, 0, NULL},
 	{NULL}
 };
 
@@ -119,7 +120,7 @@ http_validate(Jsonb *o)
 }
 
 static void *
-http_configure(Jsonb *o)
+http_configure(Jsonb *o, const char *stream, int32 version)
 {
 	HttpConfig *c = palloc0(sizeof(HttpConfig));
 	char	   *s = NULL;
@@ -191,10 +192,12 @@ http_limits(void *config, int *max_records, int64 *max_bytes)
 }
 
 static void
-http_encode(void *config, const char *request_id, FhRecord *records,
-			int nrecords, FhRequest *req)
+http_encode(void *config, FhPart *part, FhRequest *req)
 {
 	HttpConfig *c = config;
+	const char *request_id = part->request_id;
+	FhRecord   *records = part->records;
+	int			nrecords = part->nrecords;
 	StringInfoData body;
 	ListCell   *lc;
 
@@ -335,10 +338,10 @@ valid_firehose_answer(const char *request_id, FhResponse *resp, char **why)
 }
 
 static void
-http_classify(void *config, const char *request_id, FhResponse *resp,
-			  FhVerdict *v)
+http_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
 {
 	HttpConfig *c = config;
+	const char *request_id = part->request_id;
 	long		st = resp->status;
 
 	v->error_code = NULL;
@@ -401,10 +404,20 @@ http_classify(void *config, const char *request_id, FhResponse *resp,
 		v->outcome = FH_OUTCOME_RETRY;
 }
 
+/* an error record's fields of the HTTP endpoint destination (firehose.md 3.8) */
+static void
+http_error_fields(void *config, FhPart *part, int i, StringInfo out)
+{
+	appendStringInfo(out, ",\"subsequenceNumber\":%d,\"dataId\":\"" INT64_FORMAT "\"",
+					 i, part->records[i].id);
+}
+
 const FhSink fh_sink_http = {
 	.name = "http",
 	.options = http_options,
 	.default_retry_duration_s = 300,
+	.error_output_type = "http-endpoint-failed",
+	.error_fields = http_error_fields,
 	.validate = http_validate,
 	.configure = http_configure,
 	.limits = http_limits,

@@ -43,7 +43,7 @@
 static const FhOptionDef common_options[] = {
 	{"buffer_size", FH_OPT_BYTES, 1, GB, "5242880"},
 	{"buffer_interval", FH_OPT_MS, 0, 86400000LL, "60000"},
-	{"retry_duration", FH_OPT_SECONDS, 0, 7200, NULL},	/* sink default */
+	{"retry_duration", FH_OPT_SECONDS, 0, 86400, NULL},	/* sink default */
 	{"max_concurrency", FH_OPT_INT, 1, 64, "1"},
 	{"max_record_size", FH_OPT_BYTES, 1, GB - 1, "1024000"},
 	{"max_buffered_bytes", FH_OPT_BYTES, 0, INT64CONST(1) << 50, "0"},
@@ -150,6 +150,8 @@ type_description(const FhOptionDef *d)
 			return "a string";
 		case FH_OPT_STRMAP:
 			return "an object whose values are strings";
+		case FH_OPT_BACKUP:
+			return "an object such as {\"mode\": \"failed\", \"s3\": {\"bucket\": ...}}";
 	}
 	return "?";
 }
@@ -318,6 +320,15 @@ normalize_value(const FhOptionDef *d, JsonbValue *v, StringInfo out)
 				escape_json(out, s);
 				break;
 			}
+		case FH_OPT_BACKUP:
+			if (v->type != jbvBinary)
+				option_type_error(d, v);
+			{
+				Jsonb	   *j = fh_backup_normalize(JsonbValueToJsonb(v));
+
+				appendStringInfoString(out, JsonbToCString(NULL, &j->root, VARSIZE(j)));
+			}
+			break;
 		case FH_OPT_STRMAP:
 			{
 				JsonbIterator *it;
@@ -353,7 +364,19 @@ normalize_value(const FhOptionDef *d, JsonbValue *v, StringInfo out)
 Jsonb *
 fh_options_normalize(const char *destination, Jsonb *current, Jsonb *changes)
 {
-	const FhSink *sink = fh_sink_lookup(destination, false);
+	return fh_options_normalize_sink(fh_sink_lookup(destination, false),
+									 current, changes, true);
+}
+
+/*
+ * fh_options_normalize_sink
+ *		The same for a sink, and with with_common false its own options
+ *		only (an S3 backup store's options).
+ */
+Jsonb *
+fh_options_normalize_sink(const FhSink *sink, Jsonb *current, Jsonb *changes,
+						  bool with_common)
+{
 	StringInfoData out;
 	int			pass;
 	Jsonb	   *result;
@@ -378,7 +401,8 @@ fh_options_normalize(const char *destination, Jsonb *current, Jsonb *changes)
 			if (tok != WJB_KEY)
 				continue;
 			key = pnstrdup(kv.val.string.val, kv.val.string.len);
-			if (!find_option(common_options, key) && !find_option(sink->options, key))
+			if ((!with_common || !find_option(common_options, key)) &&
+				!find_option(sink->options, key))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("unknown option \"%s\" for destination \"%s\"", key, sink->name),
@@ -388,7 +412,7 @@ fh_options_normalize(const char *destination, Jsonb *current, Jsonb *changes)
 
 	initStringInfo(&out);
 	appendStringInfoChar(&out, '{');
-	for (pass = 0; pass < 2; pass++)
+	for (pass = with_common ? 0 : 1; pass < 2; pass++)
 	{
 		const FhOptionDef *d = pass == 0 ? common_options : sink->options;
 
@@ -405,6 +429,9 @@ fh_options_normalize(const char *destination, Jsonb *current, Jsonb *changes)
 			initStringInfo(&val);
 			if (v)
 				normalize_value(d, v, &val);
+			else if (pass == 0 && strcmp(d->name, "buffer_interval") == 0 &&
+					 sink->default_buffer_interval_ms > 0)
+				appendStringInfo(&val, INT64_FORMAT, sink->default_buffer_interval_ms);
 			else if (d->default_value)
 				appendStringInfoString(&val, d->default_value);
 			else if (strcmp(d->name, "retry_duration") == 0)
@@ -476,6 +503,7 @@ fh_redact_options_sql(PG_FUNCTION_ARGS)
 	JsonbParseState *state = NULL;
 	JsonbValue *res = NULL;
 	const FhOptionDef *cur = NULL;
+	const FhOptionDef *top = NULL;
 	int			depth = 0;
 
 	if (sink == NULL || !JB_ROOT_IS_OBJECT(opts))
@@ -501,7 +529,14 @@ fh_redact_options_sql(PG_FUNCTION_ARGS)
 				{
 					char	   *key = pnstrdup(kv.val.string.val, kv.val.string.len);
 
-					cur = find_option(sink->options, key);
+					cur = top = find_option(sink->options, key);
+				}
+				else if (top && top->type == FH_OPT_BACKUP)
+				{
+					/* backup: {mode, s3: {<the S3 store's options>}} */
+					char	   *key = pnstrdup(kv.val.string.val, kv.val.string.len);
+
+					cur = depth == 3 ? find_option(fh_sink_s3.options, key) : top;
 				}
 				res = pushJsonbValue(&state, tok, &kv);
 				break;

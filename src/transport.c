@@ -129,9 +129,20 @@ fh_transport_start(FhPart *part, FhRequest *req, int64 timeout_ms)
 	req->headers = curl_slist_append(req->headers, "Expect:");
 
 	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+	/* the body is sent from where it lies, never copied (POSTFIELDS) */
 	curl_easy_setopt(easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body.data);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body.len);
+	if (req->method && strcmp(req->method, "POST") != 0)
+		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
+	if (req->data)
+	{
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->data);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->len);
+	}
+	else
+	{
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body.data ? req->body.data : "");
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body.len);
+	}
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(timeout_ms, 30000));
@@ -192,6 +203,8 @@ complete(FhPart *part, CURLcode code)
 			curl_easy_header(easy, "Content-Encoding", 0, CURLH_HEADER, -1, &h) == CURLHE_OK;
 		part->response.has_content_length =
 			curl_easy_header(easy, "Content-Length", 0, CURLH_HEADER, -1, &h) == CURLHE_OK;
+		if (curl_easy_header(easy, "ETag", 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+			part->response.etag = MemoryContextStrdup(part->cxt, h->value);
 	}
 	else
 	{

@@ -99,3 +99,10 @@ fh_backoff_ms(int attempt, int64 base_ms, int64 max_ms)
 	d *= 0.85 + 0.30 * pg_prng_double(&pg_global_prng_state);
 	return (int64) d;
 }
+
+/* t as milliseconds since 1970-01-01 UTC, as Firehose's timestamps */
+int64
+fh_epoch_ms(TimestampTz t)
+{
+	return t / 1000 + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * (int64) SECS_PER_DAY * 1000;
+}

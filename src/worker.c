@@ -31,6 +31,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "common/hashfn.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -53,6 +54,7 @@ typedef struct FhWorkerStream
 	char	   *name;
 	const FhSink *sink;
 	void	   *sink_config;
+	FhBackup   *backup;			/* S3 backup store, or NULL */
 	FhStreamConfig cfg;
 	int32		version;
 	bool		paused;
@@ -328,7 +330,11 @@ load_streams(void)
 			ws->sink = fh_sink_lookup(dest, false);
 			opts = (Jsonb *) PG_DETOAST_DATUM_COPY(PointerGetDatum(opts));
 			fh_config_from_options(opts, &ws->cfg);
-			ws->sink_config = ws->sink->configure(opts);
+			ws->sink_config = ws->sink->configure(opts, ws->name, version);
+			ws->backup = NULL;
+			if (fh_jsonb_get(opts, "backup"))
+				ws->backup = fh_backup_configure(JsonbValueToJsonb(fh_jsonb_get(opts, "backup")),
+												 ws->name, version, ws->sink);
 			MemoryContextSwitchTo(old);
 			ws->version = version;
 		}
@@ -419,8 +425,12 @@ record_part(FhPart *part)
 		vals[10] = CStringGetTextDatum(part->verdict.error_code);
 	else
 		nulls[10] = 'n';
-	if (part->verdict.error_message)
-		vals[11] = CStringGetTextDatum(part->verdict.error_message);
+	if (part->verdict.error_message && part->backup_error)
+		vals[11] = CStringGetTextDatum(psprintf("%s %s", part->verdict.error_message,
+												part->backup_error));
+	else if (part->verdict.error_message || part->backup_error)
+		vals[11] = CStringGetTextDatum(part->verdict.error_message ?
+									   part->verdict.error_message : part->backup_error);
 	else
 		nulls[11] = 'n';
 
@@ -672,6 +682,41 @@ cut_batch(FhWorkerStream *ws, uint64 flush_req)
 	return b;
 }
 
+/*
+ * The id of the object a part becomes (S3): from the batch and where the
+ * part starts in it, so a retry, or a worker resuming the batch after a
+ * restart, writes the same key again instead of a second copy.
+ */
+static void
+object_id(FhWorkerStream *ws, FhBatch *b, FhScanPos *start, unsigned char id[16])
+{
+	struct
+	{
+		int32		stream;
+		int32		table_idx;
+		uint64		lo_xmin;
+		uint64		lo_xmax;
+		uint64		hi_xmax;
+		ItemPointerData cursor;
+		bool		cursor_valid;
+	}			key;
+	uint64		h1,
+				h2;
+
+	memset(&key, 0, sizeof(key));
+	key.stream = ws->id;
+	key.table_idx = start->table_idx;
+	key.lo_xmin = U64FromFullTransactionId(b->lo->xmin);
+	key.lo_xmax = U64FromFullTransactionId(b->lo->xmax);
+	key.hi_xmax = U64FromFullTransactionId(b->hi->xmax);
+	key.cursor = start->cursor;
+	key.cursor_valid = start->cursor_valid;
+	h1 = hash_bytes_extended((const unsigned char *) &key, sizeof(key), 0x66697265);
+	h2 = hash_bytes_extended((const unsigned char *) &key, sizeof(key), 0x686f7365);
+	memcpy(id, &h1, 8);
+	memcpy(id + 8, &h2, 8);
+}
+
 /* read the next part of b; false when b had nothing more */
 static bool
 read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
@@ -710,6 +755,7 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 	ws->active_parts++;
 	fh_uuid_from(worker_nonce, (uint64) ws->id, (b->seq << 20) | (uint64) part->partno,
 				 part->request_id);
+	object_id(ws, b, &start, part->object_id);
 	part->next_attempt = now;
 	part->oldest_arrival = part->records[0].arrival;
 	for (int i = 1; i < part->nrecords; i++)
@@ -807,21 +853,88 @@ schedule_stream(FhWorkerStream *ws, TimestampTz now)
 
 /* ---------- sending ---------- */
 
+/* the sink a part is with now: its destination, or the backup store */
+static const FhSink *
+part_sink(FhPart *part, void **config)
+{
+	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
+
+	if (part->backup_phase)
+	{
+		*config = ws->backup->s3_config;
+		return &fh_sink_s3;
+	}
+	*config = ws->sink_config;
+	return ws->sink;
+}
+
+static void finish_part(FhPart *part, TimestampTz now);
+
 static void
 send_part(FhPart *part)
 {
 	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
+	void	   *config;
+	const FhSink *sink = part_sink(part, &config);
 	MemoryContext old = MemoryContextSwitchTo(part->cxt);
 
 	memset(&part->request, 0, sizeof(part->request));
-	ws->sink->encode(ws->sink_config, part->request_id, part->records,
-					 part->nrecords, &part->request);
+	sink->encode(config, part, &part->request);
 	MemoryContextSwitchTo(old);
-	part->attempts++;
+	if (!part->stepping)
+		part->attempts++;
+	part->stepping = false;
 	part->attempt_started = GetCurrentTimestamp();
 	if (part->first_attempt == 0)
 		part->first_attempt = part->attempt_started;
+	if (part->request.url == NULL)
+	{
+		/* the sink could not make a request; part->verdict says why */
+		part->last_status = 0;
+		finish_part(part, part->attempt_started);
+		return;
+	}
 	fh_transport_start(part, &part->request, ws->cfg.request_timeout_ms);
+}
+
+/*
+ * A verdict is final: on to the backup store when it wants this part,
+ * else to be recorded.
+ */
+static void
+finish_part(FhPart *part, TimestampTz now)
+{
+	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
+
+	part->last_attempt_end = now;
+	if (part->backup_phase)
+	{
+		if (part->verdict.outcome != FH_OUTCOME_OK)
+		{
+			part->backup_error = psprintf("S3 backup failed: %s: %s",
+										  part->verdict.error_code ? part->verdict.error_code : "?",
+										  part->verdict.error_message ? part->verdict.error_message : "");
+			ereport(WARNING,
+					(errmsg("firehose stream \"%s\": %d records could not be written to the S3 backup store",
+							ws->name, part->nrecords),
+					 errdetail("%s", part->backup_error)));
+		}
+		part->verdict = part->primary;
+		part->attempts = part->primary_attempts;
+	}
+	else if (ws->backup && (ws->backup->all || part->verdict.outcome == FH_OUTCOME_FAIL))
+	{
+		part->primary = part->verdict;
+		part->primary_attempts = part->attempts;
+		part->backup_phase = true;
+		part->sink_state = NULL;
+		part->first_failure = 0;
+		part->attempts = 0;
+		part->next_attempt = now;
+		return;					/* stays in waiting_parts */
+	}
+	dlist_delete(&part->node);
+	dlist_push_tail(&finished_parts, &part->node);
 }
 
 /* judge a finished request: done, or back to waiting with a backoff */
@@ -830,31 +943,50 @@ handle_response(FhPart *part)
 {
 	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
 	TimestampTz now = GetCurrentTimestamp();
+	void	   *config;
+	const FhSink *sink = part_sink(part, &config);
 	MemoryContext old = MemoryContextSwitchTo(part->cxt);
 
 	part->last_status = part->response.status;
-	ws->sink->classify(ws->sink_config, part->request_id, &part->response, &part->verdict);
+	sink->classify(config, part, &part->response, &part->verdict);
 	MemoryContextSwitchTo(old);
 	if (part->response.body.data)
 		pfree(part->response.body.data);
 	part->response.body.data = NULL;
 
-	if (part->verdict.outcome == FH_OUTCOME_RETRY)
+	switch (part->verdict.outcome)
 	{
-		if (part->first_failure == 0)
-			part->first_failure = now;
-		if (TimestampDifferenceMilliseconds(part->first_failure, now) >= ws->cfg.retry_duration_ms)
+		case FH_OUTCOME_NEXT:
+			/* a step of a longer exchange succeeded: on at once */
+			part->stepping = true;
+			part->first_failure = 0;
+			part->next_attempt = now;
+			return;
+		case FH_OUTCOME_RETRY:
+			if (part->first_failure == 0)
+				part->first_failure = now;
+			if (TimestampDifferenceMilliseconds(part->first_failure, now) < ws->cfg.retry_duration_ms)
+			{
+				part->next_attempt = TimestampTzPlusMilliseconds(now,
+																 fh_backoff_ms(part->attempts, ws->cfg.retry_base_ms,
+																			   ws->cfg.retry_max_ms));
+				return;			/* stays in waiting_parts */
+			}
 			part->verdict.outcome = FH_OUTCOME_FAIL;
-		else
-		{
-			part->next_attempt = TimestampTzPlusMilliseconds(now,
-															 fh_backoff_ms(part->attempts, ws->cfg.retry_base_ms,
-																		   ws->cfg.retry_max_ms));
-			return;				/* stays in waiting_parts */
-		}
+			/* FALLTHROUGH */
+		case FH_OUTCOME_FAIL:
+			if (sink->give_up && sink->give_up(config, part))
+			{
+				/* one clean-up request first; its classify() has the verdict */
+				part->stepping = true;
+				part->next_attempt = now;
+				return;
+			}
+			break;
+		case FH_OUTCOME_OK:
+			break;
 	}
-	dlist_delete(&part->node);
-	dlist_push_tail(&finished_parts, &part->node);
+	finish_part(part, now);
 }
 
 /* ---------- the loop ---------- */

@@ -1,0 +1,929 @@
+/*-------------------------------------------------------------------------
+ *
+ * sink_s3.c
+ *	  destination 's3': one object per part, with Firehose's key layout,
+ *	  compression, and our own AWS Signature V4 (aws_sigv4.c); and S3 as
+ *	  the backup store of the other destinations (option "backup").
+ *
+ * An object is the part's records, each followed by the delimiter,
+ * compressed.  Its key is <evaluated prefix><stream>-<version>-
+ * yyyy-MM-dd-HH-mm-ss-<uuid><ext> (s3_keys.c), the time being the arrival
+ * of the oldest record and the uuid the part's object_id, which the worker
+ * derives from the part's place in its batch: a retried upload, even by a
+ * restarted worker, writes the same key.
+ *
+ * Small objects are one PutObject.  Above multipart_threshold the object
+ * goes up in a multipart upload, a state machine driven by the worker:
+ *	CreateMultipartUpload (POST ?uploads)        -> UploadId
+ *	UploadPart (PUT ?partNumber=N&uploadId=...)  -> ETag, for every slice
+ *	CompleteMultipartUpload (POST ?uploadId=...) -> 200 without <Error>
+ *	AbortMultipartUpload (DELETE ?uploadId=...)  when the part fails
+ * Each slice is sent from the one encoded object, never copied.  Every step
+ * answered with NEXT is sent at once; a failed step is retried alone.
+ *
+ * Errors: the Code and Message of S3's XML error body (read with libxml2)
+ * become errorCode "S3.<Code>" and errorMessage.  5xx, 408, 429 and the
+ * codes SlowDown, RequestTimeout, RequestTimeTooSkewed, InternalError
+ * retry with backoff; other 4xx (AccessDenied, NoSuchBucket,
+ * SignatureDoesNotMatch, InvalidAccessKeyId, ...) fail at once.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "firehose.h"
+
+#include <curl/curl.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "aws_sigv4.h"
+#include "pgtime.h"
+#include "s3_keys.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+
+#define MB					(1024LL * 1024LL)
+#define S3_MAX_PARTS		10000
+#define S3_MAX_OBJECT		(512 * MB)	/* what one part may carry */
+#define ERROR_BODY_MAX		2048
+
+static const char *const compressions[] = {"none", "gzip", "zstd", "snappy", "hadoop_snappy", NULL};
+static const char *const default_extensions[] = {"", ".gz", ".zst", ".snappy", ".hsnappy"};
+static const char *const credential_sources[] = {"static", "environment", NULL};
+static const char *const storage_classes[] = {
+	"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA",
+	"INTELLIGENT_TIERING", "GLACIER", "GLACIER_IR", "DEEP_ARCHIVE", NULL
+};
+static const char *const sse_modes[] = {"AES256", "aws:kms", "aws:kms:dsse", NULL};
+static const char *const backup_modes[] = {"failed", "all", NULL};
+
+static const FhOptionDef s3_options[] = {
+	{"bucket", FH_OPT_STRING, 0, 63, NULL, NULL, false, true},
+	{"region", FH_OPT_STRING, 0, 64, "\"us-east-1\""},
+	{"endpoint", FH_OPT_URL, 0, 1000, NULL},
+	{"path_style", FH_OPT_BOOL, 0, 0, "false"},
+	{"prefix", FH_OPT_STRING, 0, 4096, "\"\""},
+	{"error_output_prefix", FH_OPT_STRING, 0, 4096, NULL},
+	{"compression", FH_OPT_ENUM, 0, 0, "\"none\"", compressions},
+	{"file_extension", FH_OPT_STRING, 0, 128, NULL},
+	{"time_zone", FH_OPT_STRING, 0, 50, "\"UTC\""},
+	{"delimiter", FH_OPT_STRING, 0, 64, "\"\\n\""},
+	{"content_type", FH_OPT_STRING, 0, 256, "\"application/octet-stream\""},
+	{"storage_class", FH_OPT_ENUM, 0, 0, NULL, storage_classes},
+	{"sse", FH_OPT_ENUM, 0, 0, NULL, sse_modes},
+	{"sse_kms_key_id", FH_OPT_STRING, 0, 2048, NULL},
+	{"credentials", FH_OPT_ENUM, 0, 0, "\"static\"", credential_sources},
+	{"access_key_id", FH_OPT_STRING, 0, 128, NULL, NULL, true},
+	{"secret_access_key", FH_OPT_STRING, 0, 256, NULL, NULL, true},
+	{"session_token", FH_OPT_STRING, 0, 8192, NULL, NULL, true},
+	{"multipart_threshold", FH_OPT_BYTES, 5 * MB, 5120 * MB, "16777216"},
+	{"multipart_part_size", FH_OPT_BYTES, 5 * MB, 5120 * MB, "8388608"},
+	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"},
+	{"ca_file", FH_OPT_STRING, 0, 4096, NULL},
+	{NULL}
+};
+
+typedef struct S3Config
+{
+	char	   *bucket;
+	char	   *region;
+	char	   *scheme;			/* of the endpoint */
+	char	   *host;			/* Host header: [bucket.]host[:port] */
+	bool		path_style;
+	FhS3KeyLayout *layout;
+	FhCompression compression;
+	char	   *extension;
+	pg_tz	   *tz;				/* NULL: a fixed offset */
+	int32		fixed_offset_s;
+	char	   *delimiter;
+	char	   *content_type;
+	char	   *storage_class;
+	char	   *sse;
+	char	   *sse_kms_key_id;
+	bool		env_credentials;
+	char	   *access_key_id;
+	char	   *secret_access_key;
+	char	   *session_token;
+	int64		multipart_threshold;
+	int64		multipart_part_size;
+	bool		tls_verify;
+	char	   *ca_file;
+	char	   *stream;
+	int32		version;
+	/* as the backup store of another destination */
+	const char *error_output_type;
+	void		(*error_fields) (void *config, FhPart *part, int i, StringInfo out);
+} S3Config;
+
+typedef enum S3Step
+{
+	S3_PUT,
+	S3_CREATE,
+	S3_UPLOAD,
+	S3_COMPLETE,
+	S3_ABORT
+} S3Step;
+
+/* one object's upload, kept in the part across retries and steps */
+typedef struct S3State
+{
+	S3Step		step;
+	StringInfoData object;		/* the encoded object */
+	char	   *key;
+	char	   *upload_id;
+	int			nslices;
+	int64		slice_size;
+	int			slice;			/* the slice being sent, from 0 */
+	char	  **etags;
+	FhVerdict	final;			/* while aborting: the verdict to return */
+} S3State;
+
+static bool
+valid_bucket(const char *b)
+{
+	size_t		n = strlen(b);
+
+	if (n < 3 || n > 63)
+		return false;
+	for (const char *p = b; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
+			return false;
+	return b[0] != '-' && b[0] != '.' && b[n - 1] != '-' && b[n - 1] != '.';
+}
+
+/* the zone's name resolved: a fixed offset, or a PostgreSQL zone */
+static pg_tz *
+resolve_zone(const char *name, int32 *offset)
+{
+	char		err[FH_S3KEY_ERROR_LEN];
+	FhS3KeyStatus st = fh_s3key_parse_zone(name, offset, err);
+	pg_tz	   *tz;
+
+	if (st == FH_S3KEY_OK)
+		return NULL;
+	if (st != FH_S3KEY_ZONE_NAMED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"time_zone\" is not valid"),
+				 errdetail("%s", err),
+				 errhint("Give an IANA time zone name such as \"Asia/Tokyo\", or \"UTC\".")));
+	tz = pg_tzset(name);
+	if (tz == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"time_zone\" names an unknown time zone: \"%s\"", name),
+				 errhint("Give an IANA time zone name such as \"Asia/Tokyo\", or \"UTC\".")));
+	return tz;
+}
+
+static void
+s3_validate(Jsonb *o)
+{
+	char	   *s = NULL;
+	char	   *eop = NULL;
+	char		err[FH_S3KEY_ERROR_LEN];
+	FhS3KeyLayout *layout;
+	int32		off;
+	bool		env;
+
+	fh_jsonb_get_text(o, "bucket", &s);
+	if (!valid_bucket(s))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"bucket\" is not a valid bucket name: \"%s\"", s),
+				 errhint("Bucket names have 3 to 63 lowercase letters, digits, dots and hyphens, and begin and end with a letter or digit.")));
+
+	fh_jsonb_get_text(o, "region", &s);
+	if (s[0] == '\0' || strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(s))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"region\" is not a valid region: \"%s\"", s),
+				 errhint("Give a region name such as \"us-east-1\".")));
+
+	if (fh_jsonb_get_text(o, "endpoint", &s))
+	{
+		CURLU	   *h = curl_url();
+		char	   *path = NULL;
+		char	   *query = NULL;
+		bool		ok;
+
+		curl_url_set(h, CURLUPART_URL, s, 0);
+		ok = curl_url_get(h, CURLUPART_PATH, &path, 0) == CURLUE_OK &&
+			strcmp(path, "/") == 0 &&
+			curl_url_get(h, CURLUPART_QUERY, &query, 0) == CURLUE_NO_QUERY;
+		if (path)
+			curl_free(path);
+		if (query)
+			curl_free(query);
+		curl_url_cleanup(h);
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"endpoint\" must not have a path or query: \"%s\"", s),
+					 errhint("Give the service's base URL, such as \"https://s3.eu-west-1.amazonaws.com\"; the bucket goes in \"bucket\".")));
+	}
+
+	s = "";
+	fh_jsonb_get_text(o, "prefix", &s);
+	if (fh_s3key_layout_parse(s, fh_jsonb_get_text(o, "error_output_prefix", &eop) ? eop : NULL,
+							  &layout, err) != FH_S3KEY_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"prefix\" or \"error_output_prefix\" is not valid"),
+				 errdetail("%s", err),
+				 errhint("See the S3 prefix rules in the README: !{timestamp:...}, !{firehose:random-string}, and !{firehose:error-output-type} in error_output_prefix only.")));
+	fh_s3key_layout_free(layout);
+
+	if (fh_jsonb_get_text(o, "file_extension", &s) &&
+		fh_s3key_check_extension(s, err) != FH_S3KEY_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"file_extension\" is not valid: \"%s\"", s),
+				 errdetail("%s", err),
+				 errhint("An extension starts with a dot, such as \".json.gz\".")));
+
+	fh_jsonb_get_text(o, "time_zone", &s);
+	(void) resolve_zone(s, &off);
+
+	if (fh_jsonb_get(o, "sse_kms_key_id") &&
+		!(fh_jsonb_get_text(o, "sse", &s) && strncmp(s, "aws:kms", 7) == 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"sse_kms_key_id\" needs \"sse\": \"aws:kms\""),
+				 errhint("Set \"sse\" to \"aws:kms\" or \"aws:kms:dsse\" to encrypt with a KMS key.")));
+
+	fh_jsonb_get_text(o, "credentials", &s);
+	env = strcmp(s, "environment") == 0;
+	if (env)
+	{
+		const char *given[] = {"access_key_id", "secret_access_key", "session_token"};
+
+		for (int i = 0; i < lengthof(given); i++)
+			if (fh_jsonb_get(o, given[i]))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"%s\" conflicts with \"credentials\": \"environment\"", given[i]),
+						 errhint("With \"environment\" the worker reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN from the server's environment.")));
+	}
+	else if (!fh_jsonb_get(o, "access_key_id") || !fh_jsonb_get(o, "secret_access_key"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("destination \"s3\" needs credentials"),
+				 errhint("Set \"access_key_id\" and \"secret_access_key\" (and \"session_token\" for temporary credentials), or \"credentials\": \"environment\".")));
+}
+
+static void
+free_layout(void *arg)
+{
+	fh_s3key_layout_free((FhS3KeyLayout *) arg);
+}
+
+static char *
+env_or_null(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? pstrdup(v) : NULL;
+}
+
+static void *
+s3_configure(Jsonb *o, const char *stream, int32 version)
+{
+	S3Config   *c = palloc0(sizeof(S3Config));
+	char	   *s = NULL;
+	char	   *endpoint = NULL;
+	char	   *prefix = "";
+	char	   *eop = NULL;
+	char		err[FH_S3KEY_ERROR_LEN];
+	MemoryContextCallback *cb;
+	CURLU	   *h;
+	char	   *host = NULL;
+	char	   *port = NULL;
+
+	fh_jsonb_get_text(o, "bucket", &c->bucket);
+	fh_jsonb_get_text(o, "region", &c->region);
+	c->path_style = fh_jsonb_get_bool(o, "path_style", false);
+	if (!fh_jsonb_get_text(o, "endpoint", &endpoint))
+		endpoint = psprintf("https://s3.%s.amazonaws.com", c->region);
+	h = curl_url();
+	if (curl_url_set(h, CURLUPART_URL, endpoint, 0) != CURLUE_OK ||
+		curl_url_get(h, CURLUPART_SCHEME, &s, 0) != CURLUE_OK ||
+		curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+		elog(ERROR, "invalid S3 endpoint \"%s\"", endpoint);
+	c->scheme = pstrdup(s);
+	curl_free(s);
+	(void) curl_url_get(h, CURLUPART_PORT, &port, 0);
+	c->host = psprintf("%s%s%s%s%s", c->path_style ? "" : c->bucket, c->path_style ? "" : ".",
+					   host, port ? ":" : "", port ? port : "");
+	curl_free(host);
+	if (port)
+		curl_free(port);
+	curl_url_cleanup(h);
+
+	fh_jsonb_get_text(o, "prefix", &prefix);
+	fh_jsonb_get_text(o, "error_output_prefix", &eop);
+	if (fh_s3key_layout_parse(prefix, eop, &c->layout, err) != FH_S3KEY_OK)
+		elog(ERROR, "invalid S3 prefix: %s", err);
+	cb = palloc0(sizeof(MemoryContextCallback));
+	cb->func = free_layout;
+	cb->arg = c->layout;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+
+	fh_jsonb_get_text(o, "compression", &s);
+	c->compression = fh_compression_from_name(s);
+	if (!fh_jsonb_get_text(o, "file_extension", &c->extension))
+		c->extension = (char *) default_extensions[c->compression];
+	fh_jsonb_get_text(o, "time_zone", &s);
+	c->tz = resolve_zone(s, &c->fixed_offset_s);
+	fh_jsonb_get_text(o, "delimiter", &c->delimiter);
+	if (strcmp(c->delimiter, "none") == 0)
+		c->delimiter = "";
+	fh_jsonb_get_text(o, "content_type", &c->content_type);
+	fh_jsonb_get_text(o, "storage_class", &c->storage_class);
+	fh_jsonb_get_text(o, "sse", &c->sse);
+	fh_jsonb_get_text(o, "sse_kms_key_id", &c->sse_kms_key_id);
+	if (fh_jsonb_get_text(o, "credentials", &s) && strcmp(s, "environment") == 0)
+	{
+		c->env_credentials = true;
+		c->access_key_id = env_or_null("AWS_ACCESS_KEY_ID");
+		c->secret_access_key = env_or_null("AWS_SECRET_ACCESS_KEY");
+		c->session_token = env_or_null("AWS_SESSION_TOKEN");
+	}
+	else
+	{
+		fh_jsonb_get_text(o, "access_key_id", &c->access_key_id);
+		fh_jsonb_get_text(o, "secret_access_key", &c->secret_access_key);
+		fh_jsonb_get_text(o, "session_token", &c->session_token);
+	}
+	c->multipart_threshold = fh_jsonb_get_int(o, "multipart_threshold", 16 * MB);
+	c->multipart_part_size = fh_jsonb_get_int(o, "multipart_part_size", 8 * MB);
+	c->tls_verify = fh_jsonb_get_bool(o, "tls_verify", true);
+	fh_jsonb_get_text(o, "ca_file", &c->ca_file);
+	c->stream = pstrdup(stream);
+	c->version = version;
+	return c;
+}
+
+static void
+s3_limits(void *config, int *max_records, int64 *max_bytes)
+{
+	*max_records = 1000000;
+	*max_bytes = S3_MAX_OBJECT;
+}
+
+/* ---------- encoding ---------- */
+
+/* one Firehose error record (firehose.md 3.8) of record i, as a JSON line */
+void
+fh_s3_error_record(void *config, FhPart *part, int i, StringInfo out)
+{
+	S3Config   *c = config;
+	FhRecord   *r = &part->records[i];
+
+	appendStringInfo(out, "{\"attemptsMade\":%d,\"arrivalTimestamp\":" INT64_FORMAT ",\"errorCode\":",
+					 part->primary_attempts, fh_epoch_ms(r->arrival));
+	escape_json(out, part->primary.error_code ? part->primary.error_code : "");
+	appendStringInfoString(out, ",\"errorMessage\":");
+	escape_json(out, part->primary.error_message ? part->primary.error_message : "");
+	appendStringInfo(out, ",\"attemptEndingTimestamp\":" INT64_FORMAT ",\"rawData\":\"",
+					 fh_epoch_ms(part->last_attempt_end));
+	fh_base64_append(out, VARDATA_ANY(r->data), VARSIZE_ANY_EXHDR(r->data));
+	appendStringInfoChar(out, '"');
+	if (c->error_fields)
+		c->error_fields(NULL, part, i, out);
+	appendStringInfoString(out, "}\n");
+}
+
+/* the key of part's object; false with the reason in *why */
+static bool
+object_key(S3Config *c, FhPart *part, const char *error_type, char **key, char **why)
+{
+	FhS3KeyTime t;
+	char		rnd[FH_S3KEY_MAX_RANDOM][FH_S3KEY_RANDOM_LEN + 1];
+	const char *rp[FH_S3KEY_MAX_RANDOM];
+	char		prefix[FH_S3KEY_PREFIX_BUFSIZE];
+	char		out[FH_S3KEY_KEY_BUFSIZE];
+	char		err[FH_S3KEY_ERROR_LEN];
+	int			n = fh_s3key_nrandom(c->layout, error_type != NULL);
+
+	t.epoch_ms = fh_epoch_ms(part->oldest_arrival);
+	t.utc_offset_s = c->fixed_offset_s;
+	if (c->tz)
+	{
+		pg_time_t	secs = (pg_time_t) (t.epoch_ms / 1000);
+		struct pg_tm *tm = pg_localtime(&secs, c->tz);
+
+		t.utc_offset_s = tm ? (int32) tm->tm_gmtoff : 0;
+	}
+	for (int i = 0; i < n && i < FH_S3KEY_MAX_RANDOM; i++)
+	{
+		fh_s3key_random_string(part->object_id, i, rnd[i]);
+		rp[i] = rnd[i];
+	}
+	if (fh_s3key_eval_prefix(c->layout, t, error_type, rp, n, prefix, err) != FH_S3KEY_OK ||
+		fh_s3key_object_key(prefix, c->stream, c->version, t, part->object_id,
+							c->extension, out, err) != FH_S3KEY_OK)
+	{
+		*why = pstrdup(err);
+		return false;
+	}
+	*key = pstrdup(out);
+	return true;
+}
+
+/* the object: records (or their error records) delimited and compressed */
+static bool
+build_object(S3Config *c, FhPart *part, StringInfo object)
+{
+	StringInfoData raw;
+	bool		errors = part->backup_phase && part->primary.outcome == FH_OUTCOME_FAIL;
+	int			dlen = strlen(c->delimiter);
+	bool		ok;
+
+	initStringInfo(&raw);
+	for (int i = 0; i < part->nrecords; i++)
+	{
+		if (errors)
+			fh_s3_error_record(c, part, i, &raw);
+		else
+		{
+			appendBinaryStringInfo(&raw, VARDATA_ANY(part->records[i].data),
+								   VARSIZE_ANY_EXHDR(part->records[i].data));
+			appendBinaryStringInfo(&raw, c->delimiter, dlen);
+		}
+	}
+	if (c->compression == FH_COMPRESS_NONE)
+	{
+		*object = raw;
+		return true;
+	}
+	initStringInfo(object);
+	ok = fh_compress(c->compression, raw.data, raw.len, object);
+	pfree(raw.data);
+	return ok;
+}
+
+/*
+ * Sign and address one request: method on the object's key with query
+ * (already encoded, or NULL), body data/len, and the extra headers to sign
+ * (name, value pairs, lowercase names).
+ */
+static void
+sign_request(S3Config *c, S3State *st, FhRequest *req, const char *method,
+			 const char *query, const char *data, size_t len,
+			 const char *const *extra, int nextra, const char *content_type)
+{
+	FhSigV4Header hdrs[8];
+	FhSigV4Request sr;
+	FhSigV4Result res;
+	FhSigV4Status status;
+	char		hash[FH_SIGV4_HEX_LEN + 1];
+	char		date[FH_SIGV4_DATE_LEN + 1];
+	char	   *path;
+	int			n = 0;
+
+	Assert(nextra <= 6);
+	hdrs[n].name = "host";
+	hdrs[n].value = c->host;
+	hdrs[n++].nosign = false;
+	for (int i = 0; i < nextra; i++)
+	{
+		hdrs[n].name = extra[2 * i];
+		hdrs[n].value = extra[2 * i + 1];
+		hdrs[n++].nosign = false;
+	}
+	path = c->path_style ? psprintf("/%s/%s", c->bucket, st->key) : psprintf("/%s", st->key);
+	if (fh_sigv4_payload_hash(data ? data : "", len, hash) != FH_SIGV4_OK ||
+		!fh_sigv4_amz_date(time(NULL), date))
+		elog(ERROR, "could not hash an S3 request");
+	memset(&sr, 0, sizeof(sr));
+	sr.method = method;
+	sr.path = path;
+	sr.query = query;
+	sr.headers = hdrs;
+	sr.nheaders = n;
+	sr.payload_hash = hash;
+	sr.add_content_sha256 = true;
+	sr.access_key_id = c->access_key_id;
+	sr.secret_access_key = c->secret_access_key;
+	sr.session_token = c->session_token;
+	sr.region = c->region;
+	sr.service = "s3";
+	sr.amz_date = date;
+	status = fh_sigv4_sign(&sr, &res);
+	if (status != FH_SIGV4_OK)
+	{
+		char	   *msg = psprintf("%s%s%s", fh_sigv4_strerror(status),
+								   res.error ? ": " : "", res.error ? res.error : "");
+
+		fh_sigv4_result_free(&res);
+		elog(ERROR, "could not sign an S3 request: %s", msg);
+	}
+
+	req->method = method;
+	req->url = psprintf("%s://%s%s%s%s", c->scheme, c->host, res.canonical_uri,
+						query ? "?" : "", query ? query : "");
+	for (int i = 1; i < n; i++)
+		req->headers = curl_slist_append(req->headers, psprintf("%s: %s", hdrs[i].name, hdrs[i].value));
+	for (int i = 0; i < res.nadd_headers; i++)
+		req->headers = curl_slist_append(req->headers,
+										 psprintf("%s: %s", res.add_headers[i].name,
+												  res.add_headers[i].value));
+	req->headers = curl_slist_append(req->headers, psprintf("Authorization: %s", res.authorization));
+	/* curl would add a form Content-Type to a POST: say what it is, or none */
+	req->headers = curl_slist_append(req->headers, content_type ?
+									 psprintf("Content-Type: %s", content_type) : "Content-Type:");
+	fh_sigv4_result_free(&res);
+	req->data = data ? data : "";
+	req->len = len;
+	req->tls_verify = c->tls_verify;
+	req->ca_file = c->ca_file;
+}
+
+/* the headers that describe a new object: storage class, encryption */
+static int
+object_headers(S3Config *c, const char **extra)
+{
+	int			n = 0;
+
+	if (c->storage_class)
+	{
+		extra[2 * n] = "x-amz-storage-class";
+		extra[2 * n++ + 1] = c->storage_class;
+	}
+	if (c->sse)
+	{
+		extra[2 * n] = "x-amz-server-side-encryption";
+		extra[2 * n++ + 1] = c->sse;
+	}
+	if (c->sse_kms_key_id)
+	{
+		extra[2 * n] = "x-amz-server-side-encryption-aws-kms-key-id";
+		extra[2 * n++ + 1] = c->sse_kms_key_id;
+	}
+	return n;
+}
+
+static char *
+upload_query(S3State *st, bool with_part)
+{
+	char	   *enc = palloc(strlen(st->upload_id) * 3 + 1);
+
+	enc[fh_sigv4_uri_encode(enc, st->upload_id, strlen(st->upload_id), false)] = '\0';
+	if (with_part)
+		return psprintf("partNumber=%d&uploadId=%s", st->slice + 1, enc);
+	return psprintf("uploadId=%s", enc);
+}
+
+static void
+s3_encode(void *config, FhPart *part, FhRequest *req)
+{
+	S3Config   *c = config;
+	S3State    *st = part->sink_state;
+	const char *extra[12];
+	int			nextra;
+
+	if (st == NULL)
+	{
+		bool		errors = part->backup_phase && part->primary.outcome == FH_OUTCOME_FAIL;
+		char	   *why = NULL;
+
+		st = palloc0(sizeof(S3State));
+		if (c->access_key_id == NULL || c->secret_access_key == NULL)
+		{
+			part->verdict.outcome = FH_OUTCOME_FAIL;
+			part->verdict.error_code = "S3.MissingCredentials";
+			part->verdict.error_message = "AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is not set in the server's environment.";
+			return;				/* req->url stays NULL: fails at once */
+		}
+		if (!object_key(c, part, errors ? c->error_output_type : NULL, &st->key, &why))
+		{
+			part->verdict.outcome = FH_OUTCOME_FAIL;
+			part->verdict.error_code = "S3.InvalidObjectKey";
+			part->verdict.error_message = psprintf("The object key could not be made: %s", why);
+			return;
+		}
+		if (!build_object(c, part, &st->object))
+			elog(ERROR, "could not compress an S3 object");
+		if (st->object.len > c->multipart_threshold)
+		{
+			st->step = S3_CREATE;
+			st->slice_size = Max(c->multipart_part_size,
+								 (st->object.len + S3_MAX_PARTS - 1) / S3_MAX_PARTS);
+			st->nslices = (int) ((st->object.len + st->slice_size - 1) / st->slice_size);
+			st->etags = palloc0(sizeof(char *) * st->nslices);
+		}
+		else
+			st->step = S3_PUT;
+		part->sink_state = st;
+	}
+
+	switch (st->step)
+	{
+		case S3_PUT:
+			nextra = object_headers(c, extra);
+			sign_request(c, st, req, "PUT", NULL, st->object.data, st->object.len,
+						 extra, nextra, c->content_type);
+			break;
+		case S3_CREATE:
+			nextra = object_headers(c, extra);
+			sign_request(c, st, req, "POST", "uploads=", NULL, 0, extra, nextra,
+						 c->content_type);
+			break;
+		case S3_UPLOAD:
+			{
+				int64		off = st->slice * st->slice_size;
+				int64		len = Min(st->slice_size, st->object.len - off);
+
+				sign_request(c, st, req, "PUT", upload_query(st, true),
+							 st->object.data + off, len, NULL, 0, NULL);
+				break;
+			}
+		case S3_COMPLETE:
+			{
+				StringInfoData xml;
+
+				initStringInfo(&xml);
+				appendStringInfoString(&xml, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+				for (int i = 0; i < st->nslices; i++)
+				{
+					appendStringInfo(&xml, "<Part><PartNumber>%d</PartNumber><ETag>", i + 1);
+					/* ETags are quoted hex: nothing to escape but quotes */
+					for (const char *p = st->etags[i]; *p; p++)
+						appendStringInfoString(&xml, *p == '"' ? "&quot;" : (char[]) {*p, '\0'});
+					appendStringInfoString(&xml, "</ETag></Part>");
+				}
+				appendStringInfoString(&xml, "</CompleteMultipartUpload>");
+				sign_request(c, st, req, "POST", upload_query(st, false),
+							 xml.data, xml.len, NULL, 0, "application/xml");
+				break;
+			}
+		case S3_ABORT:
+			sign_request(c, st, req, "DELETE", upload_query(st, false), NULL, 0,
+						 NULL, 0, NULL);
+			break;
+	}
+}
+
+/* ---------- responses ---------- */
+
+/* the text of the first element named name in an XML body, or NULL */
+static char *
+xml_text(FhResponse *resp, const char *name)
+{
+	xmlDocPtr	doc;
+	xmlNodePtr	node;
+	char	   *result = NULL;
+
+	if (resp->body.len == 0)
+		return NULL;
+	doc = xmlReadMemory(resp->body.data, resp->body.len, NULL, NULL,
+						XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	if (doc == NULL)
+		return NULL;
+	node = xmlDocGetRootElement(doc);
+	while (node)
+	{
+		if (node->type == XML_ELEMENT_NODE && xmlStrcmp(node->name, (const xmlChar *) name) == 0)
+		{
+			xmlChar    *t = xmlNodeGetContent(node);
+
+			result = pstrdup(t ? (char *) t : "");
+			xmlFree(t);
+			break;
+		}
+		/* depth first */
+		if (node->children)
+			node = node->children;
+		else
+		{
+			while (node && node->next == NULL)
+				node = node->parent;
+			if (node)
+				node = node->next;
+		}
+	}
+	xmlFreeDoc(doc);
+	return result;
+}
+
+static bool
+retryable_code(const char *code)
+{
+	static const char *const codes[] = {
+		"SlowDown", "RequestTimeout", "RequestTimeTooSkewed", "InternalError",
+		"ServiceUnavailable", "OperationAborted", NULL
+	};
+
+	for (int i = 0; codes[i]; i++)
+		if (strcmp(code, codes[i]) == 0)
+			return true;
+	return false;
+}
+
+static const char *const step_names[] = {
+	"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload",
+	"AbortMultipartUpload"
+};
+
+/* an S3 error answer (any status, Complete's 200 included) into v */
+static void
+s3_error_verdict(S3State *st, FhResponse *resp, FhVerdict *v)
+{
+	char	   *code = xml_text(resp, "Code");
+	char	   *message = xml_text(resp, "Message");
+	long		status = resp->status;
+
+	v->error_code = code ? psprintf("S3.%s", code) : psprintf("S3.HTTP%ld", status);
+	v->error_message = psprintf("%s answered %ld%s%s%s%s", step_names[st->step], status,
+								code ? " " : "", code ? code : "",
+								message ? ": " : "", message ? message : "");
+	if (code == NULL && message == NULL && resp->body.len > 0)
+		v->error_message = psprintf("%s: %.*s", v->error_message,
+									Min(resp->body.len, ERROR_BODY_MAX), resp->body.data);
+	if (status >= 500 || status == 408 || status == 429 || (code && retryable_code(code)))
+		v->outcome = FH_OUTCOME_RETRY;
+	else if (code && strcmp(code, "NoSuchUpload") == 0 && st->step != S3_ABORT)
+	{
+		/* the upload is gone (expired, aborted): start it over */
+		v->outcome = FH_OUTCOME_RETRY;
+		st->step = S3_CREATE;
+		st->upload_id = NULL;
+	}
+	else
+		v->outcome = FH_OUTCOME_FAIL;
+}
+
+static void
+s3_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
+{
+	S3State    *st = part->sink_state;
+	long		s = resp->status;
+
+	v->error_code = NULL;
+	v->error_message = NULL;
+	if (st->step == S3_ABORT)
+	{
+		/* whatever the abort's fate (S3 expires lost uploads by lifecycle) */
+		*v = st->final;
+		return;
+	}
+	if (s == 0)
+	{
+		v->outcome = FH_OUTCOME_RETRY;
+		v->error_code = resp->curl_code == CURLE_OPERATION_TIMEDOUT ?
+			"S3.RequestTimeout" : "S3.ConnectionFailed";
+		v->error_message = psprintf("%s: %s", step_names[st->step],
+									resp->curl_error ? resp->curl_error : "no response");
+		return;
+	}
+	if (s < 200 || s >= 300)
+	{
+		s3_error_verdict(st, resp, v);
+		return;
+	}
+	switch (st->step)
+	{
+		case S3_PUT:
+			v->outcome = FH_OUTCOME_OK;
+			break;
+		case S3_CREATE:
+			st->upload_id = xml_text(resp, "UploadId");
+			if (st->upload_id == NULL || st->upload_id[0] == '\0')
+			{
+				st->upload_id = NULL;
+				v->outcome = FH_OUTCOME_RETRY;
+				v->error_code = "S3.InvalidResponse";
+				v->error_message = "CreateMultipartUpload answered without an UploadId.";
+				break;
+			}
+			st->step = S3_UPLOAD;
+			st->slice = 0;
+			v->outcome = FH_OUTCOME_NEXT;
+			break;
+		case S3_UPLOAD:
+			if (resp->etag == NULL)
+			{
+				v->outcome = FH_OUTCOME_RETRY;
+				v->error_code = "S3.InvalidResponse";
+				v->error_message = "UploadPart answered without an ETag.";
+				break;
+			}
+			st->etags[st->slice] = resp->etag;
+			if (++st->slice == st->nslices)
+				st->step = S3_COMPLETE;
+			v->outcome = FH_OUTCOME_NEXT;
+			break;
+		case S3_COMPLETE:
+			/* a 200 may still carry an error, sent after a long wait */
+			if (xml_text(resp, "Code") != NULL)
+				s3_error_verdict(st, resp, v);
+			else
+				v->outcome = FH_OUTCOME_OK;
+			break;
+		case S3_ABORT:
+			break;
+	}
+}
+
+/* a part fails for good during a multipart upload: abort it first */
+static bool
+s3_give_up(void *config, FhPart *part)
+{
+	S3State    *st = part->sink_state;
+
+	if (st == NULL || st->upload_id == NULL || st->step == S3_ABORT)
+		return false;
+	st->final = part->verdict;
+	st->final.outcome = FH_OUTCOME_FAIL;
+	st->step = S3_ABORT;
+	return true;
+}
+
+const FhSink fh_sink_s3 = {
+	.name = "s3",
+	.options = s3_options,
+	.default_retry_duration_s = 86400,
+	.default_buffer_interval_ms = 300000,
+	.validate = s3_validate,
+	.configure = s3_configure,
+	.limits = s3_limits,
+	.encode = s3_encode,
+	.classify = s3_classify,
+	.give_up = s3_give_up,
+};
+
+/* ---------- S3 as a backup store ---------- */
+
+/*
+ * fh_backup_normalize
+ *		Check and normalize the option "backup":
+ *		{"mode": "failed" | "all", "s3": {<options of destination s3>}}.
+ */
+Jsonb *
+fh_backup_normalize(Jsonb *backup)
+{
+	JsonbIterator *it;
+	JsonbValue	kv;
+	JsonbIteratorToken tok;
+	JsonbValue *s3;
+	char	   *mode = "failed";
+	StringInfoData out;
+	Jsonb	   *norm;
+
+	it = JsonbIteratorInit(&backup->root);
+	while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY &&
+			!(kv.val.string.len == 4 && memcmp(kv.val.string.val, "mode", 4) == 0) &&
+			!(kv.val.string.len == 2 && memcmp(kv.val.string.val, "s3", 2) == 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown key \"%.*s\" in option \"backup\"", kv.val.string.len, kv.val.string.val),
+					 errhint("\"backup\" takes \"mode\" (\"failed\" or \"all\") and \"s3\" (the options of an s3 destination).")));
+	}
+	if (fh_jsonb_get(backup, "mode"))
+	{
+		JsonbValue *m = fh_jsonb_get(backup, "mode");
+		int			i;
+
+		mode = m->type == jbvString ? pnstrdup(m->val.string.val, m->val.string.len) : "";
+		for (i = 0; backup_modes[i]; i++)
+			if (strcmp(backup_modes[i], mode) == 0)
+				break;
+		if (backup_modes[i] == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("\"mode\" of option \"backup\" must be \"failed\" or \"all\""),
+					 errhint("\"failed\" keeps the records that could not be delivered, \"all\" every record.")));
+	}
+	s3 = fh_jsonb_get(backup, "s3");
+	if (s3 == NULL || s3->type != jbvBinary || !JsonContainerIsObject(s3->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"backup\" needs \"s3\": an object of S3 options"),
+				 errhint("For example {\"mode\": \"failed\", \"s3\": {\"bucket\": \"my-bucket\", \"region\": \"eu-west-1\", ...}}.")));
+	norm = fh_options_normalize_sink(&fh_sink_s3, NULL, JsonbValueToJsonb(s3), false);
+	initStringInfo(&out);
+	appendStringInfo(&out, "{\"mode\": \"%s\", \"s3\": %s}", mode,
+					 JsonbToCString(NULL, &norm->root, VARSIZE(norm)));
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
+}
+
+FhBackup *
+fh_backup_configure(Jsonb *backup, const char *stream, int32 version,
+					const FhSink *primary)
+{
+	FhBackup   *b = palloc0(sizeof(FhBackup));
+	JsonbValue *s3 = fh_jsonb_get(backup, "s3");
+	char	   *mode = "failed";
+	S3Config   *c;
+
+	fh_jsonb_get_text(backup, "mode", &mode);
+	b->all = strcmp(mode, "all") == 0;
+	c = s3_configure(JsonbValueToJsonb(s3), stream, version);
+	c->error_output_type = primary->error_output_type;
+	c->error_fields = primary->error_fields;
+	b->s3_config = c;
+	return b;
+}
