@@ -158,7 +158,7 @@ SELECT pg_temp.short(opts::text, 60) AS opts, pg_temp.short(pg_temp.try_options(
 --
 SELECT firehose.create_stream('s', 'http', '{"url": "http://127.0.0.1:9/", "buffer_interval": "soon"}');
 SELECT firehose.create_stream('s', 'http', '{"url": "http://127.0.0.1:9/", "buffer_interval": -1}');
-SELECT firehose.create_stream('s', 'http', '{"url": "http://127.0.0.1:9/", "retry_duration": "3 hours"}');
+SELECT firehose.create_stream('s', 'http', '{"url": "http://127.0.0.1:9/", "retry_duration": "2 days"}');
 SELECT pg_temp.short(opts::text, 60) AS opts, pg_temp.short(pg_temp.try_options(opts), 160) AS result
   FROM (VALUES ('{"buffer_interval": 0}'::jsonb),
                ('{"buffer_interval": "5 seconds"}'),
@@ -174,7 +174,7 @@ SELECT pg_temp.short(opts::text, 60) AS opts, pg_temp.short(pg_temp.try_options(
                ('{"retry_duration": 0}'),
                ('{"retry_duration": "5 minutes"}'),
                ('{"retry_duration": 7200}'),
-               ('{"retry_duration": 7201}'),
+               ('{"retry_duration": 86401}'),
                ('{"retry_duration": "2 hours"}'),
                ('{"retry_duration": "soon"}'),
                ('{"request_timeout": "30 seconds"}'),
