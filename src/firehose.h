@@ -251,6 +251,7 @@ typedef struct FhRequest
 	const char *data;			/* or a body that lives elsewhere (in the
 								 * part's memory), sent without a copy */
 	size_t		len;
+	int64		max_response;	/* bytes of response body kept; 0: 1 MiB */
 	bool		tls_verify;
 	char	   *ca_file;
 } FhRequest;
@@ -275,7 +276,13 @@ typedef struct FhVerdict
 	FhOutcome	outcome;
 	const char *error_code;		/* e.g. HttpEndpoint.DestinationException */
 	char	   *error_message;
+	int64		delay_ms;		/* NEXT: wait this long before the next step */
 } FhVerdict;
+
+/* the fate of one record of a part, for protocols that report per record */
+#define FH_REC_PENDING		0	/* follows the part's verdict */
+#define FH_REC_DELIVERED	1
+#define FH_REC_FAILED		2	/* for good, with its own verdict */
 
 typedef struct FhPart FhPart;
 
@@ -353,8 +360,14 @@ struct FhPart
 									 * across retries and worker restarts */
 	void	   *sink_state;		/* the sink's, across retries and steps */
 	bool		stepping;		/* the last answer was NEXT */
-	/* the backup phase: writing the part to the S3 backup store */
-	bool		backup_phase;
+	/* per-record outcomes (NULL: the part's verdict is every record's) */
+	uint8	   *rec_state;		/* FH_REC_*, allocated by the sink */
+	FhVerdict  *rec_verdict;	/* of FH_REC_FAILED records */
+	int64		possible_duplicates;	/* records sent again after an
+										 * ambiguous outcome */
+	/* the backup phases: the failed records' error records, then (mode
+	 * all) a copy of every record, written to the S3 backup store */
+	int			backup_phase;	/* 0: the destination; FH_BACKUP_* */
 	FhVerdict	primary;		/* the destination's verdict meanwhile */
 	int			primary_attempts;
 	char	   *backup_error;	/* why the backup failed, or NULL */
@@ -374,6 +387,13 @@ struct FhPart
 	FhRequest	request;
 	FhResponse	response;
 };
+
+#define FH_BACKUP_ERRORS	1
+#define FH_BACKUP_ALL		2
+#define FH_BACKUP_DONE		3
+
+extern bool fh_record_failed(FhPart *part, int i);
+extern const FhVerdict *fh_record_verdict(FhPart *part, int i);
 
 PGDLLEXPORT void fh_launcher_main(Datum arg);
 /* in put.c */

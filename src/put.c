@@ -414,7 +414,8 @@ put_one(PutCacheEntry *e, Datum data)
 	rel = open_current_table(e);
 	id = stage_values(values, data, GetCurrentTimestamp());
 	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-	simple_heap_insert(rel, tup);
+	/* no free space map: records stay in put order within a backend */
+	heap_insert(rel, tup, GetCurrentCommandId(true), HEAP_INSERT_SKIP_FSM, NULL);
 	heap_freetuple(tup);
 	table_close(rel, NoLock);
 
@@ -549,7 +550,7 @@ fh_put_batch(PG_FUNCTION_ARGS)
 			memset(slot->tts_isnull, 0, sizeof(bool) * 4);
 			ExecStoreVirtualTuple(slot);
 		}
-		heap_multi_insert(rel, slots, chunk, cid, 0, bistate);
+		heap_multi_insert(rel, slots, chunk, cid, HEAP_INSERT_SKIP_FSM, bistate);
 	}
 	for (int i = 0; i < Min(n, PUT_BATCH_CHUNK); i++)
 		ExecDropSingleTupleTableSlot(slots[i]);

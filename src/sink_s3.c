@@ -379,12 +379,13 @@ fh_s3_error_record(void *config, FhPart *part, int i, StringInfo out)
 {
 	S3Config   *c = config;
 	FhRecord   *r = &part->records[i];
+	const FhVerdict *v = fh_record_verdict(part, i);
 
 	appendStringInfo(out, "{\"attemptsMade\":%d,\"arrivalTimestamp\":" INT64_FORMAT ",\"errorCode\":",
 					 part->primary_attempts, fh_epoch_ms(r->arrival));
-	escape_json(out, part->primary.error_code ? part->primary.error_code : "");
+	escape_json(out, v->error_code ? v->error_code : "");
 	appendStringInfoString(out, ",\"errorMessage\":");
-	escape_json(out, part->primary.error_message ? part->primary.error_message : "");
+	escape_json(out, v->error_message ? v->error_message : "");
 	appendStringInfo(out, ",\"attemptEndingTimestamp\":" INT64_FORMAT ",\"rawData\":\"",
 					 fh_epoch_ms(part->last_attempt_end));
 	fh_base64_append(out, VARDATA_ANY(r->data), VARSIZE_ANY_EXHDR(r->data));
@@ -436,7 +437,7 @@ static bool
 build_object(S3Config *c, FhPart *part, StringInfo object)
 {
 	StringInfoData raw;
-	bool		errors = part->backup_phase && part->primary.outcome == FH_OUTCOME_FAIL;
+	bool		errors = part->backup_phase == FH_BACKUP_ERRORS;
 	int			dlen = strlen(c->delimiter);
 	bool		ok;
 
@@ -444,7 +445,10 @@ build_object(S3Config *c, FhPart *part, StringInfo object)
 	for (int i = 0; i < part->nrecords; i++)
 	{
 		if (errors)
-			fh_s3_error_record(c, part, i, &raw);
+		{
+			if (fh_record_failed(part, i))
+				fh_s3_error_record(c, part, i, &raw);
+		}
 		else
 		{
 			appendBinaryStringInfo(&raw, VARDATA_ANY(part->records[i].data),
@@ -585,7 +589,7 @@ s3_encode(void *config, FhPart *part, FhRequest *req)
 
 	if (st == NULL)
 	{
-		bool		errors = part->backup_phase && part->primary.outcome == FH_OUTCOME_FAIL;
+		bool		errors = part->backup_phase == FH_BACKUP_ERRORS;
 		char	   *why = NULL;
 
 		st = palloc0(sizeof(S3State));

@@ -80,7 +80,8 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	FhPart	   *part = userdata;
 	size_t		n = size * nmemb;
 
-	if (part->response.body.len + n > MAX_RESPONSE)
+	if (part->response.body.len + n > (part->request.max_response > 0 ?
+									   part->request.max_response : MAX_RESPONSE))
 	{
 		part->response.body_truncated = true;
 		return n;				/* keep reading, drop the rest */

@@ -397,16 +397,58 @@ lock_stream_row(FhWorkerStream *ws)
  * failed_records when it failed, the stream's statistics, the shared
  * counters.  In a transaction, with SPI connected.
  */
+/* did record i of part fail (for good)? */
+bool
+fh_record_failed(FhPart *part, int i)
+{
+	const FhVerdict *v = part->backup_phase ? &part->primary : &part->verdict;
+	uint8		st = part->rec_state ? part->rec_state[i] : FH_REC_PENDING;
+
+	if (st == FH_REC_FAILED)
+		return true;
+	if (st == FH_REC_DELIVERED)
+		return false;
+	return v->outcome == FH_OUTCOME_FAIL;
+}
+
+/* why record i failed: its own error, or its part's */
+const FhVerdict *
+fh_record_verdict(FhPart *part, int i)
+{
+	if (part->rec_state && part->rec_state[i] == FH_REC_FAILED && part->rec_verdict)
+		return &part->rec_verdict[i];
+	return part->backup_phase ? &part->primary : &part->verdict;
+}
+
 static void
 record_part(FhPart *part)
 {
 	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
-	bool		ok = part->verdict.outcome == FH_OUTCOME_OK;
 	TimestampTz now = GetCurrentTimestamp();
-	Oid			types[12] = {INT4OID, INT8OID, INT4OID, TEXTOID, INT4OID, INT8OID,
-	INT4OID, INT4OID, INT8OID, BOOLOID, TEXTOID, TEXTOID};
-	Datum		vals[12];
-	char		nulls[12];
+	Oid			types[14] = {INT4OID, INT8OID, INT4OID, TEXTOID, INT4OID, INT8OID,
+		INT4OID, INT4OID, INT8OID, INT4OID, INT8OID, INT8OID, TEXTOID, TEXTOID};
+	Datum		vals[14];
+	char		nulls[14];
+	int			nfailed = 0;
+	int64		failed_bytes = 0;
+	const char *code = part->verdict.error_code;
+	const char *message = part->verdict.error_message;
+
+	for (int i = 0; i < part->nrecords; i++)
+		if (fh_record_failed(part, i))
+		{
+			nfailed++;
+			failed_bytes += VARSIZE_ANY_EXHDR(part->records[i].data);
+		}
+	/* a part delivered but for some records: the first record's error */
+	if (code == NULL && nfailed > 0)
+		for (int i = 0; i < part->nrecords; i++)
+			if (fh_record_failed(part, i))
+			{
+				code = fh_record_verdict(part, i)->error_code;
+				message = fh_record_verdict(part, i)->error_message;
+				break;
+			}
 
 	memset(nulls, ' ', sizeof(nulls));
 	vals[0] = Int32GetDatum(ws->id);
@@ -420,53 +462,78 @@ record_part(FhPart *part)
 	if (part->last_status == 0)
 		nulls[7] = 'n';
 	vals[8] = Int64GetDatum(TimestampDifferenceMilliseconds(part->first_attempt, now));
-	vals[9] = BoolGetDatum(ok);
-	if (part->verdict.error_code)
-		vals[10] = CStringGetTextDatum(part->verdict.error_code);
+	vals[9] = Int32GetDatum(nfailed);
+	vals[10] = Int64GetDatum(failed_bytes);
+	vals[11] = Int64GetDatum(part->possible_duplicates);
+	if (code)
+		vals[12] = CStringGetTextDatum(code);
 	else
-		nulls[10] = 'n';
-	if (part->verdict.error_message && part->backup_error)
-		vals[11] = CStringGetTextDatum(psprintf("%s %s", part->verdict.error_message,
-												part->backup_error));
-	else if (part->verdict.error_message || part->backup_error)
-		vals[11] = CStringGetTextDatum(part->verdict.error_message ?
-									   part->verdict.error_message : part->backup_error);
+		nulls[12] = 'n';
+	if (message && part->backup_error)
+		vals[13] = CStringGetTextDatum(psprintf("%s %s", message, part->backup_error));
+	else if (message || part->backup_error)
+		vals[13] = CStringGetTextDatum(message ? message : part->backup_error);
 	else
-		nulls[11] = 'n';
+		nulls[13] = 'n';
 
-	if (SPI_execute_with_args("SELECT firehose._record_delivery($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-							  12, types, vals, nulls, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args("SELECT firehose._record_delivery($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+							  14, types, vals, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not record a delivery");
 
-	if (!ok)
+	if (nfailed > 0)
 	{
-		Datum	   *ids = palloc(sizeof(Datum) * part->nrecords);
-		Datum	   *arrivals = palloc(sizeof(Datum) * part->nrecords);
-		Datum	   *datas = palloc(sizeof(Datum) * part->nrecords);
+		Datum	   *ids = palloc(sizeof(Datum) * nfailed);
+		Datum	   *arrivals = palloc(sizeof(Datum) * nfailed);
+		Datum	   *datas = palloc(sizeof(Datum) * nfailed);
+		Datum	   *codes = palloc(sizeof(Datum) * nfailed);
+		Datum	   *messages = palloc(sizeof(Datum) * nfailed);
+		bool	   *code_nulls = palloc(sizeof(bool) * nfailed);
+		bool	   *message_nulls = palloc(sizeof(bool) * nfailed);
 		Oid			ftypes[9] = {TEXTOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, BYTEAARRAYOID,
-		INT4OID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+		INT4OID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID};
 		Datum		fvals[9];
+		char		fnulls[9];
+		int			n = 0;
+		int			dims[1];
+		int			lbs[1] = {1};
 
 		for (int i = 0; i < part->nrecords; i++)
 		{
-			ids[i] = Int64GetDatum(part->records[i].id);
-			arrivals[i] = TimestampTzGetDatum(part->records[i].arrival);
-			datas[i] = PointerGetDatum(part->records[i].data);
+			const FhVerdict *v;
+
+			if (!fh_record_failed(part, i))
+				continue;
+			v = fh_record_verdict(part, i);
+			ids[n] = Int64GetDatum(part->records[i].id);
+			arrivals[n] = TimestampTzGetDatum(part->records[i].arrival);
+			datas[n] = PointerGetDatum(part->records[i].data);
+			code_nulls[n] = v->error_code == NULL;
+			codes[n] = v->error_code ? CStringGetTextDatum(v->error_code) : (Datum) 0;
+			message_nulls[n] = v->error_message == NULL && part->backup_error == NULL;
+			messages[n] = message_nulls[n] ? (Datum) 0 :
+				CStringGetTextDatum(v->error_message && part->backup_error ?
+									psprintf("%s %s", v->error_message, part->backup_error) :
+									v->error_message ? v->error_message : part->backup_error);
+			n++;
 		}
+		dims[0] = n;
+		memset(fnulls, ' ', sizeof(fnulls));
 		fvals[0] = CStringGetTextDatum(ws->name);
-		fvals[1] = make_array(ids, part->nrecords, INT8OID);
-		fvals[2] = make_array(arrivals, part->nrecords, TIMESTAMPTZOID);
-		fvals[3] = make_array(datas, part->nrecords, BYTEAOID);
+		fvals[1] = make_array(ids, n, INT8OID);
+		fvals[2] = make_array(arrivals, n, TIMESTAMPTZOID);
+		fvals[3] = make_array(datas, n, BYTEAOID);
 		fvals[4] = Int32GetDatum(part->attempts);
-		fvals[5] = vals[10];
-		fvals[6] = vals[11];
+		fvals[5] = PointerGetDatum(construct_md_array(codes, code_nulls, 1, dims, lbs,
+													  TEXTOID, -1, false, TYPALIGN_INT));
+		fvals[6] = PointerGetDatum(construct_md_array(messages, message_nulls, 1, dims, lbs,
+													  TEXTOID, -1, false, TYPALIGN_INT));
 		fvals[7] = vals[3];
 		fvals[8] = TimestampTzGetDatum(part->first_attempt);
 		if (SPI_execute_with_args("INSERT INTO firehose.failed_records (stream, record_id, arrival_time, data, "
 								  "attempts_made, error_code, error_message, request_id, first_attempt_at) "
-								  "SELECT $1, r.id, r.arrival, r.data, $5, $6, $7, $8::uuid, $9 "
-								  "FROM unnest($2, $3, $4) AS r(id, arrival, data)",
-								  9, ftypes, fvals, nulls, false, 0) != SPI_OK_INSERT)
+								  "SELECT $1, r.id, r.arrival, r.data, $5, r.code, r.message, $8::uuid, $9 "
+								  "FROM unnest($2, $3, $4, $6, $7) AS r(id, arrival, data, code, message)",
+								  9, ftypes, fvals, fnulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not record failed records");
 	}
 
@@ -859,7 +926,7 @@ part_sink(FhPart *part, void **config)
 {
 	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
 
-	if (part->backup_phase)
+	if (part->backup_phase > 0)
 	{
 		*config = ws->backup->s3_config;
 		return &fh_sink_s3;
@@ -905,34 +972,52 @@ static void
 finish_part(FhPart *part, TimestampTz now)
 {
 	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
+	bool		any_failed = false;
 
-	part->last_attempt_end = now;
-	if (part->backup_phase)
+	if (part->backup_phase == 0)
 	{
-		if (part->verdict.outcome != FH_OUTCOME_OK)
-		{
-			part->backup_error = psprintf("S3 backup failed: %s: %s",
-										  part->verdict.error_code ? part->verdict.error_code : "?",
-										  part->verdict.error_message ? part->verdict.error_message : "");
-			ereport(WARNING,
-					(errmsg("firehose stream \"%s\": %d records could not be written to the S3 backup store",
-							ws->name, part->nrecords),
-					 errdetail("%s", part->backup_error)));
-		}
-		part->verdict = part->primary;
-		part->attempts = part->primary_attempts;
-	}
-	else if (ws->backup && (ws->backup->all || part->verdict.outcome == FH_OUTCOME_FAIL))
-	{
+		part->last_attempt_end = now;
 		part->primary = part->verdict;
 		part->primary_attempts = part->attempts;
-		part->backup_phase = true;
-		part->sink_state = NULL;
-		part->first_failure = 0;
-		part->attempts = 0;
-		part->next_attempt = now;
-		return;					/* stays in waiting_parts */
 	}
+	else if (part->verdict.outcome != FH_OUTCOME_OK)
+	{
+		char	   *why = psprintf("S3 backup failed: %s: %s",
+								   part->verdict.error_code ? part->verdict.error_code : "?",
+								   part->verdict.error_message ? part->verdict.error_message : "");
+
+		part->backup_error = part->backup_error ?
+			psprintf("%s %s", part->backup_error, why) : why;
+		ereport(WARNING,
+				(errmsg("firehose stream \"%s\": records could not be written to the S3 backup store",
+						ws->name),
+				 errdetail("%s", why)));
+	}
+
+	/* the next backup phase this part needs, if any */
+	if (ws->backup)
+	{
+		int			next;
+
+		for (int i = 0; i < part->nrecords && !any_failed; i++)
+			any_failed = fh_record_failed(part, i);
+		for (next = part->backup_phase + 1; next < FH_BACKUP_DONE; next++)
+			if ((next == FH_BACKUP_ERRORS && any_failed) ||
+				(next == FH_BACKUP_ALL && ws->backup->all))
+				break;
+		part->backup_phase = next;
+		if (next < FH_BACKUP_DONE)
+		{
+			part->sink_state = NULL;
+			part->first_failure = 0;
+			part->attempts = 0;
+			part->stepping = false;
+			part->next_attempt = now;
+			return;				/* stays in waiting_parts */
+		}
+	}
+	part->verdict = part->primary;
+	part->attempts = part->primary_attempts;
 	dlist_delete(&part->node);
 	dlist_push_tail(&finished_parts, &part->node);
 }
@@ -957,10 +1042,9 @@ handle_response(FhPart *part)
 	switch (part->verdict.outcome)
 	{
 		case FH_OUTCOME_NEXT:
-			/* a step of a longer exchange succeeded: on at once */
+			/* a step of a longer exchange succeeded: on (after a delay) */
 			part->stepping = true;
-			part->first_failure = 0;
-			part->next_attempt = now;
+			part->next_attempt = TimestampTzPlusMilliseconds(now, part->verdict.delay_ms);
 			return;
 		case FH_OUTCOME_RETRY:
 			if (part->first_failure == 0)

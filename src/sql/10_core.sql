@@ -27,6 +27,7 @@ CREATE TABLE firehose.stream_stats (
     delivered_bytes   bigint NOT NULL DEFAULT 0,
     failed_records    bigint NOT NULL DEFAULT 0,
     failed_bytes      bigint NOT NULL DEFAULT 0,
+    possible_duplicates bigint NOT NULL DEFAULT 0,
     last_success_at   timestamptz,
     last_error_code   text,
     last_error        text,
@@ -61,7 +62,8 @@ CREATE TABLE firehose.deliveries (
     attempts    integer NOT NULL,
     http_status integer,
     duration_ms bigint NOT NULL,
-    outcome     text NOT NULL CHECK (outcome IN ('delivered', 'failed')),
+    outcome     text NOT NULL CHECK (outcome IN ('delivered', 'failed', 'partial')),
+    failed_records integer NOT NULL DEFAULT 0,
     error_code  text,
     error       text,
     finished_at timestamptz NOT NULL DEFAULT clock_timestamp()
@@ -111,33 +113,38 @@ CREATE FUNCTION firehose._slot_status(stream_id integer,
     OUT oldest_arrival timestamptz, OUT worker_running boolean)
 RETURNS record LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'fh_slot_status_sql';
 
--- called by the worker for every finished request
+-- called by the worker for every finished request: p_records records of
+-- which p_failed_records (p_failed_bytes) failed; p_duplicates were sent
+-- again after an ambiguous outcome (a Splunk acknowledgement timeout)
 CREATE FUNCTION firehose._record_delivery(p_stream_id integer, p_batch bigint, p_part integer,
     p_request_id text, p_records integer, p_bytes bigint, p_attempts integer,
-    p_http_status integer, p_duration_ms bigint, p_ok boolean, p_error_code text, p_error text)
+    p_http_status integer, p_duration_ms bigint, p_failed_records integer, p_failed_bytes bigint,
+    p_duplicates bigint, p_error_code text, p_error text)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     INSERT INTO firehose.deliveries (stream, batch, part, request_id, records, bytes, attempts,
-                                     http_status, duration_ms, outcome, error_code, error)
+                                     http_status, duration_ms, outcome, failed_records,
+                                     error_code, error)
     SELECT s.name, p_batch, p_part, p_request_id::uuid, p_records, p_bytes, p_attempts,
-           p_http_status, p_duration_ms, CASE WHEN p_ok THEN 'delivered' ELSE 'failed' END,
-           p_error_code, p_error
+           p_http_status, p_duration_ms,
+           CASE WHEN p_failed_records = 0 THEN 'delivered'
+                WHEN p_failed_records = p_records THEN 'failed' ELSE 'partial' END,
+           p_failed_records, p_error_code, p_error
       FROM firehose.stream s WHERE s.id = p_stream_id;
-    IF p_ok THEN
-        UPDATE firehose.stream_stats
-           SET delivered_records = delivered_records + p_records,
-               delivered_bytes = delivered_bytes + p_bytes,
-               last_success_at = clock_timestamp()
-         WHERE stream_id = p_stream_id;
-    ELSE
-        UPDATE firehose.stream_stats
-           SET failed_records = failed_records + p_records,
-               failed_bytes = failed_bytes + p_bytes,
-               last_error_code = p_error_code,
-               last_error = p_error,
-               last_error_at = clock_timestamp()
-         WHERE stream_id = p_stream_id;
-    END IF;
+    UPDATE firehose.stream_stats
+       SET delivered_records = delivered_records + (p_records - p_failed_records),
+           delivered_bytes = delivered_bytes + (p_bytes - p_failed_bytes),
+           failed_records = failed_records + p_failed_records,
+           failed_bytes = failed_bytes + p_failed_bytes,
+           possible_duplicates = possible_duplicates + p_duplicates,
+           last_success_at = CASE WHEN p_failed_records < p_records
+                                  THEN clock_timestamp() ELSE last_success_at END,
+           last_error_code = CASE WHEN p_error_code IS NOT NULL
+                                  THEN p_error_code ELSE last_error_code END,
+           last_error = CASE WHEN p_error_code IS NOT NULL THEN p_error ELSE last_error END,
+           last_error_at = CASE WHEN p_error_code IS NOT NULL
+                                THEN clock_timestamp() ELSE last_error_at END
+     WHERE stream_id = p_stream_id;
 END
 $$;
 
@@ -344,7 +351,7 @@ SELECT s.name AS stream, s.status,
        st.buffered_records, st.buffered_bytes,
        st.in_flight_records, st.in_flight_bytes,
        x.delivered_records, x.delivered_bytes,
-       x.failed_records, x.failed_bytes,
+       x.failed_records, x.failed_bytes, x.possible_duplicates,
        st.buffered_records + st.in_flight_records + x.delivered_records + x.failed_records
            AS incoming_records,
        st.buffered_bytes + st.in_flight_bytes + x.delivered_bytes + x.failed_bytes
