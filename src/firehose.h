@@ -292,6 +292,7 @@ struct FhSink
 	const FhOptionDef *options; /* destination options, {NULL} terminated */
 	int64		default_retry_duration_s;
 	int64		default_buffer_interval_ms; /* 0: the common default */
+	int64		default_buffer_size;	/* 0: the common default */
 	/* the !{firehose:error-output-type} of this destination's failures */
 	const char *error_output_type;
 	/* extra checks across options, after types were checked */
@@ -320,7 +321,21 @@ struct FhSink
 extern const FhSink *fh_sink_lookup(const char *name, bool missing_ok);
 extern const char *fh_sink_names(void);
 extern const FhSink fh_sink_http;
+/* the http sink's parts, which the partner presets (sink_presets.c) share */
+extern void *fh_http_configure(Jsonb *options, const char *stream, int32 version);
+extern void fh_http_limits(void *config, int *max_records, int64 *max_bytes);
+extern void fh_http_encode(void *config, FhPart *part, FhRequest *req);
+extern void fh_http_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v);
+extern void fh_http_error_fields(void *config, FhPart *part, int i, StringInfo out);
+extern const FhSink fh_sink_datadog;
+extern const FhSink fh_sink_newrelic;
+extern const FhSink fh_sink_honeycomb;
+extern const FhSink fh_sink_sumologic;
+extern const FhSink fh_sink_coralogix;
+extern const FhSink fh_sink_elastic;
 extern const FhSink fh_sink_s3;
+extern const FhSink fh_sink_opensearch;
+extern const FhSink fh_sink_splunk;
 
 /* S3 as the backup store of another destination (sink_s3.c) */
 typedef struct FhBackup
@@ -330,8 +345,29 @@ typedef struct FhBackup
 } FhBackup;
 extern Jsonb *fh_backup_normalize(Jsonb *backup);
 extern FhBackup *fh_backup_configure(Jsonb *backup, const char *stream, int32 version,
-									 const FhSink *primary);
+									 const FhSink *primary, void *primary_config);
 extern void fh_s3_error_record(void *s3_config, FhPart *part, int i, StringInfo out);
+
+/* ---------- AWS requests (aws_request.c) ---------- */
+
+typedef struct FhAwsTarget
+{
+	const char *scheme;			/* "https" */
+	const char *host;			/* Host header: name[:port] */
+	const char *region;
+	const char *service;		/* "s3", "es", "aoss" */
+	char	   *access_key_id;
+	char	   *secret_access_key;
+	char	   *session_token;
+} FhAwsTarget;
+
+extern void fh_aws_sign_request(const FhAwsTarget *t, FhRequest *req, const char *method,
+								const char *path, const char *query,
+								const char *data, size_t len,
+								const char *const *extra, int nextra,
+								const char *content_type);
+extern void fh_aws_credentials(Jsonb *o, FhAwsTarget *t);
+extern void fh_aws_validate_credentials(Jsonb *o, const char *what);
 
 /* ---------- transport (transport.c) ---------- */
 

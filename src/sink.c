@@ -11,6 +11,14 @@
 static const FhSink *const sinks[] = {
 	&fh_sink_http,
 	&fh_sink_s3,
+	&fh_sink_opensearch,
+	&fh_sink_splunk,
+	&fh_sink_datadog,
+	&fh_sink_newrelic,
+	&fh_sink_honeycomb,
+	&fh_sink_sumologic,
+	&fh_sink_coralogix,
+	&fh_sink_elastic,
 	NULL
 };
 

@@ -119,8 +119,8 @@ http_validate(Jsonb *o)
 	}
 }
 
-static void *
-http_configure(Jsonb *o, const char *stream, int32 version)
+void *
+fh_http_configure(Jsonb *o, const char *stream, int32 version)
 {
 	HttpConfig *c = palloc0(sizeof(HttpConfig));
 	char	   *s = NULL;
@@ -173,8 +173,8 @@ http_configure(Jsonb *o, const char *stream, int32 version)
 	return c;
 }
 
-static void
-http_limits(void *config, int *max_records, int64 *max_bytes)
+void
+fh_http_limits(void *config, int *max_records, int64 *max_bytes)
 {
 	HttpConfig *c = config;
 
@@ -191,8 +191,8 @@ http_limits(void *config, int *max_records, int64 *max_bytes)
 	}
 }
 
-static void
-http_encode(void *config, FhPart *part, FhRequest *req)
+void
+fh_http_encode(void *config, FhPart *part, FhRequest *req)
 {
 	HttpConfig *c = config;
 	const char *request_id = part->request_id;
@@ -337,8 +337,8 @@ valid_firehose_answer(const char *request_id, FhResponse *resp, char **why)
 	return true;
 }
 
-static void
-http_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
+void
+fh_http_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
 {
 	HttpConfig *c = config;
 	const char *request_id = part->request_id;
@@ -405,8 +405,8 @@ http_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
 }
 
 /* an error record's fields of the HTTP endpoint destination (firehose.md 3.8) */
-static void
-http_error_fields(void *config, FhPart *part, int i, StringInfo out)
+void
+fh_http_error_fields(void *config, FhPart *part, int i, StringInfo out)
 {
 	appendStringInfo(out, ",\"subsequenceNumber\":%d,\"dataId\":\"" INT64_FORMAT "\"",
 					 i, part->records[i].id);
@@ -417,10 +417,10 @@ const FhSink fh_sink_http = {
 	.options = http_options,
 	.default_retry_duration_s = 300,
 	.error_output_type = "http-endpoint-failed",
-	.error_fields = http_error_fields,
+	.error_fields = fh_http_error_fields,
 	.validate = http_validate,
-	.configure = http_configure,
-	.limits = http_limits,
-	.encode = http_encode,
-	.classify = http_classify,
+	.configure = fh_http_configure,
+	.limits = fh_http_limits,
+	.encode = fh_http_encode,
+	.classify = fh_http_classify,
 };

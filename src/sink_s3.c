@@ -100,10 +100,7 @@ typedef struct S3Config
 	char	   *storage_class;
 	char	   *sse;
 	char	   *sse_kms_key_id;
-	bool		env_credentials;
-	char	   *access_key_id;
-	char	   *secret_access_key;
-	char	   *session_token;
+	FhAwsTarget aws;			/* scheme, host, region, keys */
 	int64		multipart_threshold;
 	int64		multipart_part_size;
 	bool		tls_verify;
@@ -113,6 +110,7 @@ typedef struct S3Config
 	/* as the backup store of another destination */
 	const char *error_output_type;
 	void		(*error_fields) (void *config, FhPart *part, int i, StringInfo out);
+	void	   *error_fields_config;
 } S3Config;
 
 typedef enum S3Step
@@ -184,7 +182,6 @@ s3_validate(Jsonb *o)
 	char		err[FH_S3KEY_ERROR_LEN];
 	FhS3KeyLayout *layout;
 	int32		off;
-	bool		env;
 
 	fh_jsonb_get_text(o, "bucket", &s);
 	if (!valid_bucket(s))
@@ -252,38 +249,13 @@ s3_validate(Jsonb *o)
 				 errmsg("option \"sse_kms_key_id\" needs \"sse\": \"aws:kms\""),
 				 errhint("Set \"sse\" to \"aws:kms\" or \"aws:kms:dsse\" to encrypt with a KMS key.")));
 
-	fh_jsonb_get_text(o, "credentials", &s);
-	env = strcmp(s, "environment") == 0;
-	if (env)
-	{
-		const char *given[] = {"access_key_id", "secret_access_key", "session_token"};
-
-		for (int i = 0; i < lengthof(given); i++)
-			if (fh_jsonb_get(o, given[i]))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("option \"%s\" conflicts with \"credentials\": \"environment\"", given[i]),
-						 errhint("With \"environment\" the worker reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN from the server's environment.")));
-	}
-	else if (!fh_jsonb_get(o, "access_key_id") || !fh_jsonb_get(o, "secret_access_key"))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("destination \"s3\" needs credentials"),
-				 errhint("Set \"access_key_id\" and \"secret_access_key\" (and \"session_token\" for temporary credentials), or \"credentials\": \"environment\".")));
+	fh_aws_validate_credentials(o, "destination \"s3\"");
 }
 
 static void
 free_layout(void *arg)
 {
 	fh_s3key_layout_free((FhS3KeyLayout *) arg);
-}
-
-static char *
-env_or_null(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? pstrdup(v) : NULL;
 }
 
 static void *
@@ -342,19 +314,11 @@ s3_configure(Jsonb *o, const char *stream, int32 version)
 	fh_jsonb_get_text(o, "storage_class", &c->storage_class);
 	fh_jsonb_get_text(o, "sse", &c->sse);
 	fh_jsonb_get_text(o, "sse_kms_key_id", &c->sse_kms_key_id);
-	if (fh_jsonb_get_text(o, "credentials", &s) && strcmp(s, "environment") == 0)
-	{
-		c->env_credentials = true;
-		c->access_key_id = env_or_null("AWS_ACCESS_KEY_ID");
-		c->secret_access_key = env_or_null("AWS_SECRET_ACCESS_KEY");
-		c->session_token = env_or_null("AWS_SESSION_TOKEN");
-	}
-	else
-	{
-		fh_jsonb_get_text(o, "access_key_id", &c->access_key_id);
-		fh_jsonb_get_text(o, "secret_access_key", &c->secret_access_key);
-		fh_jsonb_get_text(o, "session_token", &c->session_token);
-	}
+	fh_aws_credentials(o, &c->aws);
+	c->aws.scheme = c->scheme;
+	c->aws.host = c->host;
+	c->aws.region = c->region;
+	c->aws.service = "s3";
 	c->multipart_threshold = fh_jsonb_get_int(o, "multipart_threshold", 16 * MB);
 	c->multipart_part_size = fh_jsonb_get_int(o, "multipart_part_size", 8 * MB);
 	c->tls_verify = fh_jsonb_get_bool(o, "tls_verify", true);
@@ -391,7 +355,7 @@ fh_s3_error_record(void *config, FhPart *part, int i, StringInfo out)
 	fh_base64_append(out, VARDATA_ANY(r->data), VARSIZE_ANY_EXHDR(r->data));
 	appendStringInfoChar(out, '"');
 	if (c->error_fields)
-		c->error_fields(NULL, part, i, out);
+		c->error_fields(c->error_fields_config, part, i, out);
 	appendStringInfoString(out, "}\n");
 }
 
@@ -467,79 +431,17 @@ build_object(S3Config *c, FhPart *part, StringInfo object)
 	return ok;
 }
 
-/*
- * Sign and address one request: method on the object's key with query
- * (already encoded, or NULL), body data/len, and the extra headers to sign
- * (name, value pairs, lowercase names).
- */
+/* sign and address one request on the object's key */
 static void
 sign_request(S3Config *c, S3State *st, FhRequest *req, const char *method,
 			 const char *query, const char *data, size_t len,
 			 const char *const *extra, int nextra, const char *content_type)
 {
-	FhSigV4Header hdrs[8];
-	FhSigV4Request sr;
-	FhSigV4Result res;
-	FhSigV4Status status;
-	char		hash[FH_SIGV4_HEX_LEN + 1];
-	char		date[FH_SIGV4_DATE_LEN + 1];
-	char	   *path;
-	int			n = 0;
+	char	   *path = c->path_style ? psprintf("/%s/%s", c->bucket, st->key) :
+		psprintf("/%s", st->key);
 
-	Assert(nextra <= 6);
-	hdrs[n].name = "host";
-	hdrs[n].value = c->host;
-	hdrs[n++].nosign = false;
-	for (int i = 0; i < nextra; i++)
-	{
-		hdrs[n].name = extra[2 * i];
-		hdrs[n].value = extra[2 * i + 1];
-		hdrs[n++].nosign = false;
-	}
-	path = c->path_style ? psprintf("/%s/%s", c->bucket, st->key) : psprintf("/%s", st->key);
-	if (fh_sigv4_payload_hash(data ? data : "", len, hash) != FH_SIGV4_OK ||
-		!fh_sigv4_amz_date(time(NULL), date))
-		elog(ERROR, "could not hash an S3 request");
-	memset(&sr, 0, sizeof(sr));
-	sr.method = method;
-	sr.path = path;
-	sr.query = query;
-	sr.headers = hdrs;
-	sr.nheaders = n;
-	sr.payload_hash = hash;
-	sr.add_content_sha256 = true;
-	sr.access_key_id = c->access_key_id;
-	sr.secret_access_key = c->secret_access_key;
-	sr.session_token = c->session_token;
-	sr.region = c->region;
-	sr.service = "s3";
-	sr.amz_date = date;
-	status = fh_sigv4_sign(&sr, &res);
-	if (status != FH_SIGV4_OK)
-	{
-		char	   *msg = psprintf("%s%s%s", fh_sigv4_strerror(status),
-								   res.error ? ": " : "", res.error ? res.error : "");
-
-		fh_sigv4_result_free(&res);
-		elog(ERROR, "could not sign an S3 request: %s", msg);
-	}
-
-	req->method = method;
-	req->url = psprintf("%s://%s%s%s%s", c->scheme, c->host, res.canonical_uri,
-						query ? "?" : "", query ? query : "");
-	for (int i = 1; i < n; i++)
-		req->headers = curl_slist_append(req->headers, psprintf("%s: %s", hdrs[i].name, hdrs[i].value));
-	for (int i = 0; i < res.nadd_headers; i++)
-		req->headers = curl_slist_append(req->headers,
-										 psprintf("%s: %s", res.add_headers[i].name,
-												  res.add_headers[i].value));
-	req->headers = curl_slist_append(req->headers, psprintf("Authorization: %s", res.authorization));
-	/* curl would add a form Content-Type to a POST: say what it is, or none */
-	req->headers = curl_slist_append(req->headers, content_type ?
-									 psprintf("Content-Type: %s", content_type) : "Content-Type:");
-	fh_sigv4_result_free(&res);
-	req->data = data ? data : "";
-	req->len = len;
+	fh_aws_sign_request(&c->aws, req, method, path, query, data, len,
+						extra, nextra, content_type);
 	req->tls_verify = c->tls_verify;
 	req->ca_file = c->ca_file;
 }
@@ -593,7 +495,7 @@ s3_encode(void *config, FhPart *part, FhRequest *req)
 		char	   *why = NULL;
 
 		st = palloc0(sizeof(S3State));
-		if (c->access_key_id == NULL || c->secret_access_key == NULL)
+		if (c->aws.access_key_id == NULL || c->aws.secret_access_key == NULL)
 		{
 			part->verdict.outcome = FH_OUTCOME_FAIL;
 			part->verdict.error_code = "S3.MissingCredentials";
@@ -916,7 +818,7 @@ fh_backup_normalize(Jsonb *backup)
 
 FhBackup *
 fh_backup_configure(Jsonb *backup, const char *stream, int32 version,
-					const FhSink *primary)
+					const FhSink *primary, void *primary_config)
 {
 	FhBackup   *b = palloc0(sizeof(FhBackup));
 	JsonbValue *s3 = fh_jsonb_get(backup, "s3");
@@ -928,6 +830,7 @@ fh_backup_configure(Jsonb *backup, const char *stream, int32 version,
 	c = s3_configure(JsonbValueToJsonb(s3), stream, version);
 	c->error_output_type = primary->error_output_type;
 	c->error_fields = primary->error_fields;
+	c->error_fields_config = primary_config;
 	b->s3_config = c;
 	return b;
 }

@@ -432,6 +432,9 @@ fh_options_normalize_sink(const FhSink *sink, Jsonb *current, Jsonb *changes,
 			else if (pass == 0 && strcmp(d->name, "buffer_interval") == 0 &&
 					 sink->default_buffer_interval_ms > 0)
 				appendStringInfo(&val, INT64_FORMAT, sink->default_buffer_interval_ms);
+			else if (pass == 0 && strcmp(d->name, "buffer_size") == 0 &&
+					 sink->default_buffer_size > 0)
+				appendStringInfo(&val, INT64_FORMAT, sink->default_buffer_size);
 			else if (d->default_value)
 				appendStringInfoString(&val, d->default_value);
 			else if (strcmp(d->name, "retry_duration") == 0)

@@ -334,7 +334,8 @@ load_streams(void)
 			ws->backup = NULL;
 			if (fh_jsonb_get(opts, "backup"))
 				ws->backup = fh_backup_configure(JsonbValueToJsonb(fh_jsonb_get(opts, "backup")),
-												 ws->name, version, ws->sink);
+												 ws->name, version, ws->sink,
+												 ws->sink_config);
 			MemoryContextSwitchTo(old);
 			ws->version = version;
 		}

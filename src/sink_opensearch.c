@@ -1,0 +1,631 @@
+/*-------------------------------------------------------------------------
+ *
+ * sink_opensearch.c
+ *	  destination 'opensearch': the _bulk API of OpenSearch and
+ *	  Elasticsearch 7/8, as Firehose uses it (firehose.md section 6).
+ *
+ *	POST <endpoint>/_bulk[?pipeline=<p>]
+ *	Content-Type: application/x-ndjson
+ *	{"index":{"_index":"<index><rotation suffix>","_id":"<id>"}}
+ *	<the record, a JSON object on one line>
+ *	...
+ *
+ * The answer lists one item per action, in order.  Items with 200/201 are
+ * delivered, and so is 409 (the document is there already: a retried
+ * create); 429 and 5xx items are sent again, alone, with the same ids;
+ * other statuses fail their record for good with OpenSearch's error type
+ * and reason.  The record states live in the part (rec_state), so a retry
+ * sends only what is still pending.  A record that is not a JSON object is
+ * never sent: it fails at once, the rest of its part goes on.
+ *
+ * Document ids ("firehose"): <stream>-<record id>, the same on every
+ * retry and after a worker restart, so a retried document overwrites
+ * instead of duplicating.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "firehose.h"
+
+#include <curl/curl.h>
+
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "os_index.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+#include "utils/jsonpath.h"
+
+#define OS_MAX_RECORDS		10000
+#define OS_MAX_BODY			(100 * 1024 * 1024)	/* OpenSearch's default
+												 * http.max_content_length */
+#define OS_MAX_RESPONSE		(256 * 1024 * 1024)
+#define ERROR_BODY_MAX		2048
+
+static const char *const rotations[] = {"none", "hour", "day", "week", "month", NULL};
+static const char *const actions[] = {"index", "create", NULL};
+static const char *const services[] = {"es", "aoss", NULL};
+static const char *const credential_sources[] = {"static", "environment", NULL};
+
+static const FhOptionDef os_options[] = {
+	{"endpoint", FH_OPT_URL, 0, 1000, NULL, NULL, false, true},
+	{"index", FH_OPT_STRING, 0, 255, NULL, NULL, false, true},
+	{"index_rotation", FH_OPT_ENUM, 0, 0, "\"day\"", rotations},
+	{"type_name", FH_OPT_STRING, 0, 100, NULL},
+	{"document_id", FH_OPT_STRING, 0, 1000, "\"firehose\""},
+	{"routing", FH_OPT_STRING, 0, 1000, NULL},
+	{"pipeline", FH_OPT_STRING, 0, 512, NULL},
+	{"action", FH_OPT_ENUM, 0, 0, "\"index\"", actions},
+	{"username", FH_OPT_STRING, 0, 1024, NULL},
+	{"password", FH_OPT_STRING, 0, 1024, NULL, NULL, true},
+	{"aws_region", FH_OPT_STRING, 0, 64, NULL},
+	{"aws_service", FH_OPT_ENUM, 0, 0, NULL, services},
+	{"credentials", FH_OPT_ENUM, 0, 0, NULL, credential_sources},
+	{"access_key_id", FH_OPT_STRING, 0, 128, NULL, NULL, true},
+	{"secret_access_key", FH_OPT_STRING, 0, 256, NULL, NULL, true},
+	{"session_token", FH_OPT_STRING, 0, 8192, NULL, NULL, true},
+	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"},
+	{"ca_file", FH_OPT_STRING, 0, 4096, NULL},
+	{"backup", FH_OPT_BACKUP, 0, 0, NULL},
+	{NULL}
+};
+
+typedef struct OsConfig
+{
+	char	   *bulk_url;		/* <endpoint>/_bulk[?pipeline=...] */
+	char	   *bulk_path;		/* path and query, for SigV4 */
+	char	   *bulk_query;
+	char	   *index;
+	FhOsRotation rotation;
+	char	   *type_name;
+	bool		auto_id;		/* document_id 'none' */
+	Datum		id_path;		/* jsonpath, or 0 for 'firehose' */
+	Datum		routing_path;	/* jsonpath, or 0 */
+	char	   *action;
+	char	   *basic_auth;		/* "Authorization: Basic ..." */
+	bool		sigv4;
+	FhAwsTarget aws;
+	bool		tls_verify;
+	char	   *ca_file;
+	char	   *stream;
+} OsConfig;
+
+/* per part: which records went into the request being answered */
+typedef struct OsState
+{
+	int		   *sent;			/* record index of each action sent */
+	int			nsent;
+} OsState;
+
+static Datum
+parse_path(const char *option, const char *path)
+{
+	if (path[0] != '$')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be \"firehose\", \"none\" or a JSON path such as \"$.order_id\"",
+						option)));
+	return DirectFunctionCall1(jsonpath_in, CStringGetDatum(path));
+}
+
+static void
+os_validate(Jsonb *o)
+{
+	char	   *s = NULL;
+	const char *why = NULL;
+
+	fh_jsonb_get_text(o, "index", &s);
+	if (!fh_os_index_valid(s, &why))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"index\" is not a valid index name: \"%s\"", s),
+				 errdetail("%s", why),
+				 errhint("Index names are lowercase, 1 to 80 characters, without \\ / * ? \" < > | , # : or spaces.")));
+
+	fh_jsonb_get_text(o, "document_id", &s);
+	if (strcmp(s, "firehose") != 0 && strcmp(s, "none") != 0)
+		(void) parse_path("document_id", s);
+	if (fh_jsonb_get_text(o, "routing", &s))
+		(void) parse_path("routing", s);
+	if (fh_jsonb_get(o, "username") && !fh_jsonb_get(o, "password"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"username\" needs \"password\"")));
+	if (fh_jsonb_get(o, "password") && !fh_jsonb_get(o, "username"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"password\" needs \"username\"")));
+
+	if (fh_jsonb_get(o, "aws_region"))
+	{
+		if (fh_jsonb_get(o, "username"))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("options \"username\" and \"aws_region\" exclude each other"),
+					 errhint("Use basic authentication (username, password) or AWS Signature V4 (aws_region and AWS credentials), not both.")));
+		fh_aws_validate_credentials(o, "AWS Signature V4 (option \"aws_region\")");
+	}
+	else
+	{
+		const char *aws_only[] = {"aws_service", "credentials", "access_key_id",
+		"secret_access_key", "session_token"};
+
+		for (int i = 0; i < lengthof(aws_only); i++)
+			if (fh_jsonb_get(o, aws_only[i]))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"%s\" needs \"aws_region\"", aws_only[i]),
+						 errhint("AWS Signature V4 is used when \"aws_region\" is set.")));
+	}
+}
+
+static void *
+os_configure(Jsonb *o, const char *stream, int32 version)
+{
+	OsConfig   *c = palloc0(sizeof(OsConfig));
+	char	   *s = NULL;
+	char	   *endpoint = NULL;
+	char	   *pipeline = NULL;
+	CURLU	   *h;
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	char	   *port = NULL;
+	char	   *path = NULL;
+	size_t		plen;
+
+	fh_jsonb_get_text(o, "endpoint", &endpoint);
+	fh_jsonb_get_text(o, "index", &c->index);
+	fh_jsonb_get_text(o, "index_rotation", &s);
+	if (!fh_os_rotation_parse(s, &c->rotation))
+		elog(ERROR, "unknown index rotation \"%s\"", s);
+	fh_jsonb_get_text(o, "type_name", &c->type_name);
+	fh_jsonb_get_text(o, "document_id", &s);
+	if (strcmp(s, "none") == 0)
+		c->auto_id = true;
+	else if (strcmp(s, "firehose") != 0)
+		c->id_path = parse_path("document_id", s);
+	if (fh_jsonb_get_text(o, "routing", &s))
+		c->routing_path = parse_path("routing", s);
+	fh_jsonb_get_text(o, "action", &c->action);
+	c->tls_verify = fh_jsonb_get_bool(o, "tls_verify", true);
+	fh_jsonb_get_text(o, "ca_file", &c->ca_file);
+	c->stream = pstrdup(stream);
+
+	h = curl_url();
+	if (curl_url_set(h, CURLUPART_URL, endpoint, 0) != CURLUE_OK ||
+		curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+		curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+		curl_url_get(h, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+		elog(ERROR, "invalid endpoint \"%s\"", endpoint);
+	(void) curl_url_get(h, CURLUPART_PORT, &port, 0);
+	plen = strlen(path);
+	while (plen > 0 && path[plen - 1] == '/')
+		plen--;
+	c->bulk_path = psprintf("%.*s/_bulk", (int) plen, path);
+	if (fh_jsonb_get_text(o, "pipeline", &pipeline))
+	{
+		char	   *enc = curl_easy_escape(NULL, pipeline, 0);
+
+		c->bulk_query = psprintf("pipeline=%s", enc);
+		curl_free(enc);
+	}
+	c->bulk_url = psprintf("%s://%s%s%s%s%s%s", scheme, host, port ? ":" : "", port ? port : "",
+						   c->bulk_path, c->bulk_query ? "?" : "",
+						   c->bulk_query ? c->bulk_query : "");
+	if (fh_jsonb_get(o, "aws_region"))
+	{
+		c->sigv4 = true;
+		c->aws.scheme = pstrdup(scheme);
+		c->aws.host = psprintf("%s%s%s", host, port ? ":" : "", port ? port : "");
+		fh_jsonb_get_text(o, "aws_region", (char **) &c->aws.region);
+		c->aws.service = "es";
+		fh_jsonb_get_text(o, "aws_service", (char **) &c->aws.service);
+		fh_aws_credentials(o, &c->aws);
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(path);
+	if (port)
+		curl_free(port);
+	curl_url_cleanup(h);
+
+	if (fh_jsonb_get_text(o, "username", &s))
+	{
+		char	   *password = "";
+		char	   *pair;
+		StringInfoData hdr;
+
+		fh_jsonb_get_text(o, "password", &password);
+		pair = psprintf("%s:%s", s, password);
+		initStringInfo(&hdr);
+		appendStringInfoString(&hdr, "Authorization: Basic ");
+		fh_base64_append(&hdr, pair, strlen(pair));
+		c->basic_auth = hdr.data;
+	}
+	return c;
+}
+
+static void
+os_limits(void *config, int *max_records, int64 *max_bytes)
+{
+	*max_records = OS_MAX_RECORDS;
+	*max_bytes = OS_MAX_BODY / 2;	/* room for the action lines */
+}
+
+static void
+fail_record(FhPart *part, int i, const char *code, char *message)
+{
+	part->rec_state[i] = FH_REC_FAILED;
+	part->rec_verdict[i].outcome = FH_OUTCOME_FAIL;
+	part->rec_verdict[i].error_code = code;
+	part->rec_verdict[i].error_message = message;
+}
+
+/* the string or number at path in doc, or NULL */
+static char *
+path_value(Jsonb *doc, Datum path)
+{
+	LOCAL_FCINFO(fcinfo, 4);
+	Datum		v;
+	JsonbValue *jv;
+	Jsonb	   *j;
+	static Jsonb *no_vars = NULL;
+
+	if (no_vars == NULL)
+		no_vars = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	/* jsonb_path_query_first(doc, path, '{}', silent => true), NULL when none */
+	InitFunctionCallInfoData(*fcinfo, NULL, 4, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = JsonbPGetDatum(doc);
+	fcinfo->args[0].isnull = false;
+	fcinfo->args[1].value = path;
+	fcinfo->args[1].isnull = false;
+	fcinfo->args[2].value = JsonbPGetDatum(no_vars);
+	fcinfo->args[2].isnull = false;
+	fcinfo->args[3].value = BoolGetDatum(true);
+	fcinfo->args[3].isnull = false;
+	v = jsonb_path_query_first(fcinfo);
+	if (fcinfo->isnull)
+		return NULL;
+	j = DatumGetJsonbP(v);
+	if (!JB_ROOT_IS_SCALAR(j))
+		return NULL;
+	jv = getIthJsonbValueFromContainer(&j->root, 0);
+	if (jv->type == jbvString)
+		return pnstrdup(jv->val.string.val, jv->val.string.len);
+	if (jv->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(jv->val.numeric)));
+	return NULL;
+}
+
+/*
+ * Check record i; append its action and document lines to body, or fail
+ * it for good.  Returns whether it was appended.
+ */
+static bool
+append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
+{
+	FhRecord   *r = &part->records[i];
+	char	   *data = VARDATA_ANY(r->data);
+	int			len = VARSIZE_ANY_EXHDR(r->data);
+	char	   *text;
+	JsonLexContext *lex;
+	int			k;
+	Jsonb	   *doc = NULL;
+	char		index[FH_OS_INDEX_BUFSIZE];
+	char	   *id = NULL;
+	char	   *routing = NULL;
+
+	if (pg_verifymbstr(data, len, true) == false || memchr(data, '\0', len))
+	{
+		fail_record(part, i, "OpenSearch.InvalidDocument",
+					"The record is not valid UTF-8 text.");
+		return false;
+	}
+	text = pnstrdup(data, len);
+	lex = makeJsonLexContextCstringLen(text, len, PG_UTF8, false);
+	for (k = 0; k < len && isspace((unsigned char) text[k]); k++)
+		;
+	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS || k == len || text[k] != '{')
+	{
+		fail_record(part, i, "OpenSearch.InvalidDocument",
+					"The record is not a JSON object; OpenSearch indexes JSON objects only.");
+		return false;
+	}
+	if (c->id_path || c->routing_path || strpbrk(text, "\r\n"))
+		doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	if (c->id_path)
+	{
+		id = path_value(doc, c->id_path);
+		if (id == NULL)
+		{
+			fail_record(part, i, "OpenSearch.MissingDocumentId",
+						"The record has no string or number at the document_id path.");
+			return false;
+		}
+	}
+	else if (!c->auto_id)
+		id = psprintf("%s-" INT64_FORMAT, c->stream, r->id);
+	if (c->routing_path)
+		routing = path_value(doc, c->routing_path);
+	if (fh_os_index_name(c->index, c->rotation, fh_epoch_ms(r->arrival), index, sizeof(index)) == 0)
+	{
+		fail_record(part, i, "OpenSearch.InvalidIndex",
+					"No index name could be made for the record's arrival time.");
+		return false;
+	}
+
+	appendStringInfo(body, "{\"%s\":{\"_index\":", c->action);
+	escape_json(body, index);
+	if (id)
+	{
+		appendStringInfoString(body, ",\"_id\":");
+		escape_json(body, id);
+	}
+	if (c->type_name)
+	{
+		appendStringInfoString(body, ",\"_type\":");
+		escape_json(body, c->type_name);
+	}
+	if (routing)
+	{
+		appendStringInfoString(body, ",\"routing\":");
+		escape_json(body, routing);
+	}
+	appendStringInfoString(body, "}}\n");
+	if (doc && strpbrk(text, "\r\n"))
+		appendStringInfoString(body, JsonbToCString(NULL, &doc->root, VARSIZE(doc)));
+	else
+		appendBinaryStringInfo(body, text, len);
+	appendStringInfoChar(body, '\n');
+	pfree(text);
+	return true;
+}
+
+static void
+os_encode(void *config, FhPart *part, FhRequest *req)
+{
+	OsConfig   *c = config;
+	OsState    *st = part->sink_state;
+	StringInfoData body;
+
+	if (st == NULL)
+	{
+		st = palloc0(sizeof(OsState));
+		st->sent = palloc(sizeof(int) * part->nrecords);
+		part->rec_state = palloc0(part->nrecords);
+		part->rec_verdict = palloc0(sizeof(FhVerdict) * part->nrecords);
+		part->sink_state = st;
+	}
+	initStringInfo(&body);
+	st->nsent = 0;
+	for (int i = 0; i < part->nrecords; i++)
+		if (part->rec_state[i] == FH_REC_PENDING && append_document(c, part, i, &body))
+			st->sent[st->nsent++] = i;
+	if (st->nsent == 0)
+	{
+		/* nothing (left) to send: the part is done, its failures recorded */
+		part->verdict.outcome = FH_OUTCOME_OK;
+		part->verdict.error_code = NULL;
+		part->verdict.error_message = NULL;
+		return;
+	}
+
+	req->body = body;
+	req->max_response = OS_MAX_RESPONSE;
+	req->tls_verify = c->tls_verify;
+	req->ca_file = c->ca_file;
+	if (c->sigv4)
+	{
+		fh_aws_sign_request(&c->aws, req, "POST", c->bulk_path, c->bulk_query,
+							req->body.data, req->body.len, NULL, 0,
+							"application/x-ndjson");
+		req->data = NULL;		/* the body is req->body */
+	}
+	else
+	{
+		req->url = c->bulk_url;
+		req->headers = curl_slist_append(req->headers, "Content-Type: application/x-ndjson");
+		if (c->basic_auth)
+			req->headers = curl_slist_append(req->headers, c->basic_auth);
+	}
+}
+
+/* ---------- responses ---------- */
+
+static char *
+said(FhResponse *resp)
+{
+	return psprintf("OpenSearch answered %ld: %.*s", resp->status,
+					Min(resp->body.len, ERROR_BODY_MAX), resp->body.data ? resp->body.data : "");
+}
+
+static char *
+json_text(JsonbContainer *obj, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
+
+	if (v == NULL)
+		return NULL;
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvBinary)
+		return JsonbToCString(NULL, v->val.binary.data, -1);
+	return NULL;
+}
+
+/* the items of a 2xx bulk answer: per record outcomes; verdict for the rest */
+static void
+judge_items(FhPart *part, OsState *st, FhResponse *resp, FhVerdict *v)
+{
+	Jsonb	   *j;
+	JsonbValue *items;
+	JsonbIterator *it;
+	JsonbValue	item;
+	JsonbIteratorToken tok;
+	JsonLexContext *lex;
+	int			n = 0;
+	int			pending = 0;
+	const char *first_code = NULL;
+	char	   *first_message = NULL;
+
+	lex = makeJsonLexContextCstringLen(resp->body.data, resp->body.len, PG_UTF8, false);
+	if (resp->body.len == 0 || pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+	{
+		v->outcome = FH_OUTCOME_RETRY;
+		v->error_code = "OpenSearch.InvalidResponse";
+		v->error_message = psprintf("The _bulk answer is not JSON. %s", said(resp));
+		return;
+	}
+	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp->body.data)));
+	items = fh_jsonb_get(j, "items");
+	if (items == NULL || items->type != jbvBinary || !JsonContainerIsArray(items->val.binary.data) ||
+		JsonContainerSize(items->val.binary.data) != (uint32) st->nsent)
+	{
+		v->outcome = FH_OUTCOME_RETRY;
+		v->error_code = "OpenSearch.InvalidResponse";
+		v->error_message = psprintf("The _bulk answer has no \"items\" for the %d documents sent. %s",
+									st->nsent, said(resp));
+		return;
+	}
+
+	it = JsonbIteratorInit(items->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &item, true)) != WJB_DONE)
+	{
+		int			i;
+		JsonbIterator *it2;
+		JsonbValue	kv;
+		JsonbValue	result = {0};
+		JsonbValue *status;
+		long		s;
+
+		if (tok != WJB_ELEM)
+			continue;
+		i = st->sent[n++];
+		/* {"<action>": {...}}: the one value */
+		if (item.type == jbvBinary && JsonContainerIsObject(item.val.binary.data))
+		{
+			it2 = JsonbIteratorInit(item.val.binary.data);
+			while ((tok = JsonbIteratorNext(&it2, &kv, true)) != WJB_DONE)
+				if (tok == WJB_VALUE)
+					result = kv;
+		}
+		if (result.type != jbvBinary ||
+			(status = getKeyJsonValueFromContainer(result.val.binary.data, "status", 6, NULL)) == NULL ||
+			status->type != jbvNumeric)
+		{
+			pending++;			/* cannot tell: send it again */
+			continue;
+		}
+		s = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(status->val.numeric)));
+		if ((s >= 200 && s < 300) || s == 409)
+			part->rec_state[i] = FH_REC_DELIVERED;
+		else
+		{
+			char	   *type = NULL;
+			char	   *reason = NULL;
+			JsonbValue *err = getKeyJsonValueFromContainer(result.val.binary.data, "error", 5, NULL);
+
+			if (err && err->type == jbvBinary && JsonContainerIsObject(err->val.binary.data))
+			{
+				type = json_text(err->val.binary.data, "type");
+				reason = json_text(err->val.binary.data, "reason");
+			}
+			else if (err)
+				reason = err->type == jbvString ?
+					pnstrdup(err->val.string.val, err->val.string.len) : NULL;
+			if (s == 429 || s >= 500)
+			{
+				pending++;
+				if (first_code == NULL)
+				{
+					first_code = psprintf("OpenSearch.%s", type ? type : psprintf("HTTP%ld", s));
+					first_message = psprintf("%ld %s: %s", s, type ? type : "", reason ? reason : "");
+				}
+			}
+			else
+				fail_record(part, i, psprintf("OpenSearch.%s", type ? type : psprintf("HTTP%ld", s)),
+							psprintf("%ld %s: %s", s, type ? type : "", reason ? reason : ""));
+		}
+	}
+	if (pending == 0)
+		v->outcome = FH_OUTCOME_OK;
+	else
+	{
+		v->outcome = FH_OUTCOME_RETRY;
+		v->error_code = first_code ? first_code : "OpenSearch.InvalidResponse";
+		v->error_message = first_message ? first_message :
+			psprintf("%d items of the _bulk answer have no status.", pending);
+	}
+}
+
+static void
+os_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
+{
+	OsState    *st = part->sink_state;
+	long		s = resp->status;
+
+	v->error_code = NULL;
+	v->error_message = NULL;
+	if (s == 0)
+	{
+		v->outcome = FH_OUTCOME_RETRY;
+		v->error_code = resp->curl_code == CURLE_OPERATION_TIMEDOUT ?
+			"OpenSearch.RequestTimeout" : "OpenSearch.ConnectionFailed";
+		v->error_message = pstrdup(resp->curl_error ? resp->curl_error : "no response");
+		return;
+	}
+	if (resp->body_truncated)
+	{
+		v->outcome = FH_OUTCOME_RETRY;
+		v->error_code = "OpenSearch.ResponseTooLarge";
+		v->error_message = psprintf("The answer of status %ld exceeded 256 MiB.", s);
+		return;
+	}
+	if (s >= 200 && s < 300)
+	{
+		judge_items(part, st, resp, v);
+		return;
+	}
+	v->error_code = psprintf("OpenSearch.HTTP%ld", s);
+	v->error_message = said(resp);
+	v->outcome = (s == 408 || s == 429 || s >= 500) ? FH_OUTCOME_RETRY : FH_OUTCOME_FAIL;
+}
+
+/* an error record's fields of OpenSearch (firehose.md 3.8) */
+static void
+os_error_fields(void *config, FhPart *part, int i, StringInfo out)
+{
+	OsConfig   *c = config;
+	char		index[FH_OS_INDEX_BUFSIZE];
+
+	appendStringInfoString(out, ",\"esDocumentId\":");
+	if (c->auto_id || c->id_path)
+		appendStringInfoString(out, "null");
+	else
+		escape_json(out, psprintf("%s-" INT64_FORMAT, c->stream, part->records[i].id));
+	appendStringInfoString(out, ",\"esIndexName\":");
+	if (fh_os_index_name(c->index, c->rotation, fh_epoch_ms(part->records[i].arrival),
+						 index, sizeof(index)) > 0)
+		escape_json(out, index);
+	else
+		appendStringInfoString(out, "null");
+	appendStringInfoString(out, ",\"esTypeName\":");
+	if (c->type_name)
+		escape_json(out, c->type_name);
+	else
+		appendStringInfoString(out, "null");
+}
+
+const FhSink fh_sink_opensearch = {
+	.name = "opensearch",
+	.options = os_options,
+	.default_retry_duration_s = 300,
+	.default_buffer_interval_ms = 300000,
+	.error_output_type = "AmazonOpenSearchService-failed",
+	.validate = os_validate,
+	.configure = os_configure,
+	.limits = os_limits,
+	.encode = os_encode,
+	.classify = os_classify,
+	.error_fields = os_error_fields,
+};

@@ -1,0 +1,462 @@
+/*-------------------------------------------------------------------------
+ *
+ * sink_splunk.c
+ *	  destination 'splunk': Splunk's HTTP Event Collector (HEC), with
+ *	  optional indexer acknowledgement, as Firehose uses it (firehose.md
+ *	  section 7).
+ *
+ *	POST <endpoint>/services/collector/event            (endpoint_type event)
+ *	  {"event":<record>,"time":<arrival, s.ms>,"host":..,...}\n...
+ *	POST <endpoint>/services/collector/raw?channel=...  (endpoint_type raw)
+ *	  <record>\n<record>\n...
+ *	Authorization: Splunk <token>
+ *	X-Splunk-Request-Channel: <channel>
+ *
+ * A success is 200 {"text":"Success","code":0}.  With ack, the answer
+ * carries an ackId; the part then polls
+ *	POST <endpoint>/services/collector/ack?channel=...  {"acks":[<id>]}
+ * every ack_poll_interval until {"acks":{"<id>":true}}, or until
+ * ack_timeout after the data was sent: then, as Firehose does, the data is
+ * sent again (Splunk.AckTimeout) and its records are counted as possible
+ * duplicates, since an ack timeout does not mean the data was not indexed.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "firehose.h"
+
+#include <curl/curl.h>
+
+#include "common/hashfn.h"
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+
+#define SPLUNK_MAX_RECORDS	100000
+#define SPLUNK_MAX_BODY		(64 * 1024 * 1024)
+#define ERROR_BODY_MAX		2048
+
+static const char *const endpoint_types[] = {"raw", "event", NULL};
+
+static const FhOptionDef splunk_options[] = {
+	{"endpoint", FH_OPT_URL, 0, 1000, NULL, NULL, false, true},
+	{"token", FH_OPT_STRING, 0, 2048, NULL, NULL, true, true},
+	{"endpoint_type", FH_OPT_ENUM, 0, 0, "\"raw\"", endpoint_types},
+	{"host", FH_OPT_STRING, 0, 1024, NULL},
+	{"source", FH_OPT_STRING, 0, 1024, NULL},
+	{"sourcetype", FH_OPT_STRING, 0, 1024, NULL},
+	{"index", FH_OPT_STRING, 0, 1024, NULL},
+	{"channel", FH_OPT_STRING, 0, 128, NULL},
+	{"ack", FH_OPT_BOOL, 0, 0, "false"},
+	{"ack_timeout", FH_OPT_SECONDS, 180, 600, "180"},
+	{"ack_poll_interval", FH_OPT_MS, 10, 60000, "1000"},
+	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"},
+	{"ca_file", FH_OPT_STRING, 0, 4096, NULL},
+	{"backup", FH_OPT_BACKUP, 0, 0, NULL},
+	{NULL}
+};
+
+typedef struct SplunkConfig
+{
+	bool		event;
+	char	   *data_url;
+	char	   *ack_url;
+	char	   *auth;			/* "Authorization: Splunk <token>" */
+	char	   *channel_header;
+	char	   *host;
+	char	   *source;
+	char	   *sourcetype;
+	char	   *index;
+	bool		ack;
+	int64		ack_timeout_ms;
+	int64		ack_poll_ms;
+	bool		tls_verify;
+	char	   *ca_file;
+} SplunkConfig;
+
+typedef struct SplunkState
+{
+	bool		polling;		/* waiting for the ack of ack_id */
+	int64		ack_id;
+	TimestampTz sent_at;		/* when the data was accepted */
+} SplunkState;
+
+static void
+splunk_validate(Jsonb *o)
+{
+	char	   *s = NULL;
+
+	if (fh_jsonb_get_text(o, "channel", &s))
+	{
+		for (char *p = s; *p; p++)
+			if (!isalnum((unsigned char) *p) && *p != '-')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"channel\" must be a GUID such as \"0aeeac95-ac74-4aa9-b30d-6c4c0ac581ba\"")));
+	}
+	fh_jsonb_get_text(o, "token", &s);
+	for (char *p = s; *p; p++)
+		if ((unsigned char) *p < 0x20 || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"token\" must not contain control characters")));
+}
+
+static char *
+query_param(const char *name, const char *value)
+{
+	char	   *enc = curl_easy_escape(NULL, value, 0);
+	char	   *r = psprintf("&%s=%s", name, enc);
+
+	curl_free(enc);
+	return r;
+}
+
+static void *
+splunk_configure(Jsonb *o, const char *stream, int32 version)
+{
+	SplunkConfig *c = palloc0(sizeof(SplunkConfig));
+	char	   *endpoint = NULL;
+	char	   *token = NULL;
+	char	   *s = NULL;
+	char	   *channel = NULL;
+	size_t		len;
+
+	fh_jsonb_get_text(o, "endpoint", &endpoint);
+	len = strlen(endpoint);
+	while (len > 0 && endpoint[len - 1] == '/')
+		len--;
+	fh_jsonb_get_text(o, "token", &token);
+	fh_jsonb_get_text(o, "endpoint_type", &s);
+	c->event = strcmp(s, "event") == 0;
+	fh_jsonb_get_text(o, "host", &c->host);
+	fh_jsonb_get_text(o, "source", &c->source);
+	fh_jsonb_get_text(o, "sourcetype", &c->sourcetype);
+	fh_jsonb_get_text(o, "index", &c->index);
+	if (!fh_jsonb_get_text(o, "channel", &channel))
+	{
+		/* stable per stream: a UUID from the stream's name */
+		uint64		h1 = hash_bytes_extended((const unsigned char *) stream, strlen(stream), 1);
+		uint64		h2 = hash_bytes_extended((const unsigned char *) stream, strlen(stream), 2);
+
+		channel = palloc(40);
+		fh_uuid_from(h1, h2, 0x53504c554e4bULL, channel);
+	}
+	c->channel_header = psprintf("X-Splunk-Request-Channel: %s", channel);
+	c->auth = psprintf("Authorization: Splunk %s", token);
+	c->ack = fh_jsonb_get_bool(o, "ack", false);
+	c->ack_timeout_ms = fh_jsonb_get_int(o, "ack_timeout", 180) * 1000;
+	c->ack_poll_ms = fh_jsonb_get_int(o, "ack_poll_interval", 1000);
+	c->tls_verify = fh_jsonb_get_bool(o, "tls_verify", true);
+	fh_jsonb_get_text(o, "ca_file", &c->ca_file);
+
+	if (c->event)
+		c->data_url = psprintf("%.*s/services/collector/event", (int) len, endpoint);
+	else
+	{
+		StringInfoData u;
+
+		initStringInfo(&u);
+		appendStringInfo(&u, "%.*s/services/collector/raw?channel=%s", (int) len, endpoint, channel);
+		if (c->host)
+			appendStringInfoString(&u, query_param("host", c->host));
+		if (c->source)
+			appendStringInfoString(&u, query_param("source", c->source));
+		if (c->sourcetype)
+			appendStringInfoString(&u, query_param("sourcetype", c->sourcetype));
+		if (c->index)
+			appendStringInfoString(&u, query_param("index", c->index));
+		c->data_url = u.data;
+	}
+	c->ack_url = psprintf("%.*s/services/collector/ack?channel=%s", (int) len, endpoint, channel);
+	return c;
+}
+
+static void
+splunk_limits(void *config, int *max_records, int64 *max_bytes)
+{
+	*max_records = SPLUNK_MAX_RECORDS;
+	*max_bytes = SPLUNK_MAX_BODY / 2;	/* room for the event wrapping */
+}
+
+/* is the record a JSON value (sent as is in "event"), else a string */
+static bool
+is_json(const char *data, int len)
+{
+	JsonLexContext *lex;
+	char	   *text;
+	bool		ok;
+
+	if (!pg_verifymbstr(data, len, true) || memchr(data, '\0', len))
+		return false;
+	text = pnstrdup(data, len);
+	lex = makeJsonLexContextCstringLen(text, len, PG_UTF8, false);
+	ok = pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
+	pfree(text);
+	return ok;
+}
+
+static void
+append_meta(StringInfo b, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	appendStringInfo(b, ",\"%s\":", key);
+	escape_json(b, value);
+}
+
+static void
+splunk_encode(void *config, FhPart *part, FhRequest *req)
+{
+	SplunkConfig *c = config;
+	SplunkState *st = part->sink_state;
+	StringInfoData body;
+
+	if (st == NULL)
+		part->sink_state = st = palloc0(sizeof(SplunkState));
+	initStringInfo(&body);
+	if (st->polling)
+	{
+		appendStringInfo(&body, "{\"acks\":[" INT64_FORMAT "]}", st->ack_id);
+		req->url = c->ack_url;
+		req->headers = curl_slist_append(req->headers, "Content-Type: application/json");
+	}
+	else if (c->event)
+	{
+		for (int i = 0; i < part->nrecords; i++)
+		{
+			FhRecord   *r = &part->records[i];
+			char	   *data = VARDATA_ANY(r->data);
+			int			len = VARSIZE_ANY_EXHDR(r->data);
+			int64		ms = fh_epoch_ms(r->arrival);
+
+			if (i > 0)
+				appendStringInfoChar(&body, '\n');
+			appendStringInfoString(&body, "{\"event\":");
+			if (is_json(data, len))
+				appendBinaryStringInfo(&body, data, len);
+			else
+			{
+				/* text (invalid UTF-8 replaced by its escape) as a string */
+				char	   *text = pnstrdup(data, len);
+
+				if (!pg_verifymbstr(data, len, true))
+					text = DatumGetCString(DirectFunctionCall1(byteaout, PointerGetDatum(r->data)));
+				escape_json(&body, text);
+			}
+			appendStringInfo(&body, ",\"time\":" INT64_FORMAT ".%03d", ms / 1000, (int) (ms % 1000));
+			append_meta(&body, "host", c->host);
+			append_meta(&body, "source", c->source);
+			append_meta(&body, "sourcetype", c->sourcetype);
+			append_meta(&body, "index", c->index);
+			appendStringInfoChar(&body, '}');
+		}
+		req->url = c->data_url;
+		req->headers = curl_slist_append(req->headers, "Content-Type: application/json");
+	}
+	else
+	{
+		for (int i = 0; i < part->nrecords; i++)
+		{
+			appendBinaryStringInfo(&body, VARDATA_ANY(part->records[i].data),
+								   VARSIZE_ANY_EXHDR(part->records[i].data));
+			appendStringInfoChar(&body, '\n');
+		}
+		req->url = c->data_url;
+		req->headers = curl_slist_append(req->headers, "Content-Type: text/plain");
+	}
+	req->body = body;
+	req->headers = curl_slist_append(req->headers, c->auth);
+	req->headers = curl_slist_append(req->headers, c->channel_header);
+	req->tls_verify = c->tls_verify;
+	req->ca_file = c->ca_file;
+}
+
+/* HEC's JSON answer: its "code" (-1 when none) and "text" */
+static Jsonb *
+answer(FhResponse *resp, int *code, char **text)
+{
+	JsonLexContext *lex;
+	Jsonb	   *j;
+	JsonbValue *v;
+
+	*code = -1;
+	*text = NULL;
+	if (resp->body.len == 0)
+		return NULL;
+	lex = makeJsonLexContextCstringLen(resp->body.data, resp->body.len, PG_UTF8, false);
+	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+		return NULL;
+	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp->body.data)));
+	if (!JB_ROOT_IS_OBJECT(j))
+		return NULL;
+	v = fh_jsonb_get(j, "code");
+	if (v && v->type == jbvNumeric)
+		*code = DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(v->val.numeric)));
+	fh_jsonb_get_text(j, "text", text);
+	return j;
+}
+
+/* HEC's error codes (Splunk docs, "Troubleshoot HTTP Event Collector") */
+static const char *
+error_code_of(int code, long status, bool *retry)
+{
+	*retry = false;
+	switch (code)
+	{
+		case 1:
+			return "Splunk.DisabledToken";
+		case 2:
+		case 3:
+		case 4:
+			return "Splunk.InvalidToken";
+		case 5:
+		case 6:
+		case 10:
+		case 11:
+		case 12:
+		case 13:
+			return "Splunk.InvalidDataFormat";
+		case 7:
+			return "Splunk.InvalidIndex";
+		case 8:
+		case 9:
+			*retry = true;
+			return "Splunk.ServerError";
+		case 14:
+			return "Splunk.DisabledAck";
+		default:
+			break;
+	}
+	*retry = status >= 500 || status == 408 || status == 429;
+	if (status >= 500)
+		return "Splunk.ServerError";
+	return "Splunk.InvalidEndpoint";
+}
+
+static void
+splunk_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
+{
+	SplunkConfig *c = config;
+	SplunkState *st = part->sink_state;
+	long		s = resp->status;
+	int			code;
+	char	   *text;
+	Jsonb	   *j;
+	TimestampTz now = GetCurrentTimestamp();
+
+	v->error_code = NULL;
+	v->error_message = NULL;
+	v->delay_ms = 0;
+	if (st->polling)
+	{
+		bool		acked = false;
+
+		if (s == 200 && (j = answer(resp, &code, &text)) != NULL)
+		{
+			JsonbValue *acks = fh_jsonb_get(j, "acks");
+			char	   *key = psprintf(INT64_FORMAT, st->ack_id);
+
+			if (acks && acks->type == jbvBinary && JsonContainerIsObject(acks->val.binary.data))
+			{
+				JsonbValue *a = getKeyJsonValueFromContainer(acks->val.binary.data, key,
+															 strlen(key), NULL);
+
+				acked = a && a->type == jbvBool && a->val.boolean;
+			}
+		}
+		else if (s == 400 && (j = answer(resp, &code, &text)) != NULL && code == 14)
+		{
+			v->outcome = FH_OUTCOME_FAIL;
+			v->error_code = "Splunk.DisabledAck";
+			v->error_message = psprintf("Splunk answered 400: %s", text ? text : "ACK is disabled");
+			return;
+		}
+		if (acked)
+		{
+			v->outcome = FH_OUTCOME_OK;
+			return;
+		}
+		if (TimestampDifferenceMilliseconds(st->sent_at, now) >= c->ack_timeout_ms)
+		{
+			/* send the data again: it may be indexed twice */
+			st->polling = false;
+			part->possible_duplicates += part->nrecords;
+			v->outcome = FH_OUTCOME_RETRY;
+			v->error_code = "Splunk.AckTimeout";
+			v->error_message = psprintf("No indexer acknowledgement for ackId " INT64_FORMAT " within %d seconds; the data is sent again and may be indexed twice.",
+										st->ack_id, (int) (c->ack_timeout_ms / 1000));
+			return;
+		}
+		v->outcome = FH_OUTCOME_NEXT;	/* poll again */
+		v->delay_ms = c->ack_poll_ms;
+		return;
+	}
+
+	if (s == 0)
+	{
+		v->outcome = FH_OUTCOME_RETRY;
+		v->error_code = resp->curl_code == CURLE_OPERATION_TIMEDOUT ? "Splunk.ConnectionTimeout" :
+			(resp->curl_code == CURLE_SSL_CONNECT_ERROR ||
+			 resp->curl_code == CURLE_PEER_FAILED_VERIFICATION) ? "Splunk.SSLHandshake" :
+			"Splunk.ConnectionClosed";
+		v->error_message = pstrdup(resp->curl_error ? resp->curl_error : "no response");
+		return;
+	}
+	j = answer(resp, &code, &text);
+	if (s == 200 && code == 0)
+	{
+		JsonbValue *ack;
+
+		if (!c->ack)
+		{
+			v->outcome = FH_OUTCOME_OK;
+			return;
+		}
+		ack = j ? fh_jsonb_get(j, "ackId") : NULL;
+		if (ack == NULL || ack->type != jbvNumeric)
+		{
+			v->outcome = FH_OUTCOME_FAIL;
+			v->error_code = "Splunk.DisabledAck";
+			v->error_message = "Splunk accepted the data without an ackId: indexer acknowledgement is disabled for this token; enable it, or set \"ack\": false.";
+			return;
+		}
+		st->ack_id = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(ack->val.numeric)));
+		st->sent_at = now;
+		st->polling = true;
+		v->outcome = FH_OUTCOME_NEXT;
+		v->delay_ms = c->ack_poll_ms;
+		return;
+	}
+	{
+		bool		retry;
+
+		v->error_code = error_code_of(code, s, &retry);
+		v->outcome = retry ? FH_OUTCOME_RETRY : FH_OUTCOME_FAIL;
+		v->error_message = psprintf("Splunk answered %ld: %.*s", s,
+									Min(resp->body.len, ERROR_BODY_MAX),
+									resp->body.data ? resp->body.data : "");
+	}
+}
+
+/* an error record's fields of Splunk (firehose.md 3.8) */
+static void
+splunk_error_fields(void *config, FhPart *part, int i, StringInfo out)
+{
+	appendStringInfo(out, ",\"EventId\":\"" INT64_FORMAT "\"", part->records[i].id);
+}
+
+const FhSink fh_sink_splunk = {
+	.name = "splunk",
+	.options = splunk_options,
+	.default_retry_duration_s = 3600,
+	.default_buffer_interval_ms = 60000,
+	.error_output_type = "splunk-failed",
+	.validate = splunk_validate,
+	.configure = splunk_configure,
+	.limits = splunk_limits,
+	.encode = splunk_encode,
+	.classify = splunk_classify,
+	.error_fields = splunk_error_fields,
+};
