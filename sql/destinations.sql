@@ -1,0 +1,127 @@
+--
+-- destinations: the options of opensearch, splunk and the partner presets:
+-- validation, defaults, redaction.  Delivery is tested against receivers
+-- that implement the protocols in test/test_opensearch.py, test_splunk.py
+-- and test_presets.py.
+--
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+
+-- try(destination, opts): the normalized values of the keys given, or the error
+CREATE FUNCTION pg_temp.try(dest text, opts jsonb) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    r text;
+    detail text;
+BEGIN
+    BEGIN
+        PERFORM firehose.create_stream('probe', dest, opts);
+        SELECT string_agg(e.key || '=' || e.value::text, ', ' ORDER BY e.key) INTO r
+          FROM firehose.stream s, jsonb_each(s.options) e
+         WHERE s.name = 'probe' AND opts ? e.key;
+        RAISE SQLSTATE 'ZZ000';
+    EXCEPTION WHEN OTHERS THEN
+        IF SQLSTATE = 'ZZ000' THEN
+            RETURN coalesce(r, '(none)');
+        END IF;
+        GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+        RETURN SQLSTATE || ': ' || SQLERRM
+               || CASE WHEN detail <> '' THEN ' / ' || detail ELSE '' END;
+    END;
+END
+$$;
+
+-- defaults of every destination, as Firehose's (buffer, interval, retries)
+SELECT d, (SELECT string_agg(key || '=' || value::text, ', ' ORDER BY key)
+             FROM jsonb_each(firehose._normalize_options(d, NULL, o))
+            WHERE key IN ('buffer_size', 'buffer_interval', 'retry_duration', 'index_rotation',
+                          'document_id', 'action', 'endpoint_type', 'ack', 'ack_timeout',
+                          'content_encoding', 'site', 'kind', 'region')) AS defaults
+  FROM (VALUES ('opensearch', '{"endpoint": "https://os:9200", "index": "logs"}'::jsonb),
+               ('splunk', '{"endpoint": "https://splunk:8088", "token": "t"}'),
+               ('datadog', '{"api_key": "k"}'),
+               ('newrelic', '{"license_key": "k"}'),
+               ('honeycomb', '{"api_key": "k", "dataset": "d"}'),
+               ('sumologic', '{"access_token": "t", "deployment": "us2"}'),
+               ('coralogix', '{"private_key": "k"}'),
+               ('elastic', '{"api_key": "k", "url": "https://x.es.eu-west-1.aws.elastic-cloud.com"}')
+       ) AS t(d, o);
+
+--
+-- opensearch
+--
+SELECT firehose.create_stream('s', 'opensearch', '{"index": "logs"}');
+SELECT firehose.create_stream('s', 'opensearch', '{"endpoint": "https://os:9200", "index": "Logs"}');
+SELECT opts, pg_temp.try('opensearch', '{"endpoint": "https://os:9200", "index": "logs"}'::jsonb || opts::jsonb) AS result
+  FROM (VALUES ('{}'),
+               ('{"index": "_logs"}'),
+               ('{"index": "a,b"}'),
+               ('{"index": ""}'),
+               ('{"index_rotation": "week"}'),
+               ('{"index_rotation": "OneDay"}'),
+               ('{"document_id": "none"}'),
+               ('{"document_id": "$.order.id"}'),
+               ('{"document_id": "order_id"}'),
+               ('{"document_id": "$.["}'),
+               ('{"routing": "$.customer"}'),
+               ('{"type_name": "_doc", "pipeline": "p1", "action": "create"}'),
+               ('{"action": "update"}'),
+               ('{"username": "u"}'),
+               ('{"username": "u", "password": "p"}'),
+               ('{"aws_region": "eu-west-1"}'),
+               ('{"aws_region": "eu-west-1", "credentials": "environment", "aws_service": "aoss"}'),
+               ('{"aws_region": "eu-west-1", "access_key_id": "A", "secret_access_key": "S", "username": "u", "password": "p"}'),
+               ('{"access_key_id": "A", "secret_access_key": "S"}'),
+               ('{"aws_service": "es"}'),
+               ('{"backup": {"mode": "all", "s3": {"bucket": "b-1", "credentials": "environment"}}}'),
+               ('{"url": "https://os:9200"}')
+       ) AS t(opts);
+
+--
+-- splunk
+--
+SELECT firehose.create_stream('s', 'splunk', '{"endpoint": "https://splunk:8088"}');
+SELECT opts, pg_temp.try('splunk', '{"endpoint": "https://splunk:8088", "token": "t"}'::jsonb || opts::jsonb) AS result
+  FROM (VALUES ('{}'),
+               ('{"endpoint_type": "event", "host": "h", "source": "s", "sourcetype": "st", "index": "main"}'),
+               ('{"endpoint_type": "Raw"}'),
+               ('{"ack": true, "ack_timeout": "5 minutes", "ack_poll_interval": 200}'),
+               ('{"ack_timeout": 179}'),
+               ('{"ack_timeout": 601}'),
+               ('{"ack_poll_interval": 5}'),
+               ('{"channel": "0aeeac95-ac74-4aa9-b30d-6c4c0ac581ba"}'),
+               ('{"channel": "a b"}'),
+               ('{"token": "a\nb"}')
+       ) AS t(opts);
+
+--
+-- partner presets
+--
+SELECT firehose.create_stream('s', 'datadog', '{}');
+SELECT firehose.create_stream('s', 'datadog', '{"api_key": "k", "site": "gov", "kind": "metrics"}');
+SELECT firehose.create_stream('s', 'elastic', '{"api_key": "k"}');
+SELECT firehose.create_stream('s', 'honeycomb', '{"api_key": "k"}');
+SELECT d, opts, pg_temp.try(d, opts::jsonb) AS result
+  FROM (VALUES ('datadog', '{"api_key": "k", "site": "us5", "kind": "metrics"}'),
+               ('datadog', '{"api_key": "k", "site": "mars"}'),
+               ('datadog', '{"api_key": "k", "site": "gov", "kind": "metrics", "url": "https://proxy.example/dd"}'),
+               ('datadog', '{"api_key": "k", "content_encoding": "none", "common_attributes": {"env": "prod"}}'),
+               ('newrelic', '{"license_key": "k", "region": "eu", "kind": "metrics"}'),
+               ('newrelic', '{"license_key": "k", "region": "ap"}'),
+               ('sumologic', '{"access_token": "t", "deployment": "moon"}'),
+               ('sumologic', '{"access_token": "t", "deployment": "eu", "data_type": "metrics"}'),
+               ('coralogix', '{"private_key": "k", "region": "ap1"}'),
+               ('coralogix', '{"private_key": "k", "region": "xx"}'),
+               ('honeycomb', '{"api_key": "k", "dataset": "my data"}'),
+               ('elastic', '{"api_key": "k", "url": "ftp://x"}'),
+               ('datadog', '{"api_key": "k", "format": "raw"}')
+       ) AS t(d, opts);
+
+-- keys and tokens are redacted in the view
+SELECT firehose.create_stream('dd', 'datadog', '{"api_key": "dd-secret"}');
+SELECT firehose.create_stream('sp', 'splunk', '{"endpoint": "https://splunk:8088", "token": "hec-secret"}');
+SELECT firehose.create_stream('os', 'opensearch', '{"endpoint": "https://os:9200", "index": "logs", "username": "u", "password": "os-secret"}');
+SELECT name, options->>'api_key' AS api_key, options->>'token' AS token,
+       options->>'password' AS password, options->>'username' AS username
+  FROM firehose.streams WHERE name IN ('dd', 'sp', 'os') ORDER BY name;
+SELECT firehose.drop_stream(n) FROM unnest(ARRAY['dd', 'sp', 'os']) n;
