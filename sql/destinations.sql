@@ -125,3 +125,23 @@ SELECT name, options->>'api_key' AS api_key, options->>'token' AS token,
        options->>'password' AS password, options->>'username' AS username
   FROM firehose.streams WHERE name IN ('dd', 'sp', 'os') ORDER BY name;
 SELECT firehose.drop_stream(n) FROM unnest(ARRAY['dd', 'sp', 'os']) n;
+
+-- where each stream's records go (firehose.streams.target), without secrets
+SELECT d, firehose._target(d, firehose._normalize_options(d, NULL, o)) AS target
+  FROM (VALUES ('http', '{"url": "https://hooks.example.com/in"}'::jsonb),
+               ('s3', '{"bucket": "logs-1", "region": "eu-west-1", "credentials": "environment"}'),
+               ('s3', '{"bucket": "logs-1", "endpoint": "http://127.0.0.1:9000", "path_style": true, "prefix": "app/", "credentials": "environment"}'),
+               ('opensearch', '{"endpoint": "https://os:9200/", "index": "logs", "pipeline": "p1"}'),
+               ('splunk', '{"endpoint": "https://splunk:8088", "token": "t", "endpoint_type": "event"}'),
+               ('datadog', '{"api_key": "k"}'),
+               ('datadog', '{"api_key": "k", "site": "us5"}'),
+               ('datadog', '{"api_key": "k", "site": "ap1", "kind": "metrics"}'),
+               ('datadog', '{"api_key": "k", "site": "eu", "kind": "metrics"}'),
+               ('newrelic', '{"license_key": "k", "region": "eu"}'),
+               ('newrelic', '{"license_key": "k", "kind": "metrics"}'),
+               ('honeycomb', '{"api_key": "k", "dataset": "my data"}'),
+               ('sumologic', '{"access_token": "tok-secret", "deployment": "us2"}'),
+               ('coralogix', '{"private_key": "k", "region": "eu2"}'),
+               ('elastic', '{"api_key": "k", "url": "https://d1.es.eu-west-1.aws.elastic-cloud.com"}'),
+               ('datadog', '{"api_key": "k", "url": "http://127.0.0.1:8080/dd"}')
+       ) AS t(d, o);

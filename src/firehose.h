@@ -314,6 +314,8 @@ struct FhSink
 	/* optional: part is failing for good; true if one more (clean-up)
 	 * request is to be sent, whose classify() returns the final verdict */
 	bool		(*give_up) (void *config, FhPart *part);
+	/* where records go, for people (no secrets): a URL */
+	char	   *(*target) (Jsonb *options);
 	/* optional: the destination's own fields of an error record */
 	void		(*error_fields) (void *config, FhPart *part, int i, StringInfo out);
 };
@@ -401,6 +403,7 @@ struct FhPart
 	FhVerdict  *rec_verdict;	/* of FH_REC_FAILED records */
 	int64		possible_duplicates;	/* records sent again after an
 										 * ambiguous outcome */
+	FhVerdict	last_retry;		/* the last error retried, if any */
 	/* the backup phases: the failed records' error records, then (mode
 	 * all) a copy of every record, written to the S3 backup store */
 	int			backup_phase;	/* 0: the destination; FH_BACKUP_* */

@@ -412,12 +412,22 @@ fh_http_error_fields(void *config, FhPart *part, int i, StringInfo out)
 					 i, part->records[i].id);
 }
 
+static char *
+http_target(Jsonb *o)
+{
+	char	   *url = NULL;
+
+	fh_jsonb_get_text(o, "url", &url);
+	return url;
+}
+
 const FhSink fh_sink_http = {
 	.name = "http",
 	.options = http_options,
 	.default_retry_duration_s = 300,
 	.error_output_type = "http-endpoint-failed",
 	.error_fields = fh_http_error_fields,
+	.target = http_target,
 	.validate = http_validate,
 	.configure = fh_http_configure,
 	.limits = fh_http_limits,

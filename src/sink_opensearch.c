@@ -41,6 +41,7 @@
 												 * http.max_content_length */
 #define OS_MAX_RESPONSE		(256 * 1024 * 1024)
 #define ERROR_BODY_MAX		2048
+#define OS_MAX_ID_BYTES		512		/* OpenSearch's limit on _id */
 
 static const char *const rotations[] = {"none", "hour", "day", "week", "month", NULL};
 static const char *const actions[] = {"index", "create", NULL};
@@ -331,8 +332,30 @@ append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
 					"The record is not a JSON object; OpenSearch indexes JSON objects only.");
 		return false;
 	}
-	if (c->id_path || c->routing_path || strpbrk(text, "\r\n"))
-		doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	if (c->id_path || c->routing_path)
+	{
+		/* jsonb refuses some valid JSON (\u0000, huge numbers): fail alone */
+		MemoryContext cxt = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+		}
+		PG_CATCH();
+		{
+			ErrorData  *ed;
+
+			MemoryContextSwitchTo(cxt);
+			ed = CopyErrorData();
+			FlushErrorState();
+			fail_record(part, i, "OpenSearch.InvalidDocument",
+						psprintf("The document_id or routing path cannot be applied to the record: %s",
+								 ed->message));
+			FreeErrorData(ed);
+			return false;
+		}
+		PG_END_TRY();
+	}
 	if (c->id_path)
 	{
 		id = path_value(doc, c->id_path);
@@ -340,6 +363,13 @@ append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
 		{
 			fail_record(part, i, "OpenSearch.MissingDocumentId",
 						"The record has no string or number at the document_id path.");
+			return false;
+		}
+		if (id[0] == '\0' || strlen(id) > OS_MAX_ID_BYTES)
+		{
+			fail_record(part, i, "OpenSearch.InvalidDocumentId",
+						psprintf("The document id at the document_id path has %d bytes; OpenSearch takes 1 to 512.",
+								 (int) strlen(id)));
 			return false;
 		}
 	}
@@ -372,10 +402,15 @@ append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
 		escape_json(body, routing);
 	}
 	appendStringInfoString(body, "}}\n");
-	if (doc && strpbrk(text, "\r\n"))
-		appendStringInfoString(body, JsonbToCString(NULL, &doc->root, VARSIZE(doc)));
-	else
-		appendBinaryStringInfo(body, text, len);
+	/*
+	 * NDJSON: one line.  In valid JSON a line break can only be whitespace
+	 * between tokens (inside strings it is escaped), so a space replaces it
+	 * without changing the document.
+	 */
+	for (k = 0; k < len; k++)
+		if (text[k] == '\n' || text[k] == '\r')
+			text[k] = ' ';
+	appendBinaryStringInfo(body, text, len);
 	appendStringInfoChar(body, '\n');
 	pfree(text);
 	return true;
@@ -388,6 +423,13 @@ os_encode(void *config, FhPart *part, FhRequest *req)
 	OsState    *st = part->sink_state;
 	StringInfoData body;
 
+	if (c->sigv4 && (c->aws.access_key_id == NULL || c->aws.secret_access_key == NULL))
+	{
+		part->verdict.outcome = FH_OUTCOME_FAIL;
+		part->verdict.error_code = "OpenSearch.MissingCredentials";
+		part->verdict.error_message = "AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is not set in the server's environment.";
+		return;					/* req->url stays NULL: fails at once */
+	}
 	if (st == NULL)
 	{
 		st = palloc0(sizeof(OsState));
@@ -616,6 +658,22 @@ os_error_fields(void *config, FhPart *part, int i, StringInfo out)
 		appendStringInfoString(out, "null");
 }
 
+static char *
+os_target(Jsonb *o)
+{
+	char	   *endpoint = NULL;
+	char	   *pipeline = NULL;
+	size_t		len;
+
+	fh_jsonb_get_text(o, "endpoint", &endpoint);
+	len = strlen(endpoint);
+	while (len > 0 && endpoint[len - 1] == '/')
+		len--;
+	if (fh_jsonb_get_text(o, "pipeline", &pipeline))
+		return psprintf("%.*s/_bulk?pipeline=%s", (int) len, endpoint, pipeline);
+	return psprintf("%.*s/_bulk", (int) len, endpoint);
+}
+
 const FhSink fh_sink_opensearch = {
 	.name = "opensearch",
 	.options = os_options,
@@ -628,4 +686,5 @@ const FhSink fh_sink_opensearch = {
 	.encode = os_encode,
 	.classify = os_classify,
 	.error_fields = os_error_fields,
+	.target = os_target,
 };

@@ -103,10 +103,16 @@ honeycomb_url(Jsonb *o)
 }
 
 static char *
-sumologic_url(Jsonb *o)
+sumologic_url_with(Jsonb *o, const char *token)
 {
 	return psprintf("https://%s.sumologic.net/receiver/v1/kinesis/%s/%s",
-					opt(o, "deployment"), opt(o, "data_type"), escaped(opt(o, "access_token")));
+					opt(o, "deployment"), opt(o, "data_type"), token);
+}
+
+static char *
+sumologic_url(Jsonb *o)
+{
+	return sumologic_url_with(o, escaped(opt(o, "access_token")));
 }
 
 static char *
@@ -199,10 +205,24 @@ preset_configure(const Preset *p, Jsonb *o, const char *stream, int32 version)
 	return fh_http_configure(http, stream, version);
 }
 
+/* the URL in use, the Sumo Logic token in it masked */
+static char *
+preset_target(const Preset *p, Jsonb *o)
+{
+	char	   *url = NULL;
+
+	if (fh_jsonb_get_text(o, "url", &url))
+		return url;
+	if (p == &sumologic)
+		return sumologic_url_with(o, "********");
+	return p->url(o);
+}
+
 #define DEFINE_PRESET(p) \
 static void p##_validate(Jsonb *o) { preset_validate(&p, o); } \
 static void *p##_configure(Jsonb *o, const char *s, int32 v) \
-{ return preset_configure(&p, o, s, v); }
+{ return preset_configure(&p, o, s, v); } \
+static char *p##_target(Jsonb *o) { return preset_target(&p, o); }
 
 DEFINE_PRESET(datadog)
 DEFINE_PRESET(newrelic)
@@ -259,6 +279,7 @@ const FhSink fh_sink_##p = { \
 	.encode = fh_http_encode, \
 	.classify = fh_http_classify, \
 	.error_fields = fh_http_error_fields, \
+	.target = p##_target, \
 }
 
 /* buffer sizes: the partners' recommendations (firehose.md section 2, 8) */

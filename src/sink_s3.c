@@ -746,6 +746,34 @@ s3_give_up(void *config, FhPart *part)
 	return true;
 }
 
+static char *
+s3_target(Jsonb *o)
+{
+	char	   *bucket = NULL;
+	char	   *region = "us-east-1";
+	char	   *endpoint = NULL;
+	char	   *prefix = "";
+	size_t		len;
+
+	fh_jsonb_get_text(o, "bucket", &bucket);
+	fh_jsonb_get_text(o, "region", &region);
+	fh_jsonb_get_text(o, "prefix", &prefix);
+	if (!fh_jsonb_get_text(o, "endpoint", &endpoint))
+		endpoint = psprintf("https://s3.%s.amazonaws.com", region);
+	len = strlen(endpoint);
+	while (len > 0 && endpoint[len - 1] == '/')
+		len--;
+	if (fh_jsonb_get_bool(o, "path_style", false))
+		return psprintf("%.*s/%s/%s", (int) len, endpoint, bucket, prefix);
+	/* virtual-hosted: the bucket before the host */
+	{
+		char	   *sep = strstr(endpoint, "://");
+
+		return psprintf("%.*s%s.%.*s/%s", (int) (sep + 3 - endpoint), endpoint, bucket,
+						(int) (len - (sep + 3 - endpoint)), sep + 3, prefix);
+	}
+}
+
 const FhSink fh_sink_s3 = {
 	.name = "s3",
 	.options = s3_options,
@@ -757,6 +785,7 @@ const FhSink fh_sink_s3 = {
 	.encode = s3_encode,
 	.classify = s3_classify,
 	.give_up = s3_give_up,
+	.target = s3_target,
 };
 
 /* ---------- S3 as a backup store ---------- */

@@ -78,6 +78,7 @@ typedef struct SplunkConfig
 typedef struct SplunkState
 {
 	bool		polling;		/* waiting for the ack of ack_id */
+	bool		unacked;		/* the last data sent was never acknowledged */
 	int64		ack_id;
 	TimestampTz sent_at;		/* when the data was accepted */
 } SplunkState;
@@ -89,11 +90,17 @@ splunk_validate(Jsonb *o)
 
 	if (fh_jsonb_get_text(o, "channel", &s))
 	{
-		for (char *p = s; *p; p++)
-			if (!isalnum((unsigned char) *p) && *p != '-')
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("option \"channel\" must be a GUID such as \"0aeeac95-ac74-4aa9-b30d-6c4c0ac581ba\"")));
+		/* HEC refuses any other channel (code 11): 8-4-4-4-12 hex digits */
+		bool		ok = strlen(s) == 36;
+
+		for (int i = 0; ok && i < 36; i++)
+			ok = (i == 8 || i == 13 || i == 18 || i == 23) ? s[i] == '-' :
+				isxdigit((unsigned char) s[i]);
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"channel\" must be a GUID such as \"0aeeac95-ac74-4aa9-b30d-6c4c0ac581ba\""),
+					 errdetail("The value given was \"%s\".", s)));
 	}
 	fh_jsonb_get_text(o, "token", &s);
 	for (char *p = s; *p; p++)
@@ -206,6 +213,35 @@ append_meta(StringInfo b, const char *key, const char *value)
 	escape_json(b, value);
 }
 
+/*
+ * HEC refuses a blank event ("", null: codes 12 and 13), and with it the
+ * events after it in the request: such records fail alone, unsent.
+ */
+static void
+fail_blank_events(FhPart *part)
+{
+	for (int i = 0; i < part->nrecords; i++)
+	{
+		char	   *data = VARDATA_ANY(part->records[i].data);
+		int			len = VARSIZE_ANY_EXHDR(part->records[i].data);
+		int			a = 0,
+					b = len;
+
+		while (a < b && isspace((unsigned char) data[a]))
+			a++;
+		while (b > a && isspace((unsigned char) data[b - 1]))
+			b--;
+		if (b == a || (b - a == 2 && memcmp(data + a, "\"\"", 2) == 0) ||
+			(b - a == 4 && memcmp(data + a, "null", 4) == 0 && is_json(data, len)))
+		{
+			part->rec_state[i] = FH_REC_FAILED;
+			part->rec_verdict[i].outcome = FH_OUTCOME_FAIL;
+			part->rec_verdict[i].error_code = "Splunk.InvalidDataFormat";
+			part->rec_verdict[i].error_message = "The record is an empty event (empty, \"\" or null), which HEC refuses.";
+		}
+	}
+}
+
 static void
 splunk_encode(void *config, FhPart *part, FhRequest *req)
 {
@@ -214,7 +250,19 @@ splunk_encode(void *config, FhPart *part, FhRequest *req)
 	StringInfoData body;
 
 	if (st == NULL)
+	{
 		part->sink_state = st = palloc0(sizeof(SplunkState));
+		part->rec_state = palloc0(part->nrecords);
+		part->rec_verdict = palloc0(sizeof(FhVerdict) * part->nrecords);
+		if (c->event)
+			fail_blank_events(part);
+	}
+	if (!st->polling && st->unacked)
+	{
+		/* sending again what may have been indexed */
+		part->possible_duplicates += part->nrecords;
+		st->unacked = false;
+	}
 	initStringInfo(&body);
 	if (st->polling)
 	{
@@ -224,6 +272,20 @@ splunk_encode(void *config, FhPart *part, FhRequest *req)
 	}
 	else if (c->event)
 	{
+		bool		first = true;
+		int			pending = 0;
+
+		for (int i = 0; i < part->nrecords; i++)
+			pending += part->rec_state[i] != FH_REC_FAILED;
+		if (pending == 0)
+		{
+			/* nothing to send: the part is done, its failures recorded */
+			part->verdict.outcome = FH_OUTCOME_OK;
+			part->verdict.error_code = NULL;
+			part->verdict.error_message = NULL;
+			return;
+		}
+
 		for (int i = 0; i < part->nrecords; i++)
 		{
 			FhRecord   *r = &part->records[i];
@@ -231,8 +293,11 @@ splunk_encode(void *config, FhPart *part, FhRequest *req)
 			int			len = VARSIZE_ANY_EXHDR(r->data);
 			int64		ms = fh_epoch_ms(r->arrival);
 
-			if (i > 0)
+			if (part->rec_state[i] == FH_REC_FAILED)
+				continue;
+			if (!first)
 				appendStringInfoChar(&body, '\n');
+			first = false;
 			appendStringInfoString(&body, "{\"event\":");
 			if (is_json(data, len))
 				appendBinaryStringInfo(&body, data, len);
@@ -382,7 +447,7 @@ splunk_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
 		{
 			/* send the data again: it may be indexed twice */
 			st->polling = false;
-			part->possible_duplicates += part->nrecords;
+			st->unacked = true;
 			v->outcome = FH_OUTCOME_RETRY;
 			v->error_code = "Splunk.AckTimeout";
 			v->error_message = psprintf("No indexer acknowledgement for ackId " INT64_FORMAT " within %d seconds; the data is sent again and may be indexed twice.",
@@ -447,6 +512,21 @@ splunk_error_fields(void *config, FhPart *part, int i, StringInfo out)
 	appendStringInfo(out, ",\"EventId\":\"" INT64_FORMAT "\"", part->records[i].id);
 }
 
+static char *
+splunk_target(Jsonb *o)
+{
+	char	   *endpoint = NULL;
+	char	   *type = "raw";
+	size_t		len;
+
+	fh_jsonb_get_text(o, "endpoint", &endpoint);
+	fh_jsonb_get_text(o, "endpoint_type", &type);
+	len = strlen(endpoint);
+	while (len > 0 && endpoint[len - 1] == '/')
+		len--;
+	return psprintf("%.*s/services/collector/%s", (int) len, endpoint, type);
+}
+
 const FhSink fh_sink_splunk = {
 	.name = "splunk",
 	.options = splunk_options,
@@ -459,4 +539,5 @@ const FhSink fh_sink_splunk = {
 	.encode = splunk_encode,
 	.classify = splunk_classify,
 	.error_fields = splunk_error_fields,
+	.target = splunk_target,
 };

@@ -489,6 +489,25 @@ fh_normalize_options_sql(PG_FUNCTION_ARGS)
 }
 
 /*
+ * _target(destination, options): where the stream's records go, as a URL
+ * without secrets (firehose.streams.target).
+ */
+PG_FUNCTION_INFO_V1(fh_target_sql);
+Datum
+fh_target_sql(PG_FUNCTION_ARGS)
+{
+	const FhSink *sink = fh_sink_lookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), true);
+	char	   *t;
+
+	if (sink == NULL || sink->target == NULL)
+		PG_RETURN_NULL();
+	t = sink->target(PG_GETARG_JSONB_P(1));
+	if (t == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(t));
+}
+
+/*
  * _redact_options(destination, options): the options with every secret
  * value replaced by "********" (and every header value, which may carry
  * credentials).

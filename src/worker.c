@@ -441,6 +441,13 @@ record_part(FhPart *part)
 			nfailed++;
 			failed_bytes += VARSIZE_ANY_EXHDR(part->records[i].data);
 		}
+	/* delivered after retries: what was retried */
+	if (code == NULL && nfailed == 0 && part->last_retry.error_code)
+	{
+		code = part->last_retry.error_code;
+		message = psprintf("Delivered after retrying: %s",
+						   part->last_retry.error_message ? part->last_retry.error_message : "");
+	}
 	/* a part delivered but for some records: the first record's error */
 	if (code == NULL && nfailed > 0)
 		for (int i = 0; i < part->nrecords; i++)
@@ -938,6 +945,29 @@ part_sink(FhPart *part, void **config)
 
 static void finish_part(FhPart *part, TimestampTz now);
 
+/*
+ * An ERROR inside a sink's encode() or classify(): caught here so that it
+ * fails (or retries) this part alone instead of restarting the worker's
+ * loop, which would stall every stream of the database on one record.
+ */
+static void
+sink_error(FhPart *part, const char *code, FhOutcome outcome)
+{
+	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
+	ErrorData  *ed;
+
+	MemoryContextSwitchTo(part->cxt);
+	ed = CopyErrorData();
+	FlushErrorState();
+	part->verdict.outcome = outcome;
+	part->verdict.error_code = code;
+	part->verdict.error_message = pstrdup(ed->message);
+	part->verdict.delay_ms = 0;
+	ereport(WARNING,
+			(errmsg("firehose stream \"%s\": %s: %s", ws->name, code, ed->message)));
+	FreeErrorData(ed);
+}
+
 static void
 send_part(FhPart *part)
 {
@@ -947,7 +977,19 @@ send_part(FhPart *part)
 	MemoryContext old = MemoryContextSwitchTo(part->cxt);
 
 	memset(&part->request, 0, sizeof(part->request));
-	sink->encode(config, part, &part->request);
+	PG_TRY();
+	{
+		sink->encode(config, part, &part->request);
+	}
+	PG_CATCH();
+	{
+		/* a bug or an unforeseen record: this part fails, not the worker */
+		sink_error(part, "Firehose.EncodingFailed", FH_OUTCOME_FAIL);
+		curl_slist_free_all(part->request.headers);
+		part->request.headers = NULL;
+		part->request.url = NULL;
+	}
+	PG_END_TRY();
 	MemoryContextSwitchTo(old);
 	if (!part->stepping)
 		part->attempts++;
@@ -1034,7 +1076,15 @@ handle_response(FhPart *part)
 	MemoryContext old = MemoryContextSwitchTo(part->cxt);
 
 	part->last_status = part->response.status;
-	sink->classify(config, part, &part->response, &part->verdict);
+	PG_TRY();
+	{
+		sink->classify(config, part, &part->response, &part->verdict);
+	}
+	PG_CATCH();
+	{
+		sink_error(part, "Firehose.InvalidResponse", FH_OUTCOME_RETRY);
+	}
+	PG_END_TRY();
 	MemoryContextSwitchTo(old);
 	if (part->response.body.data)
 		pfree(part->response.body.data);
@@ -1048,6 +1098,8 @@ handle_response(FhPart *part)
 			part->next_attempt = TimestampTzPlusMilliseconds(now, part->verdict.delay_ms);
 			return;
 		case FH_OUTCOME_RETRY:
+			if (part->backup_phase == 0)
+				part->last_retry = part->verdict;
 			if (part->first_failure == 0)
 				part->first_failure = now;
 			if (TimestampDifferenceMilliseconds(part->first_failure, now) < ws->cfg.retry_duration_ms)

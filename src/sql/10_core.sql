@@ -340,10 +340,14 @@ $$;
 -- Views
 -- ---------------------------------------------------------------------
 
+CREATE FUNCTION firehose._target(destination text, options jsonb)
+RETURNS text LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'fh_target_sql';
+
 CREATE VIEW firehose.streams AS
 SELECT s.name, s.destination, s.status, s.version,
        firehose._redact_options(s.destination, s.options) AS options,
-       s.created_at, s.updated_at
+       s.created_at, s.updated_at,
+       firehose._target(s.destination, s.options) AS target
   FROM firehose.stream s;
 
 CREATE VIEW firehose.stream_status AS
