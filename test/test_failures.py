@@ -72,8 +72,13 @@ def test_500_twice_then_success(db, receiver):
     (rid,) = seen
     (d,) = deliveries(db, "s")
     assert d[0] == rid
-    assert d[1:7] == (3, 3, 3, 200, "delivered", None)
+    # delivered, with the last error that was retried kept as a trace
+    assert d[1:7] == (3, 3, 3, 200, "delivered", "HttpEndpoint.DestinationException")
+    assert d[7].startswith("Delivered after retrying: ") and "500" in d[7]
     assert failed(db, "s") == []
+    st = db.q("SELECT last_error_code, last_success_at >= last_error_at "
+              "FROM firehose.stream_status WHERE stream = 's'")[0]
+    assert st == ("HttpEndpoint.DestinationException", True)
     st = status(db, "s")
     assert (st["delivered_records"], st["failed_records"]) == (3, 0)
 

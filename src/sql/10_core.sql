@@ -121,6 +121,8 @@ CREATE FUNCTION firehose._record_delivery(p_stream_id integer, p_batch bigint, p
     p_http_status integer, p_duration_ms bigint, p_failed_records integer, p_failed_bytes bigint,
     p_duplicates bigint, p_error_code text, p_error text)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    now timestamptz := clock_timestamp();
 BEGIN
     INSERT INTO firehose.deliveries (stream, batch, part, request_id, records, bytes, attempts,
                                      http_status, duration_ms, outcome, failed_records,
@@ -138,12 +140,12 @@ BEGIN
            failed_bytes = failed_bytes + p_failed_bytes,
            possible_duplicates = possible_duplicates + p_duplicates,
            last_success_at = CASE WHEN p_failed_records < p_records
-                                  THEN clock_timestamp() ELSE last_success_at END,
+                                  THEN now ELSE last_success_at END,
            last_error_code = CASE WHEN p_error_code IS NOT NULL
                                   THEN p_error_code ELSE last_error_code END,
            last_error = CASE WHEN p_error_code IS NOT NULL THEN p_error ELSE last_error END,
            last_error_at = CASE WHEN p_error_code IS NOT NULL
-                                THEN clock_timestamp() ELSE last_error_at END
+                                THEN now ELSE last_error_at END
      WHERE stream_id = p_stream_id;
 END
 $$;
