@@ -128,16 +128,15 @@ import hashlib
 import hmac
 import json
 import os
-import random
 import re
-import socket
-import struct
-import sys
 import threading
 import time
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from loopback_http import (BodyTooLarge, FaultRule, LoopbackHandler, LoopbackReceiver,
+                           after_delay, first_applying, make_log, server_tls_context,
+                           strict_json_loads, wait_for, write_portfile)
 
 MAX_BODY = 100 * 1024 * 1024          # http.max_content_length default
 MAX_ID_BYTES = 512
@@ -165,9 +164,7 @@ SIGNATURE_MISMATCH = ("The request signature we calculated does not match the si
                       "the service documentation for details.")
 
 
-def log(msg):
-    sys.stderr.write("opensearch-receiver[%d]: %s\n" % (os.getpid(), msg))
-    sys.stderr.flush()
+log = make_log("opensearch-receiver")
 
 
 def pick(seed, key, fraction):
@@ -266,24 +263,12 @@ class TooDeep(ValueError):
     """Valid JSON nested deeper than OpenSearch parses: not the sender's fault."""
 
 
-def _no_dup(pairs):
-    obj = {}
-    for k, v in pairs:
-        if k in obj:
-            raise DuplicateKey("Duplicate field '%s'" % k)
-        obj[k] = v
-    return obj
-
-
-def _no_constant(name):
-    raise ValueError("Non-standard token '%s'" % name)
-
-
 def parse_json(raw):
     """Parse one line as Jackson would (no NaN, no duplicate keys).  ValueError."""
     text = raw.decode("utf-8")          # UnicodeDecodeError is a ValueError
     try:
-        return json.loads(text, object_pairs_hook=_no_dup, parse_constant=_no_constant)
+        return strict_json_loads(text, lambda k: DuplicateKey("Duplicate field '%s'" % k),
+                                 lambda c: ValueError("Non-standard token '%s'" % c))
     except RecursionError:
         # Jackson's StreamReadConstraints: at most 1000 levels
         raise TooDeep("Document nesting depth exceeds the maximum allowed (1000)")
@@ -291,45 +276,14 @@ def parse_json(raw):
 
 # -- fault rules ----------------------------------------------------------------
 
-class RequestRule:
-    def __init__(self, spec):
-        if not isinstance(spec, dict):
-            raise ValueError("a fault rule must be a dict")
-        unknown = set(spec) - REQUEST_RULE_KEYS
-        if unknown:
-            raise ValueError("unknown fault rule keys: %s" % ", ".join(sorted(unknown)))
-        actions = [k for k in REQUEST_ACTIONS if k in spec]
-        if len(actions) > 1:
-            raise ValueError("one action per rule, got %s" % ", ".join(actions))
-        if not actions and "delay" not in spec:
-            raise ValueError("a rule needs an action (%s) or a delay" % ", ".join(REQUEST_ACTIONS))
+class RequestRule(FaultRule):
+    ACTIONS = REQUEST_ACTIONS
+    KEYS = REQUEST_RULE_KEYS
+
+    def check(self, spec):
         if "malformed" in spec and spec["malformed"] not in MALFORMED_KINDS:
             raise ValueError("malformed must be one of %s" % ", ".join(MALFORMED_KINDS))
-        for k in ("status", "process_then_status"):
-            if k in spec and not (isinstance(spec[k], int) and 100 <= spec[k] <= 599):
-                raise ValueError("%s must be an HTTP status code" % k)
-        if "count" in spec and not (isinstance(spec["count"], int) and spec["count"] >= 0):
-            raise ValueError("count must be a non-negative integer")
-        self.spec = dict(spec)
-        self.action = actions[0] if actions else "delay"
-        self.remaining = spec.get("count")
-        self.rng = random.Random(spec["seed"]) if "seed" in spec else random
-
-    def applies(self):
-        if self.remaining is not None and self.remaining <= 0:
-            return False
-        p = self.spec.get("probability")
-        if p is not None and self.rng.random() >= p:
-            return False
-        if self.remaining is not None:
-            self.remaining -= 1
-        return True
-
-    def describe(self):
-        d = dict(self.spec)
-        if self.remaining is not None:
-            d["remaining"] = self.remaining
-        return d
+        self.check_status_codes(spec, ("status", "process_then_status"))
 
 
 class ItemRule:
@@ -390,66 +344,13 @@ class State:
         self.item_rules = []
 
 
-class Handler(BaseHTTPRequestHandler):
-    disable_nagle_algorithm = True
-    protocol_version = "HTTP/1.1"
+class Handler(LoopbackHandler):
     server_version = "opensearch-test-receiver/2.11"
     sys_version = ""
-
-    def setup(self):
-        super().setup()
-        with self.server.rcv._conns_lock:
-            self.server.rcv._conns.add(self.connection)
-
-    def finish(self):
-        try:
-            super().finish()
-        except OSError:
-            pass
-        with self.server.rcv._conns_lock:
-            self.server.rcv._conns.discard(self.connection)
-
-    def log_message(self, fmt, *args):
-        pass
-
-    def log_error(self, fmt, *args):
-        log("%s: %s" % (self.address_string(), fmt % args))
-
-    def do_POST(self):
-        self.dispatch()
-
-    do_GET = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = do_POST
-
-    # -- plumbing -------------------------------------------------------------
-
-    def send_body(self, status, body, content_type="application/json; charset=UTF-8",
-                  extra=()):
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body, separators=(",", ":")).encode()
-        elif isinstance(body, str):
-            body = body.encode()
-        self.send_response(status)
-        if content_type is not None:
-            self.send_header("content-type", content_type)
-        self.send_header("content-length", str(len(body)))
-        for k, v in extra:
-            self.send_header(k, v)
-        if self.close_connection:
-            self.send_header("connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.wfile.flush()
-
-    def drop(self, rst=False):
-        self.close_connection = True
-        if rst:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+    # send_body (LoopbackHandler's) as OpenSearch answers
+    content_type = "application/json; charset=UTF-8"
+    json_separators = (",", ":")
+    lowercase_headers = True
 
     def read_body(self):
         te = self.headers.get("Transfer-Encoding")
@@ -457,22 +358,11 @@ class Handler(BaseHTTPRequestHandler):
             if te.strip().lower() != "chunked":
                 raise BulkError(501, {"error": "Transfer-Encoding %s not supported" % te,
                                       "status": 501})
-            chunks = []
-            total = 0
-            while True:
-                line = self.rfile.readline(65537)
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                total += size
-                if total > MAX_BODY:
-                    self.close_connection = True
-                    raise BulkError(413, b"", content_type=None)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(3)
-            raw = b"".join(chunks)
+            try:
+                # a chunk size that is not hex: ValueError, unanswered
+                raw = self.read_chunked(MAX_BODY, blank_size_ends=True)
+            except BodyTooLarge:
+                raise BulkError(413, b"", content_type=None)
         else:
             n = self.headers.get("Content-Length")
             if n is None:
@@ -500,8 +390,8 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- dispatch -------------------------------------------------------------
 
-    def dispatch(self):
-        rcv = self.server.rcv
+    def respond(self):
+        rcv = self.owner
         st = rcv.state
         started = time.monotonic()
         url = urlsplit(self.path)
@@ -515,25 +405,22 @@ class Handler(BaseHTTPRequestHandler):
             entry["n"] = len(st.requests)
             st.requests.append(entry)
         try:
-            try:
-                body = self.read_body()
-                entry["body"] = body
-                self.route(entry, url, body, started)
-            except BulkError as e:
-                self.note(entry, status=e.status, outcome="error",
-                          error=e.body if isinstance(e.body, (dict, str)) else None)
-                if e.status in (400, 405, 406) and entry.get("bulk"):
-                    rcv.violation("whole-request %d: %s" % (e.status, json.dumps(e.body)))
-                self.send_body(e.status, e.body, e.content_type, e.headers)
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            self.close_connection = True
+            body = self.read_body()
+            entry["body"] = body
+            self.route(entry, url, body, started)
+        except BulkError as e:
+            self.note(entry, status=e.status, outcome="error",
+                      error=e.body if isinstance(e.body, (dict, str)) else None)
+            if e.status in (400, 405, 406) and entry.get("bulk"):
+                rcv.violation("whole-request %d: %s" % (e.status, json.dumps(e.body)))
+            self.send_body(e.status, e.body, e.content_type, e.headers)
 
     def note(self, entry, **kw):
-        with self.server.rcv.state.lock:
+        with self.owner.state.lock:
             entry.update(kw)
 
     def route(self, entry, url, body, started):
-        rcv = self.server.rcv
+        rcv = self.owner
         path = url.path
         if rcv.path_prefix:
             if not (path == rcv.path_prefix or path.startswith(rcv.path_prefix + "/")):
@@ -559,8 +446,8 @@ class Handler(BaseHTTPRequestHandler):
                               % (self.path, self.command), "status": 400})
 
     def get_doc(self, index, doc_id):
-        with self.server.rcv.state.lock:
-            d = self.server.rcv.state.docs.get((index, doc_id))
+        with self.owner.state.lock:
+            d = self.owner.state.docs.get((index, doc_id))
             d = dict(d) if d else None
         if d is None:
             return self.send_body(404, {"_index": index, "_id": doc_id, "found": False})
@@ -571,7 +458,7 @@ class Handler(BaseHTTPRequestHandler):
     # -- the bulk API ---------------------------------------------------------
 
     def bulk(self, entry, url, url_index, body, started):
-        rcv = self.server.rcv
+        rcv = self.owner
         ctypes = self.headers.get_all("Content-Type") or []
         if not ctypes:
             raise BulkError(406, {"error": "Content-Type header is missing", "status": 406})
@@ -593,10 +480,7 @@ class Handler(BaseHTTPRequestHandler):
         self.note(entry, items=[{k: v for k, v in op.items() if k != "obj"} for op in ops])
 
         rule = rcv.pick_rule()
-        spec = rule.spec if rule else {}
-        if "delay" in spec:
-            time.sleep(spec["delay"])
-        action = rule.action if rule else None
+        spec, action = after_delay(rule)
         if action not in (None, "delay"):
             self.note(entry, fault=rule.describe())
         if action == "status":
@@ -629,7 +513,7 @@ class Handler(BaseHTTPRequestHandler):
     def parse_bulk(self, body, url_index, params):
         """Every (action, source) pair of the body, or a BulkError, as
         BulkRequestParser: nothing runs unless the whole body parses."""
-        rcv = self.server.rcv
+        rcv = self.owner
         if not body:
             raise bad_request("parse_exception", "request body is required")
         if not body.endswith(b"\n"):
@@ -807,20 +691,6 @@ class Handler(BaseHTTPRequestHandler):
         raise AssertionError(kind)
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return
-        log("error handling request from %s: %r" % (client_address, exc))
-        import traceback
-        traceback.print_exc()
-
-
 # -- SigV4 ---------------------------------------------------------------------------
 
 def _aws_encode(s):
@@ -857,7 +727,7 @@ def sigv4_verifier_class():
 
 # -- the receiver ----------------------------------------------------------------------
 
-class OpenSearchReceiver:
+class OpenSearchReceiver(LoopbackReceiver):
     """An in-process OpenSearch _bulk endpoint on 127.0.0.1.
 
     OpenSearchReceiver(username=None, password=None, sigv4=None, path_prefix="",
@@ -880,8 +750,12 @@ class OpenSearchReceiver:
     .wait_docs(n, timeout) .wait_requests(n, timeout)
     """
 
+    handler_class = Handler
+    log = staticmethod(log)
+
     def __init__(self, username=None, password=None, sigv4=None, path_prefix="",
                  accept_type=True, pipelines=None, mappings=None, tls=None, port=0):
+        super().__init__()
         self.username = username
         self.password = password
         self.sigv4 = dict(sigv4) if sigv4 else None
@@ -898,48 +772,15 @@ class OpenSearchReceiver:
         self.tls = tls
         self.port = port
         self.state = State()
-        self._conns = set()
-        self._conns_lock = threading.Lock()
-        self._server = None
-        self._thread = None
         self.last_sigv4 = None          # {"canonical_request", "string_to_sign", ...}
 
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self):
-        self._server = Server(("127.0.0.1", self.port), Handler)
-        if self.tls:
-            import ssl
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(*self.tls)
-            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
-        self._server.rcv = self
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        """Listen (on `port`, 0: any free one); stop() closes it and cuts connections."""
+        self.listen(self.port, server_tls_context(*self.tls) if self.tls else None,
+                    retry=False)
         return self
-
-    def stop(self):
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        with self._conns_lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._thread.join(5)
-        self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     @property
     def base(self):
@@ -973,10 +814,7 @@ class OpenSearchReceiver:
 
     def pick_rule(self):
         with self.state.lock:
-            for r in self.state.rules:
-                if r.applies():
-                    return r
-        return None
+            return first_applying(self.state.rules)
 
     # -- inspection -------------------------------------------------------------------
 
@@ -1032,24 +870,21 @@ class OpenSearchReceiver:
             self.state.violations.append(msg)
 
     def wait_docs(self, n, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        with self.state.lock:
-            while len(self.state.docs) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("%d documents, waited for %d" % (len(self.state.docs), n))
-                self.state.lock.wait(left)
-            return len(self.state.docs)
+        st, deadline = self.state, time.monotonic() + timeout
+        with st.lock:
+            if not wait_for(st.lock, lambda: len(st.docs) >= n, deadline):
+                raise TimeoutError("%d documents, waited for %d" % (len(st.docs), n))
+            return len(st.docs)
 
     def wait_requests(self, n, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        with self.state.lock:
-            while sum(1 for r in self.state.requests if r["status"] is not None
-                      or r["outcome"] is not None) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("fewer than %d requests answered" % n)
-                self.state.lock.wait(left)
+        st, deadline = self.state, time.monotonic() + timeout
+
+        def answered():
+            return sum(1 for r in st.requests
+                       if r["status"] is not None or r["outcome"] is not None) >= n
+        with st.lock:
+            if not wait_for(st.lock, answered, deadline):
+                raise TimeoutError("fewer than %d requests answered" % n)
 
     def info(self):
         return {"name": "node-1", "cluster_name": "firehose-test",
@@ -1414,15 +1249,8 @@ def main(argv=None):
     rcv = OpenSearchReceiver(args.username, args.password, sig, args.path_prefix,
                              port=args.port).start()
     if args.portfile:
-        with open(args.portfile + ".tmp", "w") as f:
-            f.write("%d\n" % rcv.port)
-        os.replace(args.portfile + ".tmp", args.portfile)
-    print("listening on %s" % rcv.url, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        rcv.stop()
+        write_portfile(args.portfile, rcv.port)
+    rcv.run_until_interrupted()
 
 
 if __name__ == "__main__":

@@ -67,19 +67,15 @@ answer.  Actions:
 import argparse
 import base64
 import binascii
-import gzip
-import io
 import json
-import os
-import random
-import socket
-import struct
-import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from loopback_http import (FaultRule, LoopbackHandler, LoopbackReceiver, after_delay,
+                           first_applying, gunzip, make_log, server_tls_context,
+                           strict_json_loads, wait_for, write_portfile)
 
 MAX_BODY = 64 * 1024 * 1024          # uncompressed request body limit
 MAX_RECORDS = 10000
@@ -104,9 +100,7 @@ def now_ms():
     return int(time.time() * 1000)
 
 
-def log(msg):
-    sys.stderr.write("receiver[%d]: %s\n" % (os.getpid(), msg))
-    sys.stderr.flush()
+log = make_log("receiver")
 
 
 class Violation(Exception):
@@ -117,25 +111,12 @@ class Unauthorized(Exception):
     """Wrong or missing access key: answered 401."""
 
 
-def reject_constant(name):
-    raise ValueError("non-standard JSON constant %s" % name)
-
-
-def no_duplicate_keys(pairs):
-    obj = {}
-    for k, v in pairs:
-        if k in obj:
-            raise ValueError("duplicate JSON key %r" % k)
-        obj[k] = v
-    return obj
-
-
 def strict_json(raw, what):
     """Parse UTF-8 JSON text strictly (no NaN/Infinity, no duplicate keys)."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        return json.loads(text, parse_constant=reject_constant,
-                          object_pairs_hook=no_duplicate_keys)
+        return strict_json_loads(text, lambda k: ValueError("duplicate JSON key %r" % k),
+                                 lambda c: ValueError("non-standard JSON constant %s" % c))
     except (UnicodeDecodeError, ValueError) as e:
         raise Violation("%s is not valid JSON: %s" % (what, e))
 
@@ -154,53 +135,23 @@ def decode_b64(s, i, max_size):
     return data
 
 
-class Rule:
+class Rule(FaultRule):
     """One fault rule of the plan."""
 
+    ACTIONS = ACTION_KEYS
+    KEYS = RULE_KEYS
+    NOT_A_DICT = "a fault rule must be a JSON object"
+
     def __init__(self, spec):
-        if not isinstance(spec, dict):
-            raise ValueError("a fault rule must be a JSON object")
-        unknown = set(spec) - RULE_KEYS
-        if unknown:
-            raise ValueError("unknown fault rule keys: %s" % ", ".join(sorted(unknown)))
-        actions = [k for k in ACTION_KEYS if k in spec]
-        if len(actions) > 1:
-            raise ValueError("one action per rule, got %s" % ", ".join(actions))
-        if not actions and "delay" not in spec:
-            raise ValueError("a rule needs an action (%s) or a delay" % ", ".join(ACTION_KEYS))
-        if spec.get("malformed") is not None and spec["malformed"] not in MALFORMED_KINDS:
-            raise ValueError("malformed must be one of %s" % ", ".join(MALFORMED_KINDS))
-        for k in ("status", "store_then_status"):
-            if k in spec and not (isinstance(spec[k], int) and 100 <= spec[k] <= 599):
-                raise ValueError("%s must be an HTTP status code" % k)
-        for k in ("delay", "down_for", "probability"):
-            if k in spec and not isinstance(spec[k], (int, float)):
-                raise ValueError("%s must be a number" % k)
-        if "count" in spec and not (isinstance(spec["count"], int) and spec["count"] >= 0):
-            raise ValueError("count must be a non-negative integer")
-        self.spec = dict(spec)
-        self.action = actions[0] if actions else "delay"
-        self.remaining = spec.get("count")
+        super().__init__(spec)
         if self.action == "down_for" and self.remaining is None:
             self.remaining = 1
-        self.rng = random.Random(spec["seed"]) if "seed" in spec else random
 
-    def applies(self):
-        """Decide (and consume) whether this rule applies to the current request."""
-        if self.remaining is not None and self.remaining <= 0:
-            return False
-        p = self.spec.get("probability")
-        if p is not None and self.rng.random() >= p:
-            return False
-        if self.remaining is not None:
-            self.remaining -= 1
-        return True
-
-    def describe(self):
-        d = dict(self.spec)
-        if self.remaining is not None:
-            d["remaining"] = self.remaining
-        return d
+    def check(self, spec):
+        if spec.get("malformed") is not None and spec["malformed"] not in MALFORMED_KINDS:
+            raise ValueError("malformed must be one of %s" % ", ".join(MALFORMED_KINDS))
+        self.check_status_codes(spec, ("status", "store_then_status"))
+        self.check_numbers(spec, ("delay", "down_for", "probability"))
 
 
 class State:
@@ -231,92 +182,23 @@ class State:
 
     def pick_rule(self):
         with self.lock:
-            for r in self.rules:
-                if r.applies():
-                    return r
-            return None
+            return first_applying(self.rules)
 
 
-class Handler(BaseHTTPRequestHandler):
-    # headers and body go out in two writes: without this the body waits
-    # for the client's delayed ACK, about 40 ms per keep-alive request
-    disable_nagle_algorithm = True
-    protocol_version = "HTTP/1.1"       # keep-alive
+class Handler(LoopbackHandler):
     server_version = "firehose-test-receiver/1.0"
+    # send_body (LoopbackHandler's): Content-Type application/json by default
 
-    # -- connection bookkeeping (so an outage can cut open connections) ----
-
-    def setup(self):
-        super().setup()
-        with self.server.ctl.conns_lock:
-            self.server.ctl.conns.add(self.connection)
-
-    def finish(self):
-        try:
-            super().finish()
-        except OSError:
-            pass
-        with self.server.ctl.conns_lock:
-            self.server.ctl.conns.discard(self.connection)
-
-    def log_message(self, fmt, *args):
-        pass                            # quiet unless something is wrong
-
-    def log_error(self, fmt, *args):
-        log("%s: %s" % (self.address_string(), fmt % args))
-
-    # -- dispatch ---------------------------------------------------------
-
-    def do_GET(self):
-        self.dispatch()
-
-    def do_POST(self):
-        self.dispatch()
-
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
-
-    def dispatch(self):
-        self.state = self.server.ctl.state
-        try:
-            if urlsplit(self.path).path.startswith("/_control/"):
-                self.control()
-            else:
-                self.delivery()
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            self.close_connection = True
-
-    # -- responses --------------------------------------------------------
-
-    def send_body(self, status, body, content_type="application/json", extra=()):
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-        self.send_response(status)
-        if content_type is not None:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in extra:
-            self.send_header(k, v)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.wfile.flush()
+    def respond(self):
+        self.state = self.owner.state
+        if urlsplit(self.path).path.startswith("/_control/"):
+            self.control()
+        else:
+            self.delivery()
 
     def firehose_error(self, status, rid, message):
         self.send_body(status, {"requestId": rid or "", "timestamp": now_ms(),
                                 "errorMessage": message})
-
-    def drop(self, rst=False):
-        """Close the connection without sending anything."""
-        self.close_connection = True
-        if rst:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     # -- control API ------------------------------------------------------
 
@@ -350,7 +232,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.command == "GET" and what == "wait":
             return self.control_wait(parse_qs(url.query))
         if self.command == "GET" and what == "health":
-            return self.send_body(200, {"ok": True, "mode": self.server.ctl.mode})
+            return self.send_body(200, {"ok": True, "mode": self.owner.mode})
         if self.command == "POST" and what == "reset":
             self.read_raw_body()
             st.reset()
@@ -372,7 +254,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
             self.send_body(200, {"ok": True, "rules": len(rules)})
             if now:
-                self.server.ctl.go_down(now[0].spec["down_for"])
+                self.owner.go_down(now[0].spec["down_for"])
             return
         self.send_body(404, {"error": "unknown control request %s %s" % (self.command, url.path)})
 
@@ -382,19 +264,15 @@ class Handler(BaseHTTPRequestHandler):
         want_requests = int(q.get("requests", ["0"])[0])
         deadline = time.monotonic() + float(q.get("timeout", ["30"])[0])
         with st.lock:
-            while len(st.records) < want_records or st.accepted < want_requests:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                st.lock.wait(min(left, 0.5))
-            ok = len(st.records) >= want_records and st.accepted >= want_requests
+            ok = wait_for(st.lock, lambda: (len(st.records) >= want_records
+                                            and st.accepted >= want_requests), deadline, 0.5)
         return self.send_body(200 if ok else 408, self.state.stats())
 
     # -- the protocol side ------------------------------------------------
 
     def delivery(self):
         st = self.state
-        ctl = self.server.ctl
+        ctl = self.owner
         entry = {"request_id": self.headers.get("X-Amz-Firehose-Request-Id"),
                  "method": self.command, "path": self.path,
                  "headers": dict(self.headers.items()), "n_records": 0,
@@ -434,10 +312,7 @@ class Handler(BaseHTTPRequestHandler):
             self.note(entry, body_b64=base64.b64encode(body).decode())
 
         rule = st.pick_rule()
-        spec = rule.spec if rule else {}
-        if "delay" in spec:
-            time.sleep(spec["delay"])
-        action = rule.action if rule else None
+        spec, action = after_delay(rule)
         if action not in (None, "delay"):
             with st.lock:
                 st.faulted += 1
@@ -509,7 +384,7 @@ class Handler(BaseHTTPRequestHandler):
         if len(lengths) != 1:
             if not lengths and self.command in ("GET", "HEAD", "DELETE", "OPTIONS"):
                 self.body_consumed = True
-                if self.server.ctl.mode == "firehose":
+                if self.owner.mode == "firehose":
                     raise Violation("method %s, expected POST" % self.command)
                 return b""
             raise Violation("Content-Length header missing" if not lengths
@@ -526,7 +401,7 @@ class Handler(BaseHTTPRequestHandler):
         if len(raw) != n:
             raise Violation("body shorter than Content-Length (%d of %d bytes)" % (len(raw), n))
         self.body_consumed = True
-        if self.server.ctl.mode == "firehose" and self.command != "POST":
+        if self.owner.mode == "firehose" and self.command != "POST":
             raise Violation("method %s, expected POST" % self.command)
 
         encodings = self.headers.get_all("Content-Encoding") or []
@@ -534,8 +409,7 @@ class Handler(BaseHTTPRequestHandler):
             body = raw
         elif len(encodings) == 1 and encodings[0] == "gzip":
             try:
-                with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
-                    body = f.read(MAX_BODY + 1)
+                body = gunzip(raw, MAX_BODY)
             except (OSError, EOFError, ValueError) as e:
                 raise Violation("Content-Encoding gzip but the body is not valid gzip: %s" % e)
         else:
@@ -613,10 +487,10 @@ class Handler(BaseHTTPRequestHandler):
             if set(r) != {"data"}:
                 raise Violation("records[%d] has keys %s, expected only 'data'"
                                 % (i, sorted(r)))
-            out.append(decode_b64(r["data"], i, self.server.ctl.max_record_size))
+            out.append(decode_b64(r["data"], i, self.owner.max_record_size))
 
         # Authentication after the protocol checks, so violations always show.
-        want = self.server.ctl.access_key
+        want = self.owner.access_key
         got = self.single_header("X-Amz-Firehose-Access-Key", required=False)
         if got is not None and len(got.encode()) > MAX_ACCESS_KEY:
             raise Violation("X-Amz-Firehose-Access-Key longer than %d bytes" % MAX_ACCESS_KEY)
@@ -642,50 +516,21 @@ class Handler(BaseHTTPRequestHandler):
                                 % (k, MAX_ATTR_KEY, MAX_ATTR_VALUE))
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return
-        log("error handling request from %s: %r" % (client_address, exc))
-        import traceback
-        traceback.print_exc()
-
-
-class Controller:
+class Controller(LoopbackReceiver):
     """Owns the listening server; can take it down and bring it back up."""
 
+    handler_class = Handler
+    log = staticmethod(log)
+
     def __init__(self, port, mode, access_key, max_record_size):
+        super().__init__()
         self.port = port
         self.mode = mode
         self.access_key = access_key
         self.max_record_size = max_record_size
         self.state = State()
-        self.conns = set()
-        self.conns_lock = threading.Lock()
         self.down_request = threading.Event()
         self.down_seconds = 0.0
-        self.server = None
-
-    def listen(self):
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.server = Server(("127.0.0.1", self.port), Handler)
-                break
-            except OSError:
-                if self.port == 0 or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        self.server.ctl = self
-        self.port = self.server.server_address[1]
-        t = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                             daemon=True)
-        t.start()
 
     def go_down(self, seconds):
         """Ask the main thread to close the listener for `seconds` (non-blocking)."""
@@ -695,40 +540,21 @@ class Controller:
     def listen_tls(self, cert, key, portfile):
         """A second listener speaking TLS, sharing state with the first (the
         control API stays on the plain one)."""
-        import ssl
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        server = Server(("127.0.0.1", 0), Handler)
-        server.socket = ctx.wrap_socket(server.socket, server_side=True)
-        server.ctl = self
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-        with open(portfile + ".tmp", "w") as f:
-            f.write("%d\n" % server.server_address[1])
-        os.replace(portfile + ".tmp", portfile)
+        server, _ = self.serve(0, server_tls_context(cert, key), retry=False)
+        write_portfile(portfile, server.server_address[1])
 
     def run(self, portfile, tls=None):
         if tls:
             self.listen_tls(*tls)
-        self.listen()
+        self.listen(self.port)
         if portfile:
-            with open(portfile + ".tmp", "w") as f:
-                f.write("%d\n" % self.port)
-            os.replace(portfile + ".tmp", portfile)
+            write_portfile(portfile, self.port)
         while True:
             self.down_request.wait()
             self.down_request.clear()
-            self.server.shutdown()
-            self.server.server_close()
-            with self.conns_lock:
-                conns = list(self.conns)
-            for c in conns:
-                try:
-                    c.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            self.stop()                 # closes the listener, cuts open connections
             time.sleep(self.down_seconds)
-            self.listen()
+            self.listen(self.port)
 
 
 def main(argv=None):

@@ -116,18 +116,15 @@ import argparse
 import base64
 import binascii
 import copy
-import gzip
-import io
 import json
 import re
-import socket
-import struct
-import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from loopback_http import (BodyTooLarge, FaultRule, LoopbackHandler, LoopbackReceiver,
+                           after_delay, first_applying, gunzip, make_log, wait_for)
 
 HEC_CODES = {
     0: (200, "Success"),
@@ -168,9 +165,7 @@ MAX_BODY = 800 * 1024 * 1024        # Splunk's default max_content_length
 WS = b" \t\r\n"
 
 
-def log(msg):
-    sys.stderr.write("splunk_receiver: %s\n" % msg)
-    sys.stderr.flush()
+log = make_log("splunk_receiver", pid=False)
 
 
 class HecError(Exception):
@@ -275,39 +270,30 @@ class Token:
         self.default_index = default_index
 
 
-class Rule:
+class Rule(FaultRule):
     """One fault rule of the plan."""
 
+    ACTIONS = ACTION_KEYS
+    KEYS = RULE_KEYS
+
     def __init__(self, spec):
-        if not isinstance(spec, dict):
-            raise ValueError("a fault rule must be a dict")
-        unknown = set(spec) - RULE_KEYS
-        if unknown:
-            raise ValueError("unknown fault rule keys: %s" % ", ".join(sorted(unknown)))
-        actions = [k for k in ACTION_KEYS if k in spec]
+        super().__init__(spec)
+        self.on = spec.get("on", "data")
+
+    def actions_in(self, spec):
+        actions = super().actions_in(spec)
         if "code" in actions and "status" in actions:
             actions.remove("status")        # "status" overrides the code's status
-        if len(actions) > 1:
-            raise ValueError("one action per rule, got %s" % ", ".join(actions))
-        if not actions and "delay" not in spec:
-            raise ValueError("a rule needs an action (%s) or a delay" % ", ".join(ACTION_KEYS))
+        return actions
+
+    def check(self, spec):
         for k in ("code", "store_then_code"):
             if k in spec and spec[k] not in HEC_CODES:
                 raise ValueError("%s must be a HEC code (0..17)" % k)
-        if "status" in spec and not (isinstance(spec["status"], int)
-                                     and 100 <= spec["status"] <= 599):
-            raise ValueError("status must be an HTTP status code")
+        self.check_status_codes(spec, ("status",))
         if spec.get("on", "data") not in RULE_ON:
             raise ValueError("on must be one of %s" % ", ".join(RULE_ON))
-        for k in ("delay", "ack_delay"):
-            if k in spec and not isinstance(spec[k], (int, float)):
-                raise ValueError("%s must be a number" % k)
-        if "count" in spec and not (isinstance(spec["count"], int) and spec["count"] >= 0):
-            raise ValueError("count must be a non-negative integer")
-        self.spec = dict(spec)
-        self.action = actions[0] if actions else "delay"
-        self.on = spec.get("on", "data")
-        self.remaining = spec.get("count")
+        self.check_numbers(spec, ("delay", "ack_delay"))
 
     def matches(self, endpoint):
         if self.on == "any":
@@ -318,79 +304,20 @@ class Rule:
 
     def applies(self, endpoint):
         """Decide (and consume) whether this rule applies to the current request."""
-        if not self.matches(endpoint):
-            return False
-        if self.remaining is not None:
-            if self.remaining <= 0:
-                return False
-            self.remaining -= 1
-        return True
-
-    def describe(self):
-        d = dict(self.spec)
-        if self.remaining is not None:
-            d["remaining"] = self.remaining
-        return d
+        return self.matches(endpoint) and super().applies()
 
 
-class Handler(BaseHTTPRequestHandler):
-    disable_nagle_algorithm = True
-    protocol_version = "HTTP/1.1"       # keep-alive, as Splunk
-    server_version = "Splunkd"
-
-    def setup(self):
-        super().setup()
-        with self.server.hec.lock:
-            self.server.hec._conns.add(self.connection)
-
-    def finish(self):
-        try:
-            super().finish()
-        except OSError:
-            pass
-        with self.server.hec.lock:
-            self.server.hec._conns.discard(self.connection)
-
-    def log_message(self, fmt, *args):
-        pass
-
-    def log_error(self, fmt, *args):
-        log("%s: %s" % (self.address_string(), fmt % args))
-
-    def do_POST(self):
-        self.dispatch()
-
-    do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_POST
+class Handler(LoopbackHandler):
+    server_version = "Splunkd"          # keep-alive HTTP/1.1, as Splunk
+    content_type = "application/json; charset=UTF-8"    # send_body's default
 
     # -- responses --------------------------------------------------------
-
-    def send_json(self, status, body, content_type="application/json; charset=UTF-8"):
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(raw)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(raw)
-        self.wfile.flush()
 
     def answer(self, entry, code, event_number=None, ack_id=None, status=None):
         body = hec_body(code, event_number, ack_id)
         st = status or HEC_CODES[code][0]
         self.hec._note(entry, status=st, code=code, response=body, ack_id=ack_id)
-        self.send_json(st, body)
-
-    def drop(self, rst=False):
-        self.close_connection = True
-        if rst:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self.send_body(st, body)
 
     # -- request body -----------------------------------------------------
 
@@ -398,23 +325,10 @@ class Handler(BaseHTTPRequestHandler):
         """The request body (de-chunked, gunzipped); HecError(6) if unreadable."""
         te = (self.headers.get("Transfer-Encoding") or "").lower()
         if te == "chunked":
-            raw = b""
-            while True:
-                line = self.rfile.readline(65537)
-                try:
-                    size = int(line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    self.close_connection = True
-                    raise HecError(6)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                raw += self.rfile.read(size)
-                self.rfile.readline(3)
-                if len(raw) > MAX_BODY:
-                    self.close_connection = True
-                    raise HecError(6)
+            try:
+                raw = self.read_chunked(MAX_BODY)
+            except (ValueError, BodyTooLarge):
+                raise HecError(6)
         else:
             n = self.headers.get("Content-Length")
             try:
@@ -426,8 +340,7 @@ class Handler(BaseHTTPRequestHandler):
         enc = (self.headers.get("Content-Encoding") or "").strip().lower()
         if enc == "gzip":
             try:
-                with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
-                    raw = f.read(MAX_BODY + 1)
+                raw = gunzip(raw, MAX_BODY)
             except (OSError, EOFError, ValueError):
                 raise HecError(6)
         elif enc not in ("", "identity"):
@@ -436,12 +349,9 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- dispatch ---------------------------------------------------------
 
-    def dispatch(self):
-        self.hec = self.server.hec
-        try:
-            self.handle_hec()
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            self.close_connection = True
+    def respond(self):
+        self.hec = self.owner
+        self.handle_hec()
 
     def handle_hec(self):
         hec = self.hec
@@ -471,7 +381,7 @@ class Handler(BaseHTTPRequestHandler):
             hec._note(entry, outcome="rejected", status=404, code=404)
             body = {"text": "The requested URL was not found on this server.", "code": 404}
             hec._note(entry, response=body)
-            return self.send_json(404, body)
+            return self.send_body(404, body)
         if endpoint == "health":
             hec._note(entry, outcome="ok")
             return self.answer(entry, 17)
@@ -479,7 +389,7 @@ class Handler(BaseHTTPRequestHandler):
             hec._note(entry, outcome="rejected", status=405, code=None)
             body = {"text": "Method not allowed", "code": 405}
             hec._note(entry, response=body)
-            return self.send_json(405, body)
+            return self.send_body(405, body)
 
         try:
             token = self.authenticate(entry, query)
@@ -502,12 +412,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(entry, error.code, error.event_number)
 
         rule = hec._pick_rule(endpoint)
-        spec = rule.spec if rule else {}
-        action = rule.action if rule else None
         if rule is not None:
             hec._note(entry, fault=rule.describe())
-        if "delay" in spec:
-            time.sleep(spec["delay"])
+        spec, action = after_delay(rule)
 
         if endpoint == "ack":
             if action in ("code", "status"):
@@ -518,7 +425,7 @@ class Handler(BaseHTTPRequestHandler):
             answer = hec._query_acks(channel, asked, entry["n"])
             hec._note(entry, outcome="ok" if rule is None or action == "delay" else "fault",
                       status=200, code=None, response={"acks": answer})
-            return self.send_json(200, {"acks": answer})
+            return self.send_body(200, {"acks": answer})
 
         events = parsed[0]
         if action in ("code", "status", "drop"):
@@ -546,7 +453,7 @@ class Handler(BaseHTTPRequestHandler):
         body = spec.get("body", "<html><body><h1>%d</h1>injected by the test</body></html>"
                         % status).encode()
         self.hec._note(entry, status=status, code=None, response=None)
-        return self.send_json(status, body, content_type="text/html")
+        return self.send_body(status, body, content_type="text/html")
 
     # -- checks -------------------------------------------------------------
 
@@ -673,36 +580,22 @@ class Handler(BaseHTTPRequestHandler):
         return idx
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return
-        log("error handling request from %s: %r" % (client_address, exc))
-        import traceback
-        traceback.print_exc()
-
-
-class SplunkReceiver:
+class SplunkReceiver(LoopbackReceiver):
     """A Splunk HEC on 127.0.0.1, in this process.  See the module docstring."""
+
+    handler_class = Handler
+    log = staticmethod(log)
 
     def __init__(self, indexes=("main",), ack_delay=0.0, first_ack_id=0,
                  index_before_invalid=True):
+        super().__init__()
         self.lock = threading.Condition()
         self.index_before_invalid = index_before_invalid
         self.tokens = {}
         self.indexes = set(indexes)
         self.ack_delay = float(ack_delay)
         self.first_ack_id = first_ack_id
-        self.port = None
         self.url = None
-        self._server = None
-        self._thread = None
-        self._conns = set()
         self.reset()
 
     # -- configuration -----------------------------------------------------
@@ -752,50 +645,11 @@ class SplunkReceiver:
     # -- life cycle --------------------------------------------------------
 
     def start(self, port=0, ssl_context=None):
-        """Listen on 127.0.0.1:port (0: any free port; the same port after stop())."""
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                server = _Server(("127.0.0.1", port), Handler)
-                break
-            except OSError:
-                if port == 0 or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        if ssl_context is not None:
-            server.socket = ssl_context.wrap_socket(server.socket, server_side=True)
-        server.hec = self
-        self._server = server
-        self.port = server.server_address[1]
+        """Listen on 127.0.0.1:port (0: any free port; the same port after stop()).
+        stop() closes it and cuts every open connection."""
+        self.listen(port, ssl_context)
         self.url = "%s://127.0.0.1:%d" % ("https" if ssl_context else "http", self.port)
-        self._thread = threading.Thread(target=server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
         return self
-
-    def stop(self):
-        """Stop listening and cut every open connection."""
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        with self.lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._thread.join(5)
-        self._server = None
-
-    def __enter__(self):
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def reset(self):
         """Forget requests, events, acks and faults (tokens and indexes stay)."""
@@ -849,14 +703,10 @@ class SplunkReceiver:
         """Wait until fn(self) is truthy (re-checked on every change); return it."""
         deadline = time.monotonic() + timeout
         with self.lock:
-            while True:
-                v = fn(self)
-                if v:
-                    return v
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("splunk receiver: condition not met within %ss" % timeout)
-                self.lock.wait(min(left, 0.2))
+            v = wait_for(self.lock, lambda: fn(self), deadline, 0.2)
+            if not v:
+                raise TimeoutError("splunk receiver: condition not met within %ss" % timeout)
+            return v
 
     def wait_events(self, n, timeout=30.0, channel=None):
         return self.wait(lambda h: len(h.events(channel)) >= n, timeout)
@@ -891,10 +741,7 @@ class SplunkReceiver:
 
     def _pick_rule(self, endpoint):
         with self.lock:
-            for r in self._rules:
-                if r.applies(endpoint):
-                    return r
-            return None
+            return first_applying(self._rules, endpoint)
 
     def _index(self, entry, token, channel, endpoint, events, spec, action, ack):
         """Store the events; with ack, issue an ackId and return it."""
@@ -947,13 +794,7 @@ def main(argv=None):
     hec = SplunkReceiver(indexes=args.index, ack_delay=args.ack_delay)
     for t in args.token:
         hec.add_token(t, ack=args.ack)
-    hec.start(args.port)
-    print("listening on %s" % hec.url, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        hec.stop()
+    hec.start(args.port).run_until_interrupted()
 
 
 if __name__ == "__main__":
