@@ -448,6 +448,7 @@ extern void fh_base64_append(StringInfo buf, const char *data, int len);
 extern bool fh_gzip(const char *in, size_t inlen, StringInfo out);
 extern int64 fh_backoff_ms(int attempt, int64 base_ms, int64 max_ms);
 extern int64 fh_epoch_ms(TimestampTz t);
+extern size_t fh_url_trimmed_len(const char *url);
 
 /* ---------- compression (compress.c) ---------- */
 

@@ -199,9 +199,7 @@ os_configure(Jsonb *o, const char *stream, int32 version)
 		curl_url_get(h, CURLUPART_PATH, &path, 0) != CURLUE_OK)
 		elog(ERROR, "invalid endpoint \"%s\"", endpoint);
 	(void) curl_url_get(h, CURLUPART_PORT, &port, 0);
-	plen = strlen(path);
-	while (plen > 0 && path[plen - 1] == '/')
-		plen--;
+	plen = fh_url_trimmed_len(path);
 	c->bulk_path = psprintf("%.*s/_bulk", (int) plen, path);
 	if (fh_jsonb_get_text(o, "pipeline", &pipeline))
 	{
@@ -666,9 +664,7 @@ os_target(Jsonb *o)
 	size_t		len;
 
 	fh_jsonb_get_text(o, "endpoint", &endpoint);
-	len = strlen(endpoint);
-	while (len > 0 && endpoint[len - 1] == '/')
-		len--;
+	len = fh_url_trimmed_len(endpoint);
 	if (fh_jsonb_get_text(o, "pipeline", &pipeline))
 		return psprintf("%.*s/_bulk?pipeline=%s", (int) len, endpoint, pipeline);
 	return psprintf("%.*s/_bulk", (int) len, endpoint);

@@ -760,9 +760,7 @@ s3_target(Jsonb *o)
 	fh_jsonb_get_text(o, "prefix", &prefix);
 	if (!fh_jsonb_get_text(o, "endpoint", &endpoint))
 		endpoint = psprintf("https://s3.%s.amazonaws.com", region);
-	len = strlen(endpoint);
-	while (len > 0 && endpoint[len - 1] == '/')
-		len--;
+	len = fh_url_trimmed_len(endpoint);
 	if (fh_jsonb_get_bool(o, "path_style", false))
 		return psprintf("%.*s/%s/%s", (int) len, endpoint, bucket, prefix);
 	/* virtual-hosted: the bucket before the host */

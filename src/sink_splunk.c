@@ -131,9 +131,7 @@ splunk_configure(Jsonb *o, const char *stream, int32 version)
 	size_t		len;
 
 	fh_jsonb_get_text(o, "endpoint", &endpoint);
-	len = strlen(endpoint);
-	while (len > 0 && endpoint[len - 1] == '/')
-		len--;
+	len = fh_url_trimmed_len(endpoint);
 	fh_jsonb_get_text(o, "token", &token);
 	fh_jsonb_get_text(o, "endpoint_type", &s);
 	c->event = strcmp(s, "event") == 0;
@@ -521,9 +519,7 @@ splunk_target(Jsonb *o)
 
 	fh_jsonb_get_text(o, "endpoint", &endpoint);
 	fh_jsonb_get_text(o, "endpoint_type", &type);
-	len = strlen(endpoint);
-	while (len > 0 && endpoint[len - 1] == '/')
-		len--;
+	len = fh_url_trimmed_len(endpoint);
 	return psprintf("%.*s/services/collector/%s", (int) len, endpoint, type);
 }
 

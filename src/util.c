@@ -106,3 +106,14 @@ fh_epoch_ms(TimestampTz t)
 {
 	return t / 1000 + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * (int64) SECS_PER_DAY * 1000;
 }
+
+/* the length of url without its trailing slashes, to append a path */
+size_t
+fh_url_trimmed_len(const char *url)
+{
+	size_t		len = strlen(url);
+
+	while (len > 0 && url[len - 1] == '/')
+		len--;
+	return len;
+}
