@@ -320,17 +320,6 @@ same_json(text *a, text *b)
 		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
 }
 
-/* milliseconds since 1970-01-01 UTC, rounded down */
-static int64
-epoch_ms(TimestampTz ts)
-{
-	int64		ms = ts / 1000;
-
-	if (ts % 1000 < 0)
-		ms--;
-	return ms + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
-}
-
 PG_FUNCTION_INFO_V1(fh_capture);
 Datum
 fh_capture(PG_FUNCTION_ARGS)
@@ -401,7 +390,7 @@ fh_capture(PG_FUNCTION_ARGS)
 			break;
 	}
 
-	ts = epoch_ms(GetCurrentStatementStartTimestamp());
+	ts = fh_epoch_ms(GetCurrentStatementStartTimestamp());
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"before\":");
 	append_row(&buf, before);

@@ -27,13 +27,13 @@
 #define SNAPPY_FRAME_CHUNK	65536	/* the framing format's limit */
 #define HADOOP_BLOCK		(256 * 1024)
 
-static const char *const names[] = {"none", "gzip", "zstd", "snappy", "hadoop_snappy"};
+const char *const fh_compression_names[] = {"none", "gzip", "zstd", "snappy", "hadoop_snappy", NULL};
 
 FhCompression
 fh_compression_from_name(const char *name)
 {
-	for (int i = 0; i < lengthof(names); i++)
-		if (strcmp(names[i], name) == 0)
+	for (int i = 0; fh_compression_names[i]; i++)
+		if (strcmp(fh_compression_names[i], name) == 0)
 			return (FhCompression) i;
 	elog(ERROR, "unknown compression \"%s\"", name);
 	return FH_COMPRESS_NONE;	/* keep the compiler quiet */

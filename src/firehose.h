@@ -369,6 +369,7 @@ extern void fh_aws_sign_request(const FhAwsTarget *t, FhRequest *req, const char
 								const char *const *extra, int nextra,
 								const char *content_type);
 extern void fh_aws_credentials(Jsonb *o, FhAwsTarget *t);
+extern bool fh_aws_missing_credentials(const FhAwsTarget *t, FhPart *part, const char *code);
 extern void fh_aws_validate_credentials(Jsonb *o, const char *what);
 
 /* ---------- transport (transport.c) ---------- */
@@ -399,7 +400,7 @@ struct FhPart
 	void	   *sink_state;		/* the sink's, across retries and steps */
 	bool		stepping;		/* the last answer was NEXT */
 	/* per-record outcomes (NULL: the part's verdict is every record's) */
-	uint8	   *rec_state;		/* FH_REC_*, allocated by the sink */
+	uint8	   *rec_state;		/* FH_REC_*, made by fh_part_*_record() */
 	FhVerdict  *rec_verdict;	/* of FH_REC_FAILED records */
 	int64		possible_duplicates;	/* records sent again after an
 										 * ambiguous outcome */
@@ -432,6 +433,9 @@ struct FhPart
 #define FH_BACKUP_DONE		3
 
 extern bool fh_record_failed(FhPart *part, int i);
+extern bool fh_record_pending(FhPart *part, int i);
+extern void fh_part_deliver_record(FhPart *part, int i);
+extern void fh_part_fail_record(FhPart *part, int i, const char *code, char *message);
 extern const FhVerdict *fh_record_verdict(FhPart *part, int i);
 
 PGDLLEXPORT void fh_launcher_main(Datum arg);
@@ -449,6 +453,9 @@ extern bool fh_gzip(const char *in, size_t inlen, StringInfo out);
 extern int64 fh_backoff_ms(int attempt, int64 base_ms, int64 max_ms);
 extern int64 fh_epoch_ms(TimestampTz t);
 extern size_t fh_url_trimmed_len(const char *url);
+extern bool fh_is_json(const char *data, int len);
+extern Jsonb *fh_json_answer(FhResponse *resp);
+extern void fh_url_split(const char *url, char **scheme, char **hostport, char **path);
 
 /* ---------- compression (compress.c) ---------- */
 
@@ -461,6 +468,8 @@ typedef enum FhCompression
 	FH_COMPRESS_HADOOP_SNAPPY	/* Hadoop's block format */
 } FhCompression;
 
+extern const char *const fh_compression_names[];	/* by FhCompression, NULL
+													 * terminated */
 extern FhCompression fh_compression_from_name(const char *name);
 extern bool fh_compress(FhCompression kind, const char *in, size_t len, StringInfo out);
 

@@ -27,7 +27,6 @@
 
 #include <curl/curl.h>
 
-#include "common/jsonapi.h"
 #include "nodes/pg_list.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -216,9 +215,7 @@ fh_http_encode(void *config, FhPart *part, FhRequest *req)
 	else
 	{
 		appendStringInfo(&body, "{\"requestId\":\"%s\",\"timestamp\":" INT64_FORMAT ",\"records\":[",
-						 request_id,
-						 (int64) ((GetCurrentTimestamp() / 1000) +
-								  (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * (int64) SECS_PER_DAY * 1000));
+						 request_id, fh_epoch_ms(GetCurrentTimestamp()));
 		for (int i = 0; i < nrecords; i++)
 		{
 			appendStringInfoString(&body, i ? ",{\"data\":\"" : "{\"data\":\"");
@@ -303,7 +300,6 @@ no_response(FhResponse *resp, FhVerdict *v)
 static bool
 valid_firehose_answer(const char *request_id, FhResponse *resp, char **why)
 {
-	JsonLexContext *lex;
 	Jsonb	   *j;
 	JsonbValue *v;
 
@@ -312,14 +308,12 @@ valid_firehose_answer(const char *request_id, FhResponse *resp, char **why)
 		*why = "empty body";
 		return false;
 	}
-	lex = makeJsonLexContextCstringLen(resp->body.data, resp->body.len,
-									   GetDatabaseEncoding(), false);
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+	j = fh_json_answer(resp);
+	if (j == NULL)
 	{
 		*why = "body is not JSON";
 		return false;
 	}
-	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp->body.data)));
 	v = fh_jsonb_get(j, "requestId");
 	if (v == NULL || v->type != jbvString ||
 		v->val.string.len != (int) strlen(request_id) ||

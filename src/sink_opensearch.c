@@ -28,7 +28,6 @@
 
 #include <curl/curl.h>
 
-#include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "os_index.h"
 #include "utils/builtins.h"
@@ -167,10 +166,8 @@ os_configure(Jsonb *o, const char *stream, int32 version)
 	char	   *s = NULL;
 	char	   *endpoint = NULL;
 	char	   *pipeline = NULL;
-	CURLU	   *h;
 	char	   *scheme = NULL;
 	char	   *host = NULL;
-	char	   *port = NULL;
 	char	   *path = NULL;
 	size_t		plen;
 
@@ -192,13 +189,7 @@ os_configure(Jsonb *o, const char *stream, int32 version)
 	fh_jsonb_get_text(o, "ca_file", &c->ca_file);
 	c->stream = pstrdup(stream);
 
-	h = curl_url();
-	if (curl_url_set(h, CURLUPART_URL, endpoint, 0) != CURLUE_OK ||
-		curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-		curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-		curl_url_get(h, CURLUPART_PATH, &path, 0) != CURLUE_OK)
-		elog(ERROR, "invalid endpoint \"%s\"", endpoint);
-	(void) curl_url_get(h, CURLUPART_PORT, &port, 0);
+	fh_url_split(endpoint, &scheme, &host, &path);
 	plen = fh_url_trimmed_len(path);
 	c->bulk_path = psprintf("%.*s/_bulk", (int) plen, path);
 	if (fh_jsonb_get_text(o, "pipeline", &pipeline))
@@ -208,25 +199,18 @@ os_configure(Jsonb *o, const char *stream, int32 version)
 		c->bulk_query = psprintf("pipeline=%s", enc);
 		curl_free(enc);
 	}
-	c->bulk_url = psprintf("%s://%s%s%s%s%s%s", scheme, host, port ? ":" : "", port ? port : "",
-						   c->bulk_path, c->bulk_query ? "?" : "",
+	c->bulk_url = psprintf("%s://%s%s%s%s", scheme, host, c->bulk_path, c->bulk_query ? "?" : "",
 						   c->bulk_query ? c->bulk_query : "");
 	if (fh_jsonb_get(o, "aws_region"))
 	{
 		c->sigv4 = true;
-		c->aws.scheme = pstrdup(scheme);
-		c->aws.host = psprintf("%s%s%s", host, port ? ":" : "", port ? port : "");
+		c->aws.scheme = scheme;
+		c->aws.host = host;
 		fh_jsonb_get_text(o, "aws_region", (char **) &c->aws.region);
 		c->aws.service = "es";
 		fh_jsonb_get_text(o, "aws_service", (char **) &c->aws.service);
 		fh_aws_credentials(o, &c->aws);
 	}
-	curl_free(scheme);
-	curl_free(host);
-	curl_free(path);
-	if (port)
-		curl_free(port);
-	curl_url_cleanup(h);
 
 	if (fh_jsonb_get_text(o, "username", &s))
 	{
@@ -249,15 +233,6 @@ os_limits(void *config, int *max_records, int64 *max_bytes)
 {
 	*max_records = OS_MAX_RECORDS;
 	*max_bytes = OS_MAX_BODY / 2;	/* room for the action lines */
-}
-
-static void
-fail_record(FhPart *part, int i, const char *code, char *message)
-{
-	part->rec_state[i] = FH_REC_FAILED;
-	part->rec_verdict[i].outcome = FH_OUTCOME_FAIL;
-	part->rec_verdict[i].error_code = code;
-	part->rec_verdict[i].error_message = message;
 }
 
 /* the string or number at path in doc, or NULL */
@@ -307,7 +282,6 @@ append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
 	char	   *data = VARDATA_ANY(r->data);
 	int			len = VARSIZE_ANY_EXHDR(r->data);
 	char	   *text;
-	JsonLexContext *lex;
 	int			k;
 	Jsonb	   *doc = NULL;
 	char		index[FH_OS_INDEX_BUFSIZE];
@@ -316,17 +290,16 @@ append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
 
 	if (pg_verifymbstr(data, len, true) == false || memchr(data, '\0', len))
 	{
-		fail_record(part, i, "OpenSearch.InvalidDocument",
+		fh_part_fail_record(part, i, "OpenSearch.InvalidDocument",
 					"The record is not valid UTF-8 text.");
 		return false;
 	}
 	text = pnstrdup(data, len);
-	lex = makeJsonLexContextCstringLen(text, len, PG_UTF8, false);
 	for (k = 0; k < len && isspace((unsigned char) text[k]); k++)
 		;
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS || k == len || text[k] != '{')
+	if (!fh_is_json(text, len) || k == len || text[k] != '{')
 	{
-		fail_record(part, i, "OpenSearch.InvalidDocument",
+		fh_part_fail_record(part, i, "OpenSearch.InvalidDocument",
 					"The record is not a JSON object; OpenSearch indexes JSON objects only.");
 		return false;
 	}
@@ -346,7 +319,7 @@ append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
 			MemoryContextSwitchTo(cxt);
 			ed = CopyErrorData();
 			FlushErrorState();
-			fail_record(part, i, "OpenSearch.InvalidDocument",
+			fh_part_fail_record(part, i, "OpenSearch.InvalidDocument",
 						psprintf("The document_id or routing path cannot be applied to the record: %s",
 								 ed->message));
 			FreeErrorData(ed);
@@ -359,13 +332,13 @@ append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
 		id = path_value(doc, c->id_path);
 		if (id == NULL)
 		{
-			fail_record(part, i, "OpenSearch.MissingDocumentId",
+			fh_part_fail_record(part, i, "OpenSearch.MissingDocumentId",
 						"The record has no string or number at the document_id path.");
 			return false;
 		}
 		if (id[0] == '\0' || strlen(id) > OS_MAX_ID_BYTES)
 		{
-			fail_record(part, i, "OpenSearch.InvalidDocumentId",
+			fh_part_fail_record(part, i, "OpenSearch.InvalidDocumentId",
 						psprintf("The document id at the document_id path has %d bytes; OpenSearch takes 1 to 512.",
 								 (int) strlen(id)));
 			return false;
@@ -377,7 +350,7 @@ append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
 		routing = path_value(doc, c->routing_path);
 	if (fh_os_index_name(c->index, c->rotation, fh_epoch_ms(r->arrival), index, sizeof(index)) == 0)
 	{
-		fail_record(part, i, "OpenSearch.InvalidIndex",
+		fh_part_fail_record(part, i, "OpenSearch.InvalidIndex",
 					"No index name could be made for the record's arrival time.");
 		return false;
 	}
@@ -421,25 +394,18 @@ os_encode(void *config, FhPart *part, FhRequest *req)
 	OsState    *st = part->sink_state;
 	StringInfoData body;
 
-	if (c->sigv4 && (c->aws.access_key_id == NULL || c->aws.secret_access_key == NULL))
-	{
-		part->verdict.outcome = FH_OUTCOME_FAIL;
-		part->verdict.error_code = "OpenSearch.MissingCredentials";
-		part->verdict.error_message = "AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is not set in the server's environment.";
+	if (c->sigv4 && fh_aws_missing_credentials(&c->aws, part, "OpenSearch.MissingCredentials"))
 		return;					/* req->url stays NULL: fails at once */
-	}
 	if (st == NULL)
 	{
 		st = palloc0(sizeof(OsState));
 		st->sent = palloc(sizeof(int) * part->nrecords);
-		part->rec_state = palloc0(part->nrecords);
-		part->rec_verdict = palloc0(sizeof(FhVerdict) * part->nrecords);
 		part->sink_state = st;
 	}
 	initStringInfo(&body);
 	st->nsent = 0;
 	for (int i = 0; i < part->nrecords; i++)
-		if (part->rec_state[i] == FH_REC_PENDING && append_document(c, part, i, &body))
+		if (fh_record_pending(part, i) && append_document(c, part, i, &body))
 			st->sent[st->nsent++] = i;
 	if (st->nsent == 0)
 	{
@@ -502,21 +468,19 @@ judge_items(FhPart *part, OsState *st, FhResponse *resp, FhVerdict *v)
 	JsonbIterator *it;
 	JsonbValue	item;
 	JsonbIteratorToken tok;
-	JsonLexContext *lex;
 	int			n = 0;
 	int			pending = 0;
 	const char *first_code = NULL;
 	char	   *first_message = NULL;
 
-	lex = makeJsonLexContextCstringLen(resp->body.data, resp->body.len, PG_UTF8, false);
-	if (resp->body.len == 0 || pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+	j = fh_json_answer(resp);
+	if (j == NULL)
 	{
 		v->outcome = FH_OUTCOME_RETRY;
 		v->error_code = "OpenSearch.InvalidResponse";
 		v->error_message = psprintf("The _bulk answer is not JSON. %s", said(resp));
 		return;
 	}
-	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp->body.data)));
 	items = fh_jsonb_get(j, "items");
 	if (items == NULL || items->type != jbvBinary || !JsonContainerIsArray(items->val.binary.data) ||
 		JsonContainerSize(items->val.binary.data) != (uint32) st->nsent)
@@ -558,7 +522,7 @@ judge_items(FhPart *part, OsState *st, FhResponse *resp, FhVerdict *v)
 		}
 		s = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(status->val.numeric)));
 		if ((s >= 200 && s < 300) || s == 409)
-			part->rec_state[i] = FH_REC_DELIVERED;
+			fh_part_deliver_record(part, i);
 		else
 		{
 			char	   *type = NULL;
@@ -583,7 +547,7 @@ judge_items(FhPart *part, OsState *st, FhResponse *resp, FhVerdict *v)
 				}
 			}
 			else
-				fail_record(part, i, psprintf("OpenSearch.%s", type ? type : psprintf("HTTP%ld", s)),
+				fh_part_fail_record(part, i, psprintf("OpenSearch.%s", type ? type : psprintf("HTTP%ld", s)),
 							psprintf("%ld %s: %s", s, type ? type : "", reason ? reason : ""));
 		}
 	}

@@ -47,7 +47,7 @@
 #define S3_MAX_OBJECT		(512 * MB)	/* what one part may carry */
 #define ERROR_BODY_MAX		2048
 
-static const char *const compressions[] = {"none", "gzip", "zstd", "snappy", "hadoop_snappy", NULL};
+/* by FhCompression */
 static const char *const default_extensions[] = {"", ".gz", ".zst", ".snappy", ".hsnappy"};
 static const char *const credential_sources[] = {"static", "environment", NULL};
 static const char *const storage_classes[] = {
@@ -64,7 +64,7 @@ static const FhOptionDef s3_options[] = {
 	{"path_style", FH_OPT_BOOL, 0, 0, "false"},
 	{"prefix", FH_OPT_STRING, 0, 4096, "\"\""},
 	{"error_output_prefix", FH_OPT_STRING, 0, 4096, NULL},
-	{"compression", FH_OPT_ENUM, 0, 0, "\"none\"", compressions},
+	{"compression", FH_OPT_ENUM, 0, 0, "\"none\"", fh_compression_names},
 	{"file_extension", FH_OPT_STRING, 0, 128, NULL},
 	{"time_zone", FH_OPT_STRING, 0, 50, "\"UTC\""},
 	{"delimiter", FH_OPT_STRING, 0, 64, "\"\\n\""},
@@ -86,9 +86,6 @@ static const FhOptionDef s3_options[] = {
 typedef struct S3Config
 {
 	char	   *bucket;
-	char	   *region;
-	char	   *scheme;			/* of the endpoint */
-	char	   *host;			/* Host header: [bucket.]host[:port] */
 	bool		path_style;
 	FhS3KeyLayout *layout;
 	FhCompression compression;
@@ -100,7 +97,8 @@ typedef struct S3Config
 	char	   *storage_class;
 	char	   *sse;
 	char	   *sse_kms_key_id;
-	FhAwsTarget aws;			/* scheme, host, region, keys */
+	FhAwsTarget aws;			/* the endpoint's scheme, the Host header
+								 * ([bucket.]host[:port]), region, keys */
 	int64		multipart_threshold;
 	int64		multipart_part_size;
 	bool		tls_verify;
@@ -268,29 +266,18 @@ s3_configure(Jsonb *o, const char *stream, int32 version)
 	char	   *eop = NULL;
 	char		err[FH_S3KEY_ERROR_LEN];
 	MemoryContextCallback *cb;
-	CURLU	   *h;
 	char	   *host = NULL;
-	char	   *port = NULL;
+	char	   *path = NULL;
 
 	fh_jsonb_get_text(o, "bucket", &c->bucket);
-	fh_jsonb_get_text(o, "region", &c->region);
+	fh_jsonb_get_text(o, "region", (char **) &c->aws.region);
 	c->path_style = fh_jsonb_get_bool(o, "path_style", false);
 	if (!fh_jsonb_get_text(o, "endpoint", &endpoint))
-		endpoint = psprintf("https://s3.%s.amazonaws.com", c->region);
-	h = curl_url();
-	if (curl_url_set(h, CURLUPART_URL, endpoint, 0) != CURLUE_OK ||
-		curl_url_get(h, CURLUPART_SCHEME, &s, 0) != CURLUE_OK ||
-		curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK)
-		elog(ERROR, "invalid S3 endpoint \"%s\"", endpoint);
-	c->scheme = pstrdup(s);
-	curl_free(s);
-	(void) curl_url_get(h, CURLUPART_PORT, &port, 0);
-	c->host = psprintf("%s%s%s%s%s", c->path_style ? "" : c->bucket, c->path_style ? "" : ".",
-					   host, port ? ":" : "", port ? port : "");
-	curl_free(host);
-	if (port)
-		curl_free(port);
-	curl_url_cleanup(h);
+		endpoint = psprintf("https://s3.%s.amazonaws.com", c->aws.region);
+	fh_url_split(endpoint, (char **) &c->aws.scheme, &host, &path);
+	c->aws.host = c->path_style ? host : psprintf("%s.%s", c->bucket, host);
+	c->aws.service = "s3";
+	fh_aws_credentials(o, &c->aws);
 
 	fh_jsonb_get_text(o, "prefix", &prefix);
 	fh_jsonb_get_text(o, "error_output_prefix", &eop);
@@ -314,11 +301,6 @@ s3_configure(Jsonb *o, const char *stream, int32 version)
 	fh_jsonb_get_text(o, "storage_class", &c->storage_class);
 	fh_jsonb_get_text(o, "sse", &c->sse);
 	fh_jsonb_get_text(o, "sse_kms_key_id", &c->sse_kms_key_id);
-	fh_aws_credentials(o, &c->aws);
-	c->aws.scheme = c->scheme;
-	c->aws.host = c->host;
-	c->aws.region = c->region;
-	c->aws.service = "s3";
 	c->multipart_threshold = fh_jsonb_get_int(o, "multipart_threshold", 16 * MB);
 	c->multipart_part_size = fh_jsonb_get_int(o, "multipart_part_size", 8 * MB);
 	c->tls_verify = fh_jsonb_get_bool(o, "tls_verify", true);
@@ -495,13 +477,8 @@ s3_encode(void *config, FhPart *part, FhRequest *req)
 		char	   *why = NULL;
 
 		st = palloc0(sizeof(S3State));
-		if (c->aws.access_key_id == NULL || c->aws.secret_access_key == NULL)
-		{
-			part->verdict.outcome = FH_OUTCOME_FAIL;
-			part->verdict.error_code = "S3.MissingCredentials";
-			part->verdict.error_message = "AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is not set in the server's environment.";
+		if (fh_aws_missing_credentials(&c->aws, part, "S3.MissingCredentials"))
 			return;				/* req->url stays NULL: fails at once */
-		}
 		if (!object_key(c, part, errors ? c->error_output_type : NULL, &st->key, &why))
 		{
 			part->verdict.outcome = FH_OUTCOME_FAIL;

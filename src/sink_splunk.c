@@ -27,7 +27,6 @@
 #include <curl/curl.h>
 
 #include "common/hashfn.h"
-#include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -189,17 +188,9 @@ splunk_limits(void *config, int *max_records, int64 *max_bytes)
 static bool
 is_json(const char *data, int len)
 {
-	JsonLexContext *lex;
-	char	   *text;
-	bool		ok;
-
 	if (!pg_verifymbstr(data, len, true) || memchr(data, '\0', len))
 		return false;
-	text = pnstrdup(data, len);
-	lex = makeJsonLexContextCstringLen(text, len, PG_UTF8, false);
-	ok = pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
-	pfree(text);
-	return ok;
+	return fh_is_json(data, len);
 }
 
 static void
@@ -232,10 +223,8 @@ fail_blank_events(FhPart *part)
 		if (b == a || (b - a == 2 && memcmp(data + a, "\"\"", 2) == 0) ||
 			(b - a == 4 && memcmp(data + a, "null", 4) == 0 && is_json(data, len)))
 		{
-			part->rec_state[i] = FH_REC_FAILED;
-			part->rec_verdict[i].outcome = FH_OUTCOME_FAIL;
-			part->rec_verdict[i].error_code = "Splunk.InvalidDataFormat";
-			part->rec_verdict[i].error_message = "The record is an empty event (empty, \"\" or null), which HEC refuses.";
+			fh_part_fail_record(part, i, "Splunk.InvalidDataFormat",
+								"The record is an empty event (empty, \"\" or null), which HEC refuses.");
 		}
 	}
 }
@@ -250,8 +239,6 @@ splunk_encode(void *config, FhPart *part, FhRequest *req)
 	if (st == NULL)
 	{
 		part->sink_state = st = palloc0(sizeof(SplunkState));
-		part->rec_state = palloc0(part->nrecords);
-		part->rec_verdict = palloc0(sizeof(FhVerdict) * part->nrecords);
 		if (c->event)
 			fail_blank_events(part);
 	}
@@ -274,7 +261,7 @@ splunk_encode(void *config, FhPart *part, FhRequest *req)
 		int			pending = 0;
 
 		for (int i = 0; i < part->nrecords; i++)
-			pending += part->rec_state[i] != FH_REC_FAILED;
+			pending += fh_record_pending(part, i);
 		if (pending == 0)
 		{
 			/* nothing to send: the part is done, its failures recorded */
@@ -291,7 +278,7 @@ splunk_encode(void *config, FhPart *part, FhRequest *req)
 			int			len = VARSIZE_ANY_EXHDR(r->data);
 			int64		ms = fh_epoch_ms(r->arrival);
 
-			if (part->rec_state[i] == FH_REC_FAILED)
+			if (!fh_record_pending(part, i))
 				continue;
 			if (!first)
 				appendStringInfoChar(&body, '\n');
@@ -340,19 +327,13 @@ splunk_encode(void *config, FhPart *part, FhRequest *req)
 static Jsonb *
 answer(FhResponse *resp, int *code, char **text)
 {
-	JsonLexContext *lex;
 	Jsonb	   *j;
 	JsonbValue *v;
 
 	*code = -1;
 	*text = NULL;
-	if (resp->body.len == 0)
-		return NULL;
-	lex = makeJsonLexContextCstringLen(resp->body.data, resp->body.len, PG_UTF8, false);
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
-		return NULL;
-	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp->body.data)));
-	if (!JB_ROOT_IS_OBJECT(j))
+	j = fh_json_answer(resp);
+	if (j == NULL || !JB_ROOT_IS_OBJECT(j))
 		return NULL;
 	v = fh_jsonb_get(j, "code");
 	if (v && v->type == jbvNumeric)

@@ -8,6 +8,12 @@
  */
 #include "firehose.h"
 
+#include <curl/curl.h>
+
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/fmgrprotos.h"
+
 #include <zlib.h>
 
 #include "common/base64.h"
@@ -100,11 +106,15 @@ fh_backoff_ms(int attempt, int64 base_ms, int64 max_ms)
 	return (int64) d;
 }
 
-/* t as milliseconds since 1970-01-01 UTC, as Firehose's timestamps */
+/* t as milliseconds since 1970-01-01 UTC, rounded down: Firehose's timestamps */
 int64
 fh_epoch_ms(TimestampTz t)
 {
-	return t / 1000 + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * (int64) SECS_PER_DAY * 1000;
+	int64		ms = t / 1000;
+
+	if (t % 1000 < 0)
+		ms--;
+	return ms + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * (int64) SECS_PER_DAY * 1000;
 }
 
 /* the length of url without its trailing slashes, to append a path */
@@ -116,4 +126,57 @@ fh_url_trimmed_len(const char *url)
 	while (len > 0 && url[len - 1] == '/')
 		len--;
 	return len;
+}
+
+/*
+ * fh_url_split
+ *		The scheme, "host[:port]" and path of an absolute URL (checked when
+ *		the options were), palloc'd; path "/" when the URL has none.
+ */
+void
+fh_url_split(const char *url, char **scheme, char **hostport, char **path)
+{
+	CURLU	   *h = curl_url();
+	char	   *s = NULL;
+	char	   *host = NULL;
+	char	   *port = NULL;
+	char	   *p = NULL;
+
+	if (curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK ||
+		curl_url_get(h, CURLUPART_SCHEME, &s, 0) != CURLUE_OK ||
+		curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+		curl_url_get(h, CURLUPART_PATH, &p, 0) != CURLUE_OK)
+	{
+		curl_url_cleanup(h);
+		elog(ERROR, "invalid URL \"%s\"", url);
+	}
+	(void) curl_url_get(h, CURLUPART_PORT, &port, 0);
+	*scheme = pstrdup(s);
+	*hostport = psprintf("%s%s%s", host, port ? ":" : "", port ? port : "");
+	*path = pstrdup(p);
+	curl_free(s);
+	curl_free(host);
+	curl_free(p);
+	if (port)
+		curl_free(port);
+	curl_url_cleanup(h);
+}
+
+/* is data (len bytes) one JSON value?  PostgreSQL's parser, without throwing */
+bool
+fh_is_json(const char *data, int len)
+{
+	JsonLexContext *lex = makeJsonLexContextCstringLen((char *) data, len,
+													   GetDatabaseEncoding(), false);
+
+	return pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
+}
+
+/* a response body as jsonb, or NULL when it is empty or not JSON */
+Jsonb *
+fh_json_answer(FhResponse *resp)
+{
+	if (resp->body.len == 0 || !fh_is_json(resp->body.data, resp->body.len))
+		return NULL;
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp->body.data)));
 }

@@ -412,6 +412,44 @@ fh_record_failed(FhPart *part, int i)
 	return v->outcome == FH_OUTCOME_FAIL;
 }
 
+/* per-record states, made when a sink first decides a record alone */
+static void
+track_records(FhPart *part)
+{
+	if (part->rec_state == NULL)
+	{
+		part->rec_state = MemoryContextAllocZero(part->cxt, part->nrecords);
+		part->rec_verdict = MemoryContextAllocZero(part->cxt,
+												   sizeof(FhVerdict) * part->nrecords);
+	}
+}
+
+/* is record i still to be sent (not decided alone)? */
+bool
+fh_record_pending(FhPart *part, int i)
+{
+	return part->rec_state == NULL || part->rec_state[i] == FH_REC_PENDING;
+}
+
+/* record i of part is delivered, whatever the rest of the part does */
+void
+fh_part_deliver_record(FhPart *part, int i)
+{
+	track_records(part);
+	part->rec_state[i] = FH_REC_DELIVERED;
+}
+
+/* record i of part fails for good, alone, with its own error */
+void
+fh_part_fail_record(FhPart *part, int i, const char *code, char *message)
+{
+	track_records(part);
+	part->rec_state[i] = FH_REC_FAILED;
+	part->rec_verdict[i].outcome = FH_OUTCOME_FAIL;
+	part->rec_verdict[i].error_code = code;
+	part->rec_verdict[i].error_message = message;
+}
+
 /* why record i failed: its own error, or its part's */
 const FhVerdict *
 fh_record_verdict(FhPart *part, int i)
@@ -419,6 +457,17 @@ fh_record_verdict(FhPart *part, int i)
 	if (part->rec_state && part->rec_state[i] == FH_REC_FAILED && part->rec_verdict)
 		return &part->rec_verdict[i];
 	return part->backup_phase ? &part->primary : &part->verdict;
+}
+
+/* message, followed by why the S3 backup failed, if it did */
+static const char *
+with_backup_error(FhPart *part, const char *message)
+{
+	if (part->backup_error == NULL)
+		return message;
+	if (message == NULL)
+		return part->backup_error;
+	return psprintf("%s %s", message, part->backup_error);
 }
 
 static void
@@ -430,6 +479,7 @@ record_part(FhPart *part)
 		INT4OID, INT4OID, INT8OID, INT4OID, INT8OID, INT8OID, TEXTOID, TEXTOID};
 	Datum		vals[14];
 	char		nulls[14];
+	int		   *failed = palloc(sizeof(int) * part->nrecords);
 	int			nfailed = 0;
 	int64		failed_bytes = 0;
 	const char *code = part->verdict.error_code;
@@ -438,25 +488,22 @@ record_part(FhPart *part)
 	for (int i = 0; i < part->nrecords; i++)
 		if (fh_record_failed(part, i))
 		{
-			nfailed++;
+			failed[nfailed++] = i;
 			failed_bytes += VARSIZE_ANY_EXHDR(part->records[i].data);
 		}
-	/* delivered after retries: what was retried */
 	if (code == NULL && nfailed == 0 && part->last_retry.error_code)
 	{
+		/* delivered after retries: what was retried */
 		code = part->last_retry.error_code;
 		message = psprintf("Delivered after retrying: %s",
 						   part->last_retry.error_message ? part->last_retry.error_message : "");
 	}
-	/* a part delivered but for some records: the first record's error */
-	if (code == NULL && nfailed > 0)
-		for (int i = 0; i < part->nrecords; i++)
-			if (fh_record_failed(part, i))
-			{
-				code = fh_record_verdict(part, i)->error_code;
-				message = fh_record_verdict(part, i)->error_message;
-				break;
-			}
+	else if (code == NULL && nfailed > 0)
+	{
+		/* a part delivered but for some records: the first record's error */
+		code = fh_record_verdict(part, failed[0])->error_code;
+		message = fh_record_verdict(part, failed[0])->error_message;
+	}
 
 	memset(nulls, ' ', sizeof(nulls));
 	vals[0] = Int32GetDatum(ws->id);
@@ -477,10 +524,9 @@ record_part(FhPart *part)
 		vals[12] = CStringGetTextDatum(code);
 	else
 		nulls[12] = 'n';
-	if (message && part->backup_error)
-		vals[13] = CStringGetTextDatum(psprintf("%s %s", message, part->backup_error));
-	else if (message || part->backup_error)
-		vals[13] = CStringGetTextDatum(message ? message : part->backup_error);
+	message = with_backup_error(part, message);
+	if (message)
+		vals[13] = CStringGetTextDatum(message);
 	else
 		nulls[13] = 'n';
 
@@ -505,24 +551,19 @@ record_part(FhPart *part)
 		int			dims[1];
 		int			lbs[1] = {1};
 
-		for (int i = 0; i < part->nrecords; i++)
+		for (n = 0; n < nfailed; n++)
 		{
-			const FhVerdict *v;
+			int			i = failed[n];
+			const FhVerdict *v = fh_record_verdict(part, i);
+			const char *m = with_backup_error(part, v->error_message);
 
-			if (!fh_record_failed(part, i))
-				continue;
-			v = fh_record_verdict(part, i);
 			ids[n] = Int64GetDatum(part->records[i].id);
 			arrivals[n] = TimestampTzGetDatum(part->records[i].arrival);
 			datas[n] = PointerGetDatum(part->records[i].data);
 			code_nulls[n] = v->error_code == NULL;
 			codes[n] = v->error_code ? CStringGetTextDatum(v->error_code) : (Datum) 0;
-			message_nulls[n] = v->error_message == NULL && part->backup_error == NULL;
-			messages[n] = message_nulls[n] ? (Datum) 0 :
-				CStringGetTextDatum(v->error_message && part->backup_error ?
-									psprintf("%s %s", v->error_message, part->backup_error) :
-									v->error_message ? v->error_message : part->backup_error);
-			n++;
+			message_nulls[n] = m == NULL;
+			messages[n] = m ? CStringGetTextDatum(m) : (Datum) 0;
 		}
 		dims[0] = n;
 		memset(fnulls, ' ', sizeof(fnulls));
