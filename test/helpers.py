@@ -1,6 +1,8 @@
 """Small helpers shared by the integration tests."""
 
 import json
+import socket
+import time
 
 # streams in tests deliver at once and retry fast
 FAST = {"buffer_interval": 0, "retry_base": 50, "retry_max": 300}
@@ -30,3 +32,19 @@ def setting(pg, name):
         return cur.fetchone()[0]
     finally:
         c.close()
+
+
+def refused(port):
+    """True if nothing listens on the loopback port, False if a connection opens.
+
+    A probe that lands while the server is closing its listening socket is reset
+    instead of refused: that answers neither way, so it probes again."""
+    for _ in range(50):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+        except ConnectionResetError:
+            time.sleep(0.02)
+    raise AssertionError("port %d kept resetting connections" % port)

@@ -5,13 +5,12 @@ The receiver's fault plan decides the answers.  Streams retry fast
 retry_duration of 1 or 2 seconds.
 """
 
-import socket
 import time
 
 import psycopg2
 import pytest
 
-from helpers import flush, make_stream, put_texts
+from helpers import flush, make_stream, put_texts, refused
 
 import pgcluster
 
@@ -322,13 +321,6 @@ def test_store_then_drop_duplicates_are_bounded(db, receiver):
     assert r.records() == [b"dup1", b"dup2", b"dup1", b"dup2"]
     assert seen_counts(r) == [2]
 
-
-def refused(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        return False
-    except ConnectionRefusedError:
-        return True
 
 
 def test_down_period_then_delivered(db, receiver, wait_until):

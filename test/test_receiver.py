@@ -8,13 +8,14 @@ import base64
 import gzip
 import http.client
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
 import uuid
 
 import pytest
+
+from helpers import refused
 
 
 # What a client sees when the server closes the connection without answering.
@@ -435,13 +436,6 @@ def test_store_then_status(rcv):
     assert status == 500 and resp["requestId"] == rid
     assert rcv.records() == [b"kept"]
 
-
-def refused(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        return False
-    except ConnectionRefusedError:
-        return True
 
 
 def test_down_for_refuses_connections_then_comes_back(rcv):
