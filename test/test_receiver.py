@@ -363,13 +363,13 @@ def test_probability_rule_is_random_and_seedable(rcv):
 
 
 def test_delay_then_normal_answer(rcv):
-    rcv.faults([{"delay": 0.5, "count": 1}])
+    rcv.faults([{"delay": 1.0, "count": 1}])
     t = time.monotonic()
     assert post(rcv)[1] == 200
-    assert time.monotonic() - t >= 0.5
+    assert time.monotonic() - t >= 1.0
     t = time.monotonic()
     assert post(rcv)[1] == 200
-    assert time.monotonic() - t < 0.5
+    assert time.monotonic() - t < 0.9        # the rule is used up: no delay
     assert rcv.stats()["records"] == 4
 
 
@@ -446,7 +446,7 @@ def test_down_for_refuses_connections_then_comes_back(rcv):
     t = time.monotonic()
     with pytest.raises(DISCONNECTED):
         post(rcv)                       # this request triggers the outage
-    deadline = time.monotonic() + 1
+    deadline = time.monotonic() + 5
     while not refused(rcv.port):
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -463,8 +463,10 @@ def test_down_for_refuses_connections_then_comes_back(rcv):
 
 
 def test_down_for_now_starts_at_once(rcv):
-    rcv.faults([{"down_for": 1.0, "now": True}])
-    time.sleep(0.2)
-    assert refused(rcv.port)
+    rcv.faults([{"down_for": 2.0, "now": True}])
+    deadline = time.monotonic() + 1.5       # well inside the outage
+    while not refused(rcv.port):
+        assert time.monotonic() < deadline, "the receiver did not go down"
+        time.sleep(0.02)
     assert rcv.stats()["requests"] == 0     # the control client waits out the outage
     assert post(rcv)[1] == 200
