@@ -293,6 +293,13 @@ struct FhSink
 	int64		default_retry_duration_s;
 	int64		default_buffer_interval_ms; /* 0: the common default */
 	int64		default_buffer_size;	/* 0: the common default */
+
+	/*
+	 * buffer_size is a hint, not a limit of the destination (S3: a part is an
+	 * object): the last part of a batch may run over it by a quarter rather
+	 * than leave a small part behind.
+	 */
+	bool		buffer_size_is_hint;
 	/* the !{firehose:error-output-type} of this destination's failures */
 	const char *error_output_type;
 	/* extra checks across options, after types were checked */

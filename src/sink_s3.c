@@ -754,6 +754,7 @@ const FhSink fh_sink_s3 = {
 	.options = s3_options,
 	.default_retry_duration_s = 86400,
 	.default_buffer_interval_ms = 300000,
+	.buffer_size_is_hint = true,
 	.validate = s3_validate,
 	.configure = s3_configure,
 	.limits = s3_limits,

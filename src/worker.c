@@ -833,6 +833,29 @@ object_id(FhWorkerStream *ws, FhBatch *b, FhScanPos *start, unsigned char id[16]
 	memcpy(id + 8, &h2, 8);
 }
 
+/*
+ * The most bytes of records the next part of b carries: buffer_size, or, for
+ * a sink whose buffer size is a hint, up to a quarter more when that takes
+ * the rest of the batch.  A size-triggered cut while puts go on holds a little
+ * over buffer_size; without the slack that becomes a full object and a crumb.
+ * What is left is estimated from the counters (rows committed between the
+ * count and the snapshot are missing from it): an estimate only sizes parts.
+ */
+static int64
+part_byte_cap(FhWorkerStream *ws, FhBatch *b)
+{
+	int64		size = ws->cfg.buffer_size;
+	int64		slack = size / 4;
+	uint64		cut;
+	uint64		left;
+
+	if (!ws->sink->buffer_size_is_hint)
+		return size;
+	cut = pg_atomic_read_u64(&ws->slot->cut_bytes);
+	left = b->committed_bytes_before > cut ? b->committed_bytes_before - cut : 0;
+	return left <= (uint64) (size + slack) ? size + slack : size;
+}
+
 /* read the next part of b; false when b had nothing more */
 static bool
 read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
@@ -846,7 +869,7 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 	FhScanPos	start;
 
 	ws->sink->limits(ws->sink_config, &max_records, &max_bytes);
-	max_bytes = Min(max_bytes, ws->cfg.buffer_size);
+	max_bytes = Min(max_bytes, part_byte_cap(ws, b));
 	start.table_idx = b->table_idx;
 	start.cursor = b->cursor;
 	start.cursor_valid = b->cursor_valid;

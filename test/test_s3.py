@@ -494,6 +494,28 @@ def test_buffer_size_splits_into_objects(db, s3):
     assert len({re.search(UUID_RE, k).group(0) for k in keys}) == len(keys)
 
 
+def test_last_part_runs_over_buffer_size_rather_than_leave_a_crumb(db, s3):
+    """buffer_size is a hint for S3: a batch a little over it (up to a quarter,
+    what continuing puts leave in a size-triggered cut) is one object, not a
+    full one and a small one; a batch further over splits at buffer_size."""
+    b = s3.bucket()
+    s3.stream("over", b, buffer_size=1000)
+
+    def bodies(keys):
+        return sorted((s3.get(b, k)[:-1].split(b"\n") for k in keys), key=len, reverse=True)
+
+    twelve = ["a%03d-" % i + "z" * 95 for i in range(12)]       # 1200 bytes, one commit
+    put_texts(db, "over", twelve)
+    flush(db, "over")
+    first = set(s3.keys(b))
+    assert bodies(first) == [texts_bytes(twelve)]
+
+    thirteen = ["b%03d-" % i + "z" * 95 for i in range(13)]     # 1300 bytes: over by more
+    put_texts(db, "over", thirteen)
+    flush(db, "over")
+    assert [len(x) for x in bodies(set(s3.keys(b)) - first)] == [10, 3]
+
+
 def test_multipart_upload(db, s3):
     b = s3.bucket()
     s3.stream("multi", b, buffer_size=64 * MiB, max_record_size=2 * MiB,
@@ -921,7 +943,7 @@ def test_200k_records_gzip_exactly_once_and_wrong_secret_delivers_nothing(db, s3
         for k, body in ex.map(fetch, keys):
             assert body.endswith(b"\n"), k
             recs = body[:-1].split(b"\n")
-            assert sum(len(x) for x in recs) <= 1000000, "object %s over buffer_size" % k
+            assert sum(len(x) for x in recs) <= 1250000, "object %s over buffer_size + 25%%" % k
             counts.update(recs)
     dups = {r: c for r, c in counts.items() if c > 1}
     assert not dups, "%d records delivered more than once, e.g. %r" % (
