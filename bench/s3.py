@@ -16,8 +16,8 @@ with s3api, test/s3server.py), both on loopback, and writes the same records
              durable false (the default).  Timed from the first put_batch()
              to the return of firehose.flush(stream, wait => true), which
              returns once every record committed before it is in S3.  A cut
-             takes everything committed by then, a little over 5 MiB, so it
-             becomes a 5 MiB object and a small one.
+             takes everything committed by then, a little over 5 MiB, which
+             the last part of a batch may hold (up to buffer_size + 25%).
   fh-deliver the worker's part alone: the same stream, the records put while
              it is paused (not timed), then timed from firehose.resume() to
              the return of flush(wait => true): one cut, objects of 5 MiB as

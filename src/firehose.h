@@ -463,6 +463,7 @@ extern size_t fh_url_trimmed_len(const char *url);
 extern bool fh_is_json(const char *data, int len);
 extern Jsonb *fh_json_answer(FhResponse *resp);
 extern void fh_url_split(const char *url, char **scheme, char **hostport, char **path);
+extern char *fh_url_escape(const char *s);
 
 /* ---------- compression (compress.c) ---------- */
 

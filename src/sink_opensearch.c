@@ -193,12 +193,7 @@ os_configure(Jsonb *o, const char *stream, int32 version)
 	plen = fh_url_trimmed_len(path);
 	c->bulk_path = psprintf("%.*s/_bulk", (int) plen, path);
 	if (fh_jsonb_get_text(o, "pipeline", &pipeline))
-	{
-		char	   *enc = curl_easy_escape(NULL, pipeline, 0);
-
-		c->bulk_query = psprintf("pipeline=%s", enc);
-		curl_free(enc);
-	}
+		c->bulk_query = psprintf("pipeline=%s", fh_url_escape(pipeline));
 	c->bulk_url = psprintf("%s://%s%s%s%s", scheme, host, c->bulk_path, c->bulk_query ? "?" : "",
 						   c->bulk_query ? c->bulk_query : "");
 	if (fh_jsonb_get(o, "aws_region"))

@@ -12,8 +12,6 @@
  */
 #include "firehose.h"
 
-#include <curl/curl.h>
-
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
@@ -87,19 +85,9 @@ newrelic_url(Jsonb *o)
 }
 
 static char *
-escaped(const char *s)
-{
-	char	   *e = curl_easy_escape(NULL, s, 0);
-	char	   *r = pstrdup(e);
-
-	curl_free(e);
-	return r;
-}
-
-static char *
 honeycomb_url(Jsonb *o)
 {
-	return psprintf("https://api.honeycomb.io/1/kinesis_events/%s", escaped(opt(o, "dataset")));
+	return psprintf("https://api.honeycomb.io/1/kinesis_events/%s", fh_url_escape(opt(o, "dataset")));
 }
 
 static char *
@@ -112,7 +100,7 @@ sumologic_url_with(Jsonb *o, const char *token)
 static char *
 sumologic_url(Jsonb *o)
 {
-	return sumologic_url_with(o, escaped(opt(o, "access_token")));
+	return sumologic_url_with(o, fh_url_escape(opt(o, "access_token")));
 }
 
 static char *

@@ -112,11 +112,7 @@ splunk_validate(Jsonb *o)
 static char *
 query_param(const char *name, const char *value)
 {
-	char	   *enc = curl_easy_escape(NULL, value, 0);
-	char	   *r = psprintf("&%s=%s", name, enc);
-
-	curl_free(enc);
-	return r;
+	return psprintf("&%s=%s", name, fh_url_escape(value));
 }
 
 static void *

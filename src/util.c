@@ -129,6 +129,26 @@ fh_url_trimmed_len(const char *url)
 }
 
 /*
+ * fh_url_escape
+ *		s percent-encoded for a URL's path segment or query value (libcurl's
+ *		rules: all but RFC 3986's unreserved characters), palloc'd.
+ */
+char *
+fh_url_escape(const char *s)
+{
+	char	   *enc = curl_easy_escape(NULL, s, 0);
+	char	   *r;
+
+	if (enc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	r = pstrdup(enc);
+	curl_free(enc);
+	return r;
+}
+
+/*
  * fh_url_split
  *		The scheme, "host[:port]" and path of an absolute URL (checked when
  *		the options were), palloc'd; path "/" when the URL has none.
