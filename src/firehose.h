@@ -277,6 +277,13 @@ typedef struct FhVerdict
 	const char *error_code;		/* e.g. HttpEndpoint.DestinationException */
 	char	   *error_message;
 	int64		delay_ms;		/* NEXT: wait this long before the next step */
+
+	/*
+	 * RETRY: how long this attempt waited on the destination's say-so
+	 * (Splunk's indexer acknowledgement); retry_duration does not count it,
+	 * as Firehose's does not (set to 0 before every classify()).
+	 */
+	int64		waited_ms;
 } FhVerdict;
 
 /* the fate of one record of a part, for protocols that report per record */

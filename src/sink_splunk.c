@@ -19,6 +19,8 @@
  * ack_timeout after the data was sent: then, as Firehose does, the data is
  * sent again (Splunk.AckTimeout) and its records are counted as possible
  * duplicates, since an ack timeout does not mean the data was not indexed.
+ * The wait is left out of retry_duration (verdict.waited_ms), as Firehose
+ * leaves ack waits out of its retry duration.
  *
  *-------------------------------------------------------------------------
  */
@@ -424,6 +426,7 @@ splunk_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
 			st->polling = false;
 			st->unacked = true;
 			v->outcome = FH_OUTCOME_RETRY;
+			v->waited_ms = TimestampDifferenceMilliseconds(st->sent_at, now);
 			v->error_code = "Splunk.AckTimeout";
 			v->error_message = psprintf("No indexer acknowledgement for ackId " INT64_FORMAT " within %d seconds; the data is sent again and may be indexed twice.",
 										st->ack_id, (int) (c->ack_timeout_ms / 1000));

@@ -1140,6 +1140,7 @@ handle_response(FhPart *part)
 	MemoryContext old = MemoryContextSwitchTo(part->cxt);
 
 	part->last_status = part->response.status;
+	part->verdict.waited_ms = 0;
 	PG_TRY();
 	{
 		sink->classify(config, part, &part->response, &part->verdict);
@@ -1164,8 +1165,13 @@ handle_response(FhPart *part)
 		case FH_OUTCOME_RETRY:
 			if (part->backup_phase == 0)
 				part->last_retry = part->verdict;
+			/* the count starts at the first failure and leaves out waits */
 			if (part->first_failure == 0)
 				part->first_failure = now;
+			else
+				part->first_failure = Min(now,
+										  TimestampTzPlusMilliseconds(part->first_failure,
+																	  part->verdict.waited_ms));
 			if (TimestampDifferenceMilliseconds(part->first_failure, now) < ws->cfg.retry_duration_ms)
 			{
 				part->next_attempt = TimestampTzPlusMilliseconds(now,

@@ -112,6 +112,7 @@ def parse_body_events(body):
 
 CH_RETRY = "5e1a6c0e-0000-4000-8000-00000000a001"
 CH_FAIL = "5e1a6c0e-0000-4000-8000-00000000a002"
+CH_WAIT = "5e1a6c0e-0000-4000-8000-00000000a003"
 ACK_TIMEOUT = 180
 
 
@@ -121,34 +122,43 @@ class AckTimeoutScenario:
 
 @pytest.fixture(scope="module")
 def ack_timeouts(cluster):
-    """Two ack streams whose first ackIds never become true, in their own database:
+    """Three ack streams whose ackIds time out, in their own database:
     'to_retry' (ackId 0 of its channel never acked: sent again after 180 s, then
-    acked) and 'to_fail' (nothing ever acked, retry_duration 0)."""
+    acked), 'to_fail' (nothing ever acked, retry_duration 0) and, on a receiver
+    of its own, 'wait_excluded' (retry_duration 60: the first send answered 503,
+    the second never acked, the third acked)."""
     name = "t_splunk_ackto_%d" % int(time.time())
     _drop_database(cluster, name)
     cluster.psql('CREATE DATABASE "%s"' % name)
     d = Database(cluster, name)
     h = new_hec()
+    hw = new_hec()
     s = AckTimeoutScenario()
-    s.db, s.hec = d, h
+    s.db, s.hec, s.hec_wait = d, h, hw
     try:
         d.execute("CREATE EXTENSION firehose")
         h.never_ack([0], CH_RETRY)
         h.never_ack(range(1000), CH_FAIL)
+        hw.faults([{"code": 9, "count": 1}, {"never_ack": True, "count": 1}])
         common = dict(FAST, endpoint=h.url, token=ACK_TOKEN, ack=True,
                       ack_timeout=ACK_TIMEOUT, ack_poll_interval=500)
         for stream, ch, extra in (("to_retry", CH_RETRY, {}),
-                                  ("to_fail", CH_FAIL, {"retry_duration": 0})):
-            o = dict(common, channel=ch, **extra)
+                                  ("to_fail", CH_FAIL, {"retry_duration": 0}),
+                                  ("wait_excluded", CH_WAIT,
+                                   {"retry_duration": 60, "endpoint": hw.url})):
+            o = dict(common, channel=ch)
+            o.update(extra)
             d.execute("SELECT firehose.create_stream(%s, 'splunk', %s::jsonb)",
                       (stream, json.dumps(o)))
-        s.records = {"to_retry": ["r-1", '{"r": 2}', "r-3"], "to_fail": ["f-1", "f-2"]}
+        s.records = {"to_retry": ["r-1", '{"r": 2}', "r-3"], "to_fail": ["f-1", "f-2"],
+                     "wait_excluded": ["w-1", "w-2"]}
         for stream, recs in s.records.items():
             put_texts(d, stream, recs)
         s.started = time.monotonic()
         yield s
     finally:
         h.stop()
+        hw.stop()
         d.close_all()
         _drop_database(cluster, name)
 
@@ -636,3 +646,25 @@ def test_ack_timeout_without_retries_fails_the_records(ack_timeouts):
     # possible_duplicates counts the records sent again (README); these were sent once
     assert status(d, "to_fail")["possible_duplicates"] == 0, \
         "records sent once are counted as possible duplicates"
+
+
+def test_ack_wait_is_left_out_of_retry_duration(ack_timeouts):
+    """Firehose's retry duration "starts after the first error or ack timeout,
+    and excludes ack waits": with retry_duration 60, a 503 starts the count,
+    the resend waits 180 s for an ack that never comes, and the data is still
+    sent a third time (and acked) instead of failing."""
+    s, h, d = ack_timeouts, ack_timeouts.hec_wait, ack_timeouts.db
+    left = ACK_TIMEOUT + 60 - (time.monotonic() - s.started)
+    d.wait_for("SELECT delivered_records + failed_records FROM firehose.stream_status "
+               "WHERE stream = 'wait_excluded'", 2, timeout=max(left, 5))
+    st = status(d, "wait_excluded")
+    assert (st["delivered_records"], st["failed_records"]) == (2, 0), \
+        "the ack wait was counted in retry_duration: %r" % (failed(d, "wait_excluded"),)
+    reqs = data_requests(h, CH_WAIT)
+    assert [(r["status"], r["code"]) for r in reqs] == [(503, 9), (200, 0), (200, 0)]
+    assert reqs[2]["time"] - reqs[0]["time"] >= ACK_TIMEOUT - 1
+    assert h.raw_lines(CH_WAIT) == [b"w-1", b"w-2"] * 2
+    (row,) = deliveries(d, "wait_excluded")
+    assert (row["outcome"], row["attempts"], row["error_code"]) == \
+        ("delivered", 3, "Splunk.AckTimeout")
+    assert st["possible_duplicates"] == 2
