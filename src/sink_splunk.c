@@ -428,7 +428,7 @@ splunk_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
 			v->outcome = FH_OUTCOME_RETRY;
 			v->waited_ms = TimestampDifferenceMilliseconds(st->sent_at, now);
 			v->error_code = "Splunk.AckTimeout";
-			v->error_message = psprintf("No indexer acknowledgement for ackId " INT64_FORMAT " within %d seconds; the data is sent again and may be indexed twice.",
+			v->error_message = psprintf("No indexer acknowledgement for ackId " INT64_FORMAT " within %d seconds; Splunk may have indexed the data all the same, so a retry may index it twice.",
 										st->ack_id, (int) (c->ack_timeout_ms / 1000));
 			return;
 		}
