@@ -800,8 +800,9 @@ cut_batch(FhWorkerStream *ws, uint64 flush_req)
 
 /*
  * The id of the object a part becomes (S3): from the batch and where the
- * part starts in it, so a retry, or a worker resuming the batch after a
- * restart, writes the same key again instead of a second copy.
+ * part starts in it, so a retry writes the same key again instead of a
+ * second copy.  (A worker started after a crash cuts new batches: a part
+ * uploaded and not recorded before the crash may be written twice.)
  */
 static void
 object_id(FhWorkerStream *ws, FhBatch *b, FhScanPos *start, unsigned char id[16])
