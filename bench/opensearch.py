@@ -280,38 +280,9 @@ class Bench(S3Bench):
 
     def run_firehose(self, texts, paused):
         self.rcv.reset()
-        if paused:
-            self.q("SELECT firehose.pause(%s)", (STREAM,))
-        d0, f0, _, _ = self.status(STREAM)
-        last_delivery = self.q("SELECT coalesce(max(id), 0) FROM firehose.deliveries")[0][0]
         id0 = self.last_record_id()
-        wpid = self.worker_pid()
-        pids = [wpid, self.backend_pid, self.rcv.pid]
-        cpu0 = [cpu_seconds([p]) for p in pids]
-        c0 = time.process_time()
-        b = self.args.batch
-        t0 = t_first = time.perf_counter()
-        for i in range(0, len(texts), b):
-            self.cur.execute("SELECT firehose.put_batch(%s, %s::text[])", (STREAM, texts[i:i + b]))
-        t_put = time.perf_counter()
-        if paused:
-            if self.status(STREAM)[:2] != (d0, f0):
-                raise RuntimeError("stream %s delivered while paused" % STREAM)
-            t0 = time.perf_counter()            # delivery only: from resume()
-            self.q("SELECT firehose.resume(%s)", (STREAM,))
-        self.cur.execute("SELECT firehose.flush(%s, wait => true, timeout => '300s')", (STREAM,))
-        ok = self.cur.fetchone()[0]
-        t1 = time.perf_counter()
-        client_cpu = time.process_time() - c0
-        cpu1 = [cpu_seconds([p]) for p in pids]
-        if not ok:
-            raise RuntimeError("firehose.flush(%r, wait => true) timed out" % STREAM)
-        if self.worker_pid() != wpid:
-            raise RuntimeError("the firehose worker restarted during the run")
-        d1, f1, buf, infl = self.status(STREAM)
-        if (d1 - d0, f1 - f0, buf, infl) != (len(texts), 0, 0, 0):
-            raise RuntimeError("stream %s: delivered %d, failed %d, buffered %d, in flight %d "
-                               "of %d records" % (STREAM, d1 - d0, f1 - f0, buf, infl, len(texts)))
+        r = self.put_and_flush(STREAM, texts, paused, [self.rcv.pid])
+        last_delivery = r["last_delivery"]
         id1 = self.last_record_id()
         if id1 - id0 != len(texts):
             raise RuntimeError("record ids %d..%d for %d records" % (id0 + 1, id1, len(texts)))
@@ -322,10 +293,9 @@ class Bench(S3Bench):
         if outcomes:
             raise RuntimeError("stream %s: deliveries other than delivered: %r"
                                % (STREAM, outcomes))
-        return {"elapsed": t1 - t0, "put": t_put - t_first, "paused": paused,
-                "requests": requests, "ids": ("%s-" % STREAM, id0 + 1),
-                "worker_cpu": cpu1[0] - cpu0[0], "backend_cpu": cpu1[1] - cpu0[1],
-                "client_cpu": client_cpu, "receiver_cpu": cpu1[2] - cpu0[2]}
+        r.update(requests=requests, ids=("%s-" % STREAM, id0 + 1),
+                 receiver_cpu=r.pop("other_cpu"))
+        return r
 
     def run_plain(self, who, records, threads):
         self.rcv.reset()

@@ -230,16 +230,17 @@ class Bench:
 
     # the contenders -------------------------------------------------------------
 
-    def run_firehose(self, comp, texts, paused=False):
-        stream = "s3_" + comp
-        bucket = self.bucket("firehose", comp)
-        self.empty(bucket)
+    def put_and_flush(self, stream, texts, paused, other_pids):
+        """put_batch() texts into stream (paused: while it is paused, then
+        resume() it) and flush(wait => true): the timings and CPU seconds
+        (other_cpu: of other_pids), after checking that every record was
+        delivered and none failed."""
         if paused:
             self.q("SELECT firehose.pause(%s)", (stream,))
         d0, f0, _, _ = self.status(stream)
         last_delivery = self.q("SELECT coalesce(max(id), 0) FROM firehose.deliveries")[0][0]
         wpid = self.worker_pid()
-        pids = [wpid, self.backend_pid] + self.s3_pids
+        pids = [wpid, self.backend_pid] + list(other_pids)
         cpu0 = [cpu_seconds([p]) for p in pids]
         c0 = time.process_time()
         b = self.args.batch
@@ -265,16 +266,24 @@ class Bench:
         if (d1 - d0, f1 - f0, buf, infl) != (len(texts), 0, 0, 0):
             raise RuntimeError("stream %s: delivered %d, failed %d, buffered %d, in flight %d "
                                "of %d records" % (stream, d1 - d0, f1 - f0, buf, infl, len(texts)))
+        return {"elapsed": t1 - t0, "put": t_put - t_first, "paused": paused,
+                "last_delivery": last_delivery,
+                "worker_cpu": cpu1[0] - cpu0[0], "backend_cpu": cpu1[1] - cpu0[1],
+                "client_cpu": client_cpu, "other_cpu": sum(cpu1[2:]) - sum(cpu0[2:])}
+
+    def run_firehose(self, comp, texts, paused=False):
+        stream = "s3_" + comp
+        bucket = self.bucket("firehose", comp)
+        self.empty(bucket)
+        r = self.put_and_flush(stream, texts, paused, self.s3_pids)
         parts = self.q("SELECT count(*) FROM firehose.deliveries WHERE id > %s AND stream = %s "
-                       "AND outcome = 'delivered'", (last_delivery, stream))[0][0]
+                       "AND outcome = 'delivered'", (r["last_delivery"], stream))[0][0]
         objs = self.listing(bucket)
         if len(objs) != parts:
             raise RuntimeError("stream %s: %d deliveries but %d objects in %s"
                                % (stream, parts, len(objs), bucket))
-        return {"elapsed": t1 - t0, "put": t_put - t_first, "paused": paused,
-                "bucket": bucket, "objects": objs,
-                "worker_cpu": cpu1[0] - cpu0[0], "backend_cpu": cpu1[1] - cpu0[1],
-                "client_cpu": client_cpu, "s3_cpu": sum(cpu1[2:]) - sum(cpu0[2:])}
+        r.update(bucket=bucket, objects=objs, s3_cpu=r.pop("other_cpu"))
+        return r
 
     def run_boto3(self, who, comp, records, threads):
         bucket = self.bucket(who, comp)
