@@ -93,7 +93,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from s3 import Bench as S3Bench, cpu_seconds, make_records, median  # noqa: E402
+from s3 import Bench as S3Bench, cpu_seconds, make_records, median, run_notes  # noqa: E402
 
 BUFFER_SIZE = 5242880           # 5 MiB, the stream's default
 MAX_DOCS = 10000                # OS_MAX_RECORDS: documents per _bulk request
@@ -381,14 +381,7 @@ class Bench(S3Bench):
 # -- main ------------------------------------------------------------------------
 
 def fmt_run(label, who, r):
-    extra = ""
-    if r["paused"]:
-        extra = " (timed from resume(); put while paused in %.2f s)" % r["put"]
-    elif r["put"] is not None:
-        extra = " (puts %.2f s, then flush %.2f s)" % (r["put"], r["elapsed"] - r["put"])
-    cpu = "client %.2f" % r["client_cpu"]
-    if r["worker_cpu"] is not None:
-        cpu = "worker %.2f, backend %.2f, %s" % (r["worker_cpu"], r["backend_cpu"], cpu)
+    cpu, extra = run_notes(r)
     return ("  %-8s %-10s %6.2f s %8.0f records/s  %3d requests  CPU s: %s, receiver %.2f%s"
             % (label, who, r["elapsed"], r["rps"], r["requests"], cpu, r["receiver_cpu"], extra))
 

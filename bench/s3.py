@@ -335,7 +335,8 @@ class Bench:
 
 # -- main ------------------------------------------------------------------------
 
-def fmt_run(label, who, r):
+def run_notes(r):
+    """What a run's line says of CPU and of the put step: (cpu, extra)."""
     extra = ""
     if r["paused"]:
         extra = " (timed from resume(); put while paused in %.2f s)" % r["put"]
@@ -344,6 +345,11 @@ def fmt_run(label, who, r):
     cpu = "client %.2f" % r["client_cpu"]
     if r["worker_cpu"] is not None:
         cpu = "worker %.2f, backend %.2f, %s" % (r["worker_cpu"], r["backend_cpu"], cpu)
+    return cpu, extra
+
+
+def fmt_run(label, who, r):
+    cpu, extra = run_notes(r)
     sizes = [s for _, s in r["objects"]]
     return ("  %-8s %-10s %6.2f s %8.0f records/s  %3d objects (%.2f-%.2f MB) %5.1f MB  "
             "CPU s: %s, S3 server %.2f%s"
