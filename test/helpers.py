@@ -48,3 +48,23 @@ def refused(port):
         except ConnectionResetError:
             time.sleep(0.02)
     raise AssertionError("port %d kept resetting connections" % port)
+
+
+def worker_pids(pg, dbname):
+    c = pg()
+    try:
+        cur = c.cursor()
+        cur.execute("SELECT pid FROM pg_stat_activity "
+                    "WHERE backend_type = 'firehose worker' AND datname = %s", (dbname,))
+        return [x[0] for x in cur.fetchall()]
+    finally:
+        c.close()
+
+
+def one_worker(pg, dbname, wait_until, other_than=None, timeout=20):
+    """Wait until exactly one worker (not other_than) runs for dbname; its pid."""
+    def check():
+        pids = worker_pids(pg, dbname)
+        return pids[0] if len(pids) == 1 and pids[0] != other_than else None
+    return wait_until(check, timeout=timeout,
+                      message="no (new) firehose worker for %s" % dbname)

@@ -36,7 +36,7 @@ import uuid
 import psycopg2
 import pytest
 
-from helpers import FAST, flush, make_stream, put_texts
+from helpers import FAST, flush, make_stream, one_worker, put_texts
 
 boto3 = pytest.importorskip("boto3", reason="python3-boto3 is not installed")
 snappy = pytest.importorskip("snappy", reason="python3-snappy is not installed")
@@ -537,6 +537,39 @@ def test_multipart_upload(db, s3):
     assert s3.client.list_multipart_uploads(Bucket=b).get("Uploads", []) == []
     assert failed(db, "multi") == []
     assert [d["outcome"] for d in deliveries(db, "multi")] == ["delivered"]
+
+
+def test_worker_killed_with_an_upload_in_flight_loses_nothing(db, s3, s3_server, pg, wait_until):
+    """The worker dies while its multipart upload hangs (the S3 proxy is
+    stopped): the next worker cuts the records anew and uploads them.  Nothing
+    is lost or failed, and the records are in S3 once: the dead worker's
+    request never completed (at most its CreateMultipartUpload is left,
+    incomplete, for the bucket's lifecycle rule to abort)."""
+    b = s3.bucket()
+    s3.stream("killed", b, buffer_size=64 * MiB, max_record_size=2 * MiB,
+              multipart_threshold=5 * MiB, multipart_part_size=5 * MiB)
+    rng = random.Random(7)
+    texts = [base64.b64encode(rng.randbytes(MiB * 3 // 4)).decode() for _ in range(8)]
+    proxy = s3_server.pids["proxy"]
+    pid = one_worker(pg, db.dbname, wait_until)
+    os.kill(proxy, signal.SIGSTOP)
+    try:
+        put_texts(db, "killed", texts)
+        wait_until(lambda: status(db, "killed")["in_flight_records"] == 8, timeout=30,
+                   message="the upload did not start")
+        assert db.one("SELECT pg_terminate_backend(%s)", (pid,)) is True
+        one_worker(pg, db.dbname, wait_until, other_than=pid)
+    finally:
+        os.kill(proxy, signal.SIGCONT)
+    flush(db, "killed", timeout="120s")
+    (key,) = s3.keys(b)
+    assert s3.get(b, key) == joined(texts_bytes(texts))
+    assert failed(db, "killed") == []
+    st = status(db, "killed")
+    assert (st["delivered_records"], st["failed_records"], st["buffered_records"],
+            st["in_flight_records"]) == (8, 0, 0, 0)
+    assert [d["outcome"] for d in deliveries(db, "killed")] == ["delivered"]
+    assert len(s3.client.list_multipart_uploads(Bucket=b).get("Uploads", [])) <= 1
 
 
 def test_below_multipart_threshold_is_one_put(db, s3):

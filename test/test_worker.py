@@ -12,32 +12,7 @@ import time
 import psycopg2
 import pytest
 
-from helpers import FAST, flush, make_stream, put_texts, setting
-
-
-
-
-
-
-
-def worker_pids(pg, dbname):
-    c = pg()
-    try:
-        cur = c.cursor()
-        cur.execute("SELECT pid FROM pg_stat_activity "
-                    "WHERE backend_type = 'firehose worker' AND datname = %s", (dbname,))
-        return [x[0] for x in cur.fetchall()]
-    finally:
-        c.close()
-
-
-def one_worker(pg, dbname, wait_until, other_than=None, timeout=20):
-    """Wait until exactly one worker (not other_than) runs for dbname; its pid."""
-    def check():
-        pids = worker_pids(pg, dbname)
-        return pids[0] if len(pids) == 1 and pids[0] != other_than else None
-    return wait_until(check, timeout=timeout,
-                      message="no (new) firehose worker for %s" % dbname)
+from helpers import FAST, flush, make_stream, one_worker, put_texts, setting, worker_pids
 
 
 def alter_system(pg, sql, reload=True):
