@@ -68,3 +68,22 @@ def one_worker(pg, dbname, wait_until, other_than=None, timeout=20):
         return pids[0] if len(pids) == 1 and pids[0] != other_than else None
     return wait_until(check, timeout=timeout,
                       message="no (new) firehose worker for %s" % dbname)
+
+
+FAILED_COLUMNS = ["id", "record_id", "data", "arrival_time", "first_attempt_at", "failed_at",
+                  "attempts_made", "error_code", "error_message", "request_id"]
+
+
+def failed(db, stream, order_by="id"):
+    """The stream's firehose.failed_records rows as dicts (data as bytes,
+    request_id as text), ordered by id or record_id."""
+    assert order_by in ("id", "record_id")
+    rows = db.q("SELECT id, record_id, data, arrival_time, first_attempt_at, failed_at, "
+                "attempts_made, error_code, error_message, request_id::text "
+                "FROM firehose.failed_records WHERE stream = %s ORDER BY " + order_by, (stream,))
+    out = []
+    for row in rows:
+        d = dict(zip(FAILED_COLUMNS, row))
+        d["data"] = bytes(d["data"])
+        out.append(d)
+    return out

@@ -10,38 +10,19 @@ import time
 import psycopg2
 import pytest
 
-from helpers import flush, make_stream, put_texts, refused
+from helpers import failed, flush, make_stream, put_texts, refused
 
 import pgcluster
-
 
 
 MALFORMED_KINDS = ("badjson", "wrongid", "notimestamp", "stringtimestamp",
                    "wrongcontenttype", "nocontenttype", "nobody", "toolarge")
 
 
-
-
-
 def deliveries(db, stream):
     return db.q("SELECT request_id::text, records, bytes, attempts, http_status, outcome, "
                 "error_code, error FROM firehose.deliveries WHERE stream = %s ORDER BY id",
                 (stream,))
-
-
-def failed(db, stream):
-    """failed_records rows as dicts, in id order."""
-    cols = ["id", "record_id", "data", "arrival_time", "first_attempt_at", "failed_at",
-            "attempts_made", "error_code", "error_message", "request_id"]
-    rows = db.q("SELECT id, record_id, data, arrival_time, first_attempt_at, failed_at, "
-                "attempts_made, error_code, error_message, request_id::text "
-                "FROM firehose.failed_records WHERE stream = %s ORDER BY id", (stream,))
-    out = []
-    for row in rows:
-        d = dict(zip(cols, row))
-        d["data"] = bytes(d["data"])
-        out.append(d)
-    return out
 
 
 def status(db, stream):
@@ -320,7 +301,6 @@ def test_store_then_drop_duplicates_are_bounded(db, receiver):
     flush(db, "s")
     assert r.records() == [b"dup1", b"dup2", b"dup1", b"dup2"]
     assert seen_counts(r) == [2]
-
 
 
 def test_down_period_then_delivered(db, receiver, wait_until):

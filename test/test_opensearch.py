@@ -28,6 +28,7 @@ import time
 import psycopg2
 import pytest
 
+import helpers
 from helpers import FAST, flush
 from opensearch_receiver import OpenSearchReceiver, pick
 
@@ -104,16 +105,7 @@ def header(req, name):
 
 
 def failed(db, stream):
-    cols = ["record_id", "data", "attempts_made", "error_code", "error_message", "request_id"]
-    rows = db.q("SELECT record_id, data, attempts_made, error_code, error_message, "
-                "request_id::text FROM firehose.failed_records WHERE stream = %s "
-                "ORDER BY record_id", (stream,))
-    out = []
-    for row in rows:
-        d = dict(zip(cols, row))
-        d["data"] = bytes(d["data"])
-        out.append(d)
-    return out
+    return helpers.failed(db, stream, order_by="record_id")
 
 
 def status(db, stream):
@@ -1026,7 +1018,6 @@ def test_whole_request_other_4xx_fails_at_once(db, opensearch, code):
     assert row["error_code"] == "OpenSearch.HTTP%d" % code
     assert row["attempts_made"] == 1
     assert len(r.bulk_requests()) == 1
-
 
 
 def test_backup_all_documents_to_s3(db, opensearch, s3_server):

@@ -36,7 +36,7 @@ import uuid
 import psycopg2
 import pytest
 
-from helpers import FAST, flush, make_stream, one_worker, put_texts
+from helpers import FAST, failed, flush, make_stream, one_worker, put_texts
 
 boto3 = pytest.importorskip("boto3", reason="python3-boto3 is not installed")
 snappy = pytest.importorskip("snappy", reason="python3-snappy is not installed")
@@ -185,20 +185,6 @@ def joined(records, delimiter=b"\n"):
 
 def texts_bytes(texts):
     return [t.encode() for t in texts]
-
-
-def failed(db, stream):
-    cols = ["id", "record_id", "data", "arrival_time", "first_attempt_at", "failed_at",
-            "attempts_made", "error_code", "error_message", "request_id"]
-    rows = db.q("SELECT id, record_id, data, arrival_time, first_attempt_at, failed_at, "
-                "attempts_made, error_code, error_message, request_id::text "
-                "FROM firehose.failed_records WHERE stream = %s ORDER BY id", (stream,))
-    out = []
-    for row in rows:
-        d = dict(zip(cols, row))
-        d["data"] = bytes(d["data"])
-        out.append(d)
-    return out
 
 
 def deliveries(db, stream):

@@ -23,7 +23,7 @@ import psycopg2
 import pytest
 
 from conftest import Database, _drop_database
-from helpers import FAST, flush, put_texts
+from helpers import FAST, failed, flush, put_texts
 from splunk_receiver import HEC_CODES, SplunkReceiver
 
 TOKEN = "8f0e5b7a-1c2d-4e3f-9a8b-7c6d5e4f3a21"
@@ -68,16 +68,6 @@ def deliveries(db, stream):
                 "error_code, error FROM firehose.deliveries WHERE stream = %s ORDER BY id",
                 (stream,))
     return [dict(zip(cols, r)) for r in rows]
-
-
-def failed(db, stream):
-    cols = ["record_id", "data", "attempts_made", "error_code", "error_message"]
-    rows = db.q("SELECT record_id, data, attempts_made, error_code, error_message "
-                "FROM firehose.failed_records WHERE stream = %s ORDER BY id", (stream,))
-    out = [dict(zip(cols, r)) for r in rows]
-    for d in out:
-        d["data"] = bytes(d["data"])
-    return out
 
 
 def status(db, stream):
