@@ -59,6 +59,8 @@
 
 #include <string.h>
 
+#include "utf8.h"
+
 #define MS_PER_DAY		INT64_C(86400000)
 #define MS_PER_HOUR		INT64_C(3600000)
 /* 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z, in epoch ms */
@@ -288,53 +290,6 @@ static const struct
 	{':', "index name must not contain ':'"},
 };
 
-/*
- * The length of the UTF-8 sequence at s (1-4) and its UTF-16 units in
- * *units, or 0 when it is not well-formed: overlong forms, surrogates and
- * code points past U+10FFFF are refused.
- */
-static int
-utf8_sequence(const unsigned char *s, int *units)
-{
-	unsigned char c = s[0];
-	int			n;
-	int			i;
-	uint32_t	cp;
-
-	*units = 1;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-	{
-		n = 2;
-		cp = c & 0x1f;
-	}
-	else if (c >= 0xe0 && c <= 0xef)
-	{
-		n = 3;
-		cp = c & 0x0f;
-	}
-	else if (c >= 0xf0 && c <= 0xf4)
-	{
-		n = 4;
-		cp = c & 0x07;
-	}
-	else
-		return 0;
-	for (i = 1; i < n; i++)
-	{
-		if ((s[i] & 0xc0) != 0x80)	/* the NUL stops here too */
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-		(cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	if (cp >= 0x10000)
-		*units = 2;
-	return n;
-}
-
 static bool
 refuse(const char **why, const char *message)
 {
@@ -347,6 +302,7 @@ bool
 fh_os_index_valid(const char *index, const char **why)
 {
 	const unsigned char *s = (const unsigned char *) index;
+	size_t		len;
 	size_t		bytes = 0;
 	size_t		units = 0;
 
@@ -355,10 +311,11 @@ fh_os_index_valid(const char *index, const char **why)
 	if (index == NULL || index[0] == '\0')
 		return refuse(why, "index name is empty");
 
-	while (s[bytes] != '\0')
+	len = strlen(index);
+	while (bytes < len)
 	{
 		unsigned char c = s[bytes];
-		int			u;
+		uint32_t	cp;
 		int			n;
 		size_t		k;
 
@@ -369,11 +326,11 @@ fh_os_index_valid(const char *index, const char **why)
 		for (k = 0; k < sizeof(forbidden) / sizeof(forbidden[0]); k++)
 			if ((char) c == forbidden[k].c)
 				return refuse(why, forbidden[k].why);
-		n = utf8_sequence(s + bytes, &u);
+		n = fh_utf8_decode(s + bytes, len - bytes, &cp);
 		if (n == 0)
 			return refuse(why, "index name is not valid UTF-8");
 		bytes += (size_t) n;
-		units += (size_t) u;
+		units += cp >= 0x10000 ? 2 : 1;	/* UTF-16 units, as Java counts */
 	}
 
 	if (strcmp(index, ".") == 0 || strcmp(index, "..") == 0)

@@ -87,6 +87,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 #define MS_PER_DAY		INT64_C(86400000)
 /* 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z, in epoch ms */
 #define MIN_EPOCH_MS	INT64_C(-62135596800000)
@@ -223,55 +225,6 @@ quote_text(char *out, const char *s, size_t len)
 
 /* ---------- UTF-8 ---------- */
 
-/*
- * Decode the character at s (len bytes left) into *cp; returns its length
- * in bytes, or 0 when it is not well-formed UTF-8 (overlong forms,
- * surrogates and values above U+10FFFF included).
- */
-static int
-utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
-{
-	uint32_t	c = s[0];
-	int			n;
-	int			i;
-
-	if (c < 0x80)
-	{
-		*cp = c;
-		return 1;
-	}
-	if (c >= 0xC2 && c <= 0xDF)
-	{
-		n = 2;
-		c &= 0x1F;
-	}
-	else if (c >= 0xE0 && c <= 0xEF)
-	{
-		n = 3;
-		c &= 0x0F;
-	}
-	else if (c >= 0xF0 && c <= 0xF4)
-	{
-		n = 4;
-		c &= 0x07;
-	}
-	else
-		return 0;
-	if ((size_t) n > len)
-		return 0;
-	for (i = 1; i < n; i++)
-	{
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		c = (c << 6) | (s[i] & 0x3F);
-	}
-	if ((n == 3 && c < 0x800) || (n == 4 && c < 0x10000) ||
-		(c >= 0xD800 && c <= 0xDFFF) || c > 0x10FFFF)
-		return 0;
-	*cp = c;
-	return n;
-}
-
 /* UTF-16 units of well-formed UTF-8 text: 2 for a 4-byte character */
 static size_t
 utf16_units(const char *s, size_t len)
@@ -304,7 +257,7 @@ check_prefix_text(const char *what, const char *s, char *error)
 	while (i < len)
 	{
 		uint32_t	cp;
-		int			n = utf8_decode((const unsigned char *) s + i, len - i, &cp);
+		int			n = fh_utf8_decode((const unsigned char *) s + i, len - i, &cp);
 
 		if (n == 0)
 			return fail(error, "%s is not valid UTF-8 at byte %zu", what,
@@ -1202,7 +1155,7 @@ fh_s3key_object_key(const char *evaluated_prefix, const char *stream,
 	for (i = 0; i < plen;)
 	{
 		uint32_t	cp;
-		int			n = utf8_decode((const unsigned char *) evaluated_prefix + i,
+		int			n = fh_utf8_decode((const unsigned char *) evaluated_prefix + i,
 									plen - i, &cp);
 
 		if (n == 0)

@@ -28,52 +28,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#define CHECK_NAME "osindex"
+#include "check.h"
+
 #define T_REF			INT64_C(1456405200000)	/* 2016-02-25T13:00:00Z */
 #define T_MIN			INT64_C(-62135596800000)	/* 0001-01-01T00:00Z */
 #define T_MAX			INT64_C(253402300799999)	/* 9999-12-31T23:59:59.999Z */
-
-static int	checks_run;
-static int	checks_failed;
-
-/* s with control and non-ASCII bytes escaped, for FAIL lines */
-static const char *
-show(char *buf, size_t size, const char *s)
-{
-	size_t		n = 0;
-
-	if (s == NULL)
-		return "(null)";
-	for (; *s && n + 5 < size; s++)
-	{
-		unsigned char c = (unsigned char) *s;
-
-		if (c < 0x20 || c >= 0x7f)
-			n += snprintf(buf + n, size - n, "\\x%02x", c);
-		else
-			buf[n++] = (char) c;
-	}
-	if (*s)
-		n += snprintf(buf + n, size - n, "...");
-	buf[n] = '\0';
-	return buf;
-}
-
-static void
-check(int ok, const char *what, const char *expected, const char *got)
-{
-	char		b1[200],
-				b2[400],
-				b3[400];
-
-	checks_run++;
-	if (ok)
-		return;
-	checks_failed++;
-	printf("osindex: FAIL %s\n", show(b1, sizeof(b1), what));
-	if (expected || got)
-		printf("    expected: %s\n    got:      %s\n",
-			   show(b2, sizeof(b2), expected), show(b3, sizeof(b3), got));
-}
 
 static const char *const rotation_names[] = {"none", "hour", "day", "week", "month"};
 

@@ -24,6 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CHECK_NAME "s3keys"
+#include "check.h"
+
 #define T_2018_08_27_1030	INT64_C(1535365800000)	/* the reference's instant */
 #define T_2018_08_10_1030	INT64_C(1533897000000)
 #define T_2018_08_03_1030	INT64_C(1533292200000)
@@ -37,49 +40,6 @@
 #define T_MAX				INT64_C(253402300799999)	/* 9999-12-31T23:59:59.999Z */
 
 #define EOT "!{firehose:error-output-type}"
-
-static int	checks_run;
-static int	checks_failed;
-
-/* s with control and non-ASCII bytes escaped, for FAIL lines */
-static const char *
-show(char *buf, size_t size, const char *s)
-{
-	size_t		n = 0;
-
-	if (s == NULL)
-		return "(null)";
-	for (; *s && n + 5 < size; s++)
-	{
-		unsigned char c = (unsigned char) *s;
-
-		if (c < 0x20 || c >= 0x7f)
-			n += snprintf(buf + n, size - n, "\\x%02x", c);
-		else
-			buf[n++] = c;
-	}
-	if (*s)
-		n += snprintf(buf + n, size - n, "...");
-	buf[n] = '\0';
-	return buf;
-}
-
-static void
-check(int ok, const char *what, const char *expected, const char *got)
-{
-	char		b1[200],
-				b2[400],
-				b3[400];
-
-	checks_run++;
-	if (ok)
-		return;
-	checks_failed++;
-	printf("s3keys: FAIL %s\n", show(b1, sizeof(b1), what));
-	if (expected || got)
-		printf("    expected: %s\n    got:      %s\n",
-			   show(b2, sizeof(b2), expected), show(b3, sizeof(b3), got));
-}
 
 static void
 check_str(const char *what, const char *expected, const char *got)
