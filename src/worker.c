@@ -393,23 +393,13 @@ lock_stream_row(FhWorkerStream *ws)
 	return ws->row_locked;
 }
 
-/*
- * Record one finished part: its delivery row, its records in
- * failed_records when it failed, the stream's statistics, the shared
- * counters.  In a transaction, with SPI connected.
- */
 /* did record i of part fail (for good)? */
 bool
 fh_record_failed(FhPart *part, int i)
 {
-	const FhVerdict *v = part->backup_phase ? &part->primary : &part->verdict;
-	uint8		st = part->rec_state ? part->rec_state[i] : FH_REC_PENDING;
-
-	if (st == FH_REC_FAILED)
-		return true;
-	if (st == FH_REC_DELIVERED)
+	if (part->rec_state && part->rec_state[i] == FH_REC_DELIVERED)
 		return false;
-	return v->outcome == FH_OUTCOME_FAIL;
+	return fh_record_verdict(part, i)->outcome == FH_OUTCOME_FAIL;
 }
 
 /* per-record states, made when a sink first decides a record alone */
@@ -470,6 +460,11 @@ with_backup_error(FhPart *part, const char *message)
 	return psprintf("%s %s", message, part->backup_error);
 }
 
+/*
+ * Record one finished part: its delivery row, its records in
+ * failed_records when it failed, the stream's statistics, the shared
+ * counters.  In a transaction, with SPI connected.
+ */
 static void
 record_part(FhPart *part)
 {
@@ -501,8 +496,10 @@ record_part(FhPart *part)
 	else if (code == NULL && nfailed > 0)
 	{
 		/* a part delivered but for some records: the first record's error */
-		code = fh_record_verdict(part, failed[0])->error_code;
-		message = fh_record_verdict(part, failed[0])->error_message;
+		const FhVerdict *first = fh_record_verdict(part, failed[0]);
+
+		code = first->error_code;
+		message = first->error_message;
 	}
 
 	memset(nulls, ' ', sizeof(nulls));
