@@ -400,7 +400,7 @@ fh_drop_extension_prepare(DropStmt *stmt)
 		return false;
 
 	SPI_connect();
-	SPI_execute("SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c "
+	SPI_execute("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c "
 				"JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
 				"WHERE n.nspname OPERATOR(pg_catalog.=) 'firehose' "
 				"AND c.relname OPERATOR(pg_catalog.~) '^stage_[0-9]+_[0-9]+$' ORDER BY 1",

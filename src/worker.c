@@ -27,8 +27,11 @@
 
 #include <curl/curl.h>
 
+#include "access/genam.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "common/hashfn.h"
@@ -42,6 +45,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
+#include "utils/fmgroids.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -215,10 +219,10 @@ restore_batches(FhWorkerStream *ws)
 	FhBatch    *b = NULL;
 	char	   *b_key = NULL;
 
-	if (SPI_execute_with_args("SELECT batch_lo, batch_hi, batch_hi::text, cut_at, first_table, "
-							  "start_table, start_cursor, end_table, end_cursor "
-							  "FROM firehose.progress WHERE stream_id = $1 "
-							  "ORDER BY cut_at, batch_hi::text",
+	if (SPI_execute_with_args("SELECT batch_lo, batch_hi, batch_hi::pg_catalog.text, cut_at, "
+							  "first_table, start_table, start_cursor, end_table, end_cursor "
+							  "FROM firehose.progress WHERE stream_id OPERATOR(pg_catalog.=) $1 "
+							  "ORDER BY cut_at, batch_hi::pg_catalog.text",
 							  1, types, vals, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read firehose.progress");
 
@@ -263,7 +267,8 @@ load_streams(void)
 	foreach(lc, streams)
 		((FhWorkerStream *) lfirst(lc))->seen = false;
 
-	if (SPI_execute("SELECT id, name, destination, options, status = 'PAUSED', version, consumed "
+	if (SPI_execute("SELECT id, name, destination, options, "
+					"status OPERATOR(pg_catalog.=) 'PAUSED', version, consumed "
 					"FROM firehose.stream", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read firehose.stream");
 
@@ -386,7 +391,8 @@ lock_stream_row(FhWorkerStream *ws)
 
 	if (ws->row_locked)
 		return true;
-	if (SPI_execute_with_args("SELECT 1 FROM firehose.stream WHERE id = $1 FOR NO KEY UPDATE",
+	if (SPI_execute_with_args("SELECT 1 FROM firehose.stream WHERE id OPERATOR(pg_catalog.=) $1 "
+							  "FOR NO KEY UPDATE",
 							  1, types, vals, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock firehose.stream");
 	ws->row_locked = SPI_processed == 1;
@@ -577,8 +583,11 @@ record_part(FhPart *part)
 		fvals[8] = TimestampTzGetDatum(part->first_attempt);
 		if (SPI_execute_with_args("INSERT INTO firehose.failed_records (stream, record_id, arrival_time, data, "
 								  "attempts_made, error_code, error_message, request_id, first_attempt_at) "
-								  "SELECT $1, r.id, r.arrival, r.data, $5, r.code, r.message, $8::uuid, $9 "
-								  "FROM unnest($2, $3, $4, $6, $7) AS r(id, arrival, data, code, message)",
+								  "SELECT $1, r.id, r.arrival, r.data, $5, r.code, r.message, "
+								  "$8::pg_catalog.uuid, $9 "
+								  "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), "
+								  "pg_catalog.unnest($4), pg_catalog.unnest($6), pg_catalog.unnest($7)) "
+								  "AS r(id, arrival, data, code, message)",
 								  9, ftypes, fvals, fnulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not record failed records");
 	}
@@ -655,8 +664,10 @@ finish_batches(FhWorkerStream *ws)
 			Oid			types[2] = {INT4OID, PG_SNAPSHOTOID};
 			Datum		vals[2] = {Int32GetDatum(ws->id), PointerGetDatum(b->hi)};
 
-			if (SPI_execute_with_args("DELETE FROM firehose.progress WHERE stream_id = $1 "
-									  "AND batch_hi::text = $2::text",
+			if (SPI_execute_with_args("DELETE FROM firehose.progress "
+									  "WHERE stream_id OPERATOR(pg_catalog.=) $1 "
+									  "AND batch_hi::pg_catalog.text OPERATOR(pg_catalog.=) "
+									  "$2::pg_catalog.text",
 									  2, types, vals, NULL, false, 0) != SPI_OK_DELETE)
 				elog(ERROR, "could not delete from firehose.progress");
 			moved = true;
@@ -680,7 +691,8 @@ finish_batches(FhWorkerStream *ws)
 		Oid			types[2] = {INT4OID, PG_SNAPSHOTOID};
 		Datum		vals[2] = {Int32GetDatum(ws->id), PointerGetDatum(ws->consumed)};
 
-		if (SPI_execute_with_args("UPDATE firehose.stream SET consumed = $2 WHERE id = $1",
+		if (SPI_execute_with_args("UPDATE firehose.stream SET consumed = $2 "
+								  "WHERE id OPERATOR(pg_catalog.=) $1",
 								  2, types, vals, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update firehose.stream");
 	}
@@ -1276,8 +1288,17 @@ worker_transaction(bool reload, TimestampTz now)
 	if (now >= next_cleanup)
 	{
 		if (fh_deliveries_retention_s > 0)
-			SPI_execute(psprintf("DELETE FROM firehose.deliveries WHERE finished_at < now() - interval '%d seconds'",
-								 fh_deliveries_retention_s), false, 0);
+		{
+			Oid			types[1] = {TIMESTAMPTZOID};
+			Datum		vals[1];
+
+			vals[0] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(now,
+																	  -(int64) fh_deliveries_retention_s * 1000));
+			if (SPI_execute_with_args("DELETE FROM firehose.deliveries "
+									  "WHERE finished_at OPERATOR(pg_catalog.<) $1",
+									  1, types, vals, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not delete from firehose.deliveries");
+		}
 		next_cleanup = TimestampTzPlusMilliseconds(now, 60000);
 	}
 
@@ -1289,15 +1310,85 @@ worker_transaction(bool reload, TimestampTz now)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-static bool
-extension_present(void)
+/*
+ * The worker is a superuser process in databases whose owners need not be
+ * superusers, and ALTER DATABASE ... SET (or ALTER ROLE ... SET) would
+ * otherwise reach it: a search_path naming a schema of theirs puts their
+ * operators and functions into its SQL, timeouts make every pass fail, read
+ * only transactions stop it from recording.  As autovacuum does, force the
+ * settings its SQL depends on at PGC_S_OVERRIDE, which outranks every
+ * per-database and per-role setting (and postgresql.conf), before
+ * connecting.  Its SQL is schema-qualified besides: this is the second
+ * wall, not the only one.
+ */
+static void
+seal_session(void)
 {
-	bool		present;
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("idle_in_transaction_session_timeout", "0",
+					PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
+ * The role that owns the extension in this database (the role that ran
+ * CREATE EXTENSION), or InvalidOid when the extension is not installed.
+ */
+static Oid
+extension_owner(void)
+{
+	Oid			owner = InvalidOid;
+	Oid			extoid;
 
 	StartTransactionCommand();
-	present = OidIsValid(get_extension_oid("firehose", true));
+	extoid = get_extension_oid("firehose", true);
+	if (OidIsValid(extoid))
+	{
+		Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	tup;
+
+		ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
+					F_OIDEQ, ObjectIdGetDatum(extoid));
+		scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+		tup = systable_getnext(scan);
+		if (HeapTupleIsValid(tup))
+			owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+		systable_endscan(scan);
+		table_close(rel, AccessShareLock);
+	}
 	CommitTransactionCommand();
-	return present;
+	return owner;
+}
+
+/*
+ * Run as the extension's owner; false when the extension is gone.
+ *
+ * The worker connects as the bootstrap superuser: the owner is known only
+ * from this database's pg_extension, that is after connecting, and it need
+ * not have LOGIN, which InitPostgres would demand.  From then on its SQL
+ * runs with the owner's rights, as a SECURITY DEFINER function of the
+ * extension would: the catalog tables are the owner's, and a trigger or rule
+ * that the owner puts on them gains nothing it does not have (the owner
+ * may have lost superuser since CREATE EXTENSION).  Restricted, as
+ * autovacuum runs index functions: no SET ROLE, no temporary objects.  An
+ * aborted transaction restores the user in effect when it began, this one.
+ */
+static bool
+become_extension_owner(void)
+{
+	Oid			owner = extension_owner();
+
+	if (!OidIsValid(owner))
+		return false;
+	SetUserIdAndSecContext(owner,
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	return true;
 }
 
 void
@@ -1327,10 +1418,11 @@ fh_worker_main(Datum arg)
 	LWLockRelease(fh_shared->lock);
 	before_shmem_exit(worker_on_exit, (Datum) 0);
 
+	seal_session();
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
 	pgstat_report_appname("firehose worker");
 
-	if (!extension_present())
+	if (!become_extension_owner())
 	{
 		LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
 		my_slot->no_extension = true;
@@ -1410,8 +1502,9 @@ fh_worker_main(Datum arg)
 		}
 		if (reload || work_pending(now))
 		{
-			if (reload && !extension_present())
-				proc_exit(0);	/* DROP EXTENSION: the launcher can restart us */
+			/* DROP EXTENSION (the launcher can restart us), or a new owner */
+			if (reload && !become_extension_owner())
+				proc_exit(0);
 			worker_transaction(reload, now);
 			reload = false;
 		}

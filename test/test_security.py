@@ -1,0 +1,220 @@
+"""Attacks on firehose's privilege model (issue 8).
+
+Every test here is an attack that must fail: it passes only when the attacker
+gains nothing.  Sections, one per part of the privilege model:
+
+- the sealed worker and the ProcessUtility hook (search_path, operators,
+  DROP DATABASE, database slots)
+"""
+
+import json
+import os
+import time
+
+import psycopg2
+import pytest
+
+from helpers import FAST, failed, flush, make_stream, one_worker, put_texts, worker_pids
+
+
+def connect_as(cluster, role, dbname):
+    conn = psycopg2.connect(host=cluster.host, port=cluster.port, user=role,
+                            dbname=dbname, connect_timeout=10)
+    conn.autocommit = True
+    return conn
+
+
+def run_as(cluster, role, dbname, *statements):
+    conn = connect_as(cluster, role, dbname)
+    try:
+        with conn.cursor() as cur:
+            for sql in statements:
+                cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def is_superuser(pg, role):
+    c = pg()
+    try:
+        cur = c.cursor()
+        cur.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = %s", (role,))
+        return cur.fetchone()[0]
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def role(cluster, pg):
+    """role(suffix): a new LOGIN role, neither superuser nor owner of anything;
+    dropped at teardown with whatever it owns (databases are handed back)."""
+    made = []
+
+    def make(suffix):
+        name = "fh_sec_%s_%d" % (suffix, os.getpid())
+        c = pg()
+        try:
+            c.cursor().execute('DROP ROLE IF EXISTS "%s"' % name)
+            c.cursor().execute('CREATE ROLE "%s" LOGIN' % name)
+        finally:
+            c.close()
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        c = pg()
+        try:
+            cur = c.cursor()
+            cur.execute("SELECT datname FROM pg_catalog.pg_database d "
+                        "JOIN pg_catalog.pg_roles r ON r.oid = d.datdba WHERE r.rolname = %s",
+                        (name,))
+            dbs = [x[0] for x in cur.fetchall()] + ["postgres"]
+        finally:
+            c.close()
+        for dbname in dbs:
+            try:
+                cluster.psql('REASSIGN OWNED BY "%s" TO CURRENT_USER' % name, db=dbname)
+                cluster.psql('DROP OWNED BY "%s"' % name, db=dbname)
+            except psycopg2.Error:
+                pass            # the database is gone already
+        cluster.psql('DROP ROLE IF EXISTS "%s"' % name)
+
+
+# == The sealed worker and the ProcessUtility hook ====================================
+#
+# The worker is a superuser process in databases whose owners are not
+# superusers.  Nothing a database owner (or a role with CREATE on public) can
+# set or create may run with the worker's rights, and nobody but who may drop
+# a database can stop its worker.
+
+def escalating_function(schema, name, args, returns, body_result, victim):
+    """CREATE FUNCTION schema.name(args) that makes victim a superuser when a
+    superuser calls it (and quietly does nothing for anyone else)."""
+    return """
+        CREATE FUNCTION %s.%s(%s) RETURNS %s LANGUAGE plpgsql AS $f$
+        BEGIN
+            BEGIN
+                EXECUTE 'ALTER ROLE "%s" SUPERUSER';
+            EXCEPTION WHEN insufficient_privilege THEN NULL;
+            END;
+            %s
+        END
+        $f$""" % (schema, name, args, returns, victim, body_result)
+
+
+def plant_text_equality(cluster, owner, dbname):
+    """As owner: evil.=(text, text), which escalates owner, used by every
+    text comparison of a session whose search_path lists evil first."""
+    run_as(cluster, owner, dbname,
+           "CREATE SCHEMA evil",
+           escalating_function("evil", "texteq", "a text, b text", "boolean",
+                               "RETURN a OPERATOR(pg_catalog.=) b;", owner),
+           "CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, "
+           "FUNCTION = evil.texteq)")
+
+
+def restart_worker_and_deliver(db, pg, r, wait_until, texts):
+    """Terminate the database's worker, wait for the next one (it connects
+    with the current database and role settings), deliver texts through it."""
+    pid = one_worker(pg, db.dbname, wait_until)
+    assert db.one("SELECT pg_terminate_backend(%s)", (pid,)) is True
+    one_worker(pg, db.dbname, wait_until, other_than=pid)
+    put_texts(db, "s", texts)
+    flush(db, "s")
+
+
+@pytest.mark.parametrize("setting", ["database", "role"])
+def test_search_path_operator_does_not_run_as_the_worker(db, cluster, pg, receiver, role,
+                                                          wait_until, setting):
+    """A database owner (not a superuser) plants evil.=(text, text) and puts
+    evil first in the worker's search_path: through ALTER DATABASE ... SET,
+    which it may do, or through a per-role setting of the worker's user in
+    that database, which a superuser made.  The worker's next connection must
+    neither call the operator nor stop delivering."""
+    owner = role("dbowner")
+    cluster.psql('ALTER DATABASE "%s" OWNER TO "%s"' % (db.dbname, owner))
+    r = receiver()
+    make_stream(db, "s", r.url)
+    plant_text_equality(cluster, owner, db.dbname)
+    if setting == "database":
+        run_as(cluster, owner, db.dbname,
+               'ALTER DATABASE "%s" SET search_path = evil, pg_catalog' % db.dbname)
+    else:
+        worker_user = cluster.psql("SELECT rolname FROM pg_catalog.pg_roles "
+                                   "WHERE oid = 10")[0][0]
+        cluster.psql('ALTER ROLE "%s" IN DATABASE "%s" SET search_path = evil, pg_catalog'
+                     % (worker_user, db.dbname))
+    # the trap works: a superuser session with that setting makes owner a superuser
+    probe = cluster.connect(db.dbname)
+    try:
+        probe.cursor().execute("SELECT 'a'::text = 'b'::text")
+        assert is_superuser(pg, owner), "the planted operator did not run (test broken)"
+    finally:
+        probe.close()
+    cluster.psql('ALTER ROLE "%s" NOSUPERUSER' % owner)
+
+    try:
+        restart_worker_and_deliver(db, pg, r, wait_until, ["one", "two"])
+        assert r.records() == [b"one", b"two"]
+        assert not is_superuser(pg, owner), "the worker ran the database owner's operator"
+    finally:
+        if setting == "role":
+            cluster.psql('ALTER ROLE "%s" IN DATABASE "%s" RESET search_path'
+                         % (worker_user, db.dbname))
+
+
+def test_public_unnest_is_not_called_by_the_worker(db, cluster, pg, receiver, role, wait_until):
+    """A role with CREATE on public (here: the database owner, as in
+    PostgreSQL 15) creates public.unnest(bigint[]): with the default
+    search_path it is a closer match than pg_catalog.unnest(anyarray).  The
+    worker records failed records with unnest; it must not call this one."""
+    owner = role("unnest")
+    cluster.psql('ALTER DATABASE "%s" OWNER TO "%s"' % (db.dbname, owner))
+    run_as(cluster, owner, db.dbname,
+           escalating_function("public", "unnest", "a bigint[]", "SETOF bigint",
+                               "RETURN QUERY SELECT pg_catalog.unnest(a);", owner))
+    r = receiver()
+    r.faults([{"status": 400, "error_message": "refused"}])
+    make_stream(db, "s", r.url)
+    put_texts(db, "s", ["a", "b", "c"])
+    flush(db, "s")
+    assert [f["data"] for f in failed(db, "s", order_by="record_id")] == [b"a", b"b", b"c"]
+    assert not is_superuser(pg, owner), "the worker ran public.unnest(bigint[])"
+
+
+def test_drop_database_refused_does_not_stop_the_worker(db, cluster, pg, receiver, role,
+                                                         wait_until):
+    """A role that owns nothing runs DROP DATABASE in a loop: each fails with
+    "must be owner", and the worker keeps running and delivering.  Neither
+    does the owner's DROP DATABASE inside a transaction block (which
+    PostgreSQL refuses) stop the worker."""
+    nobody = role("nobody")
+    r = receiver()
+    make_stream(db, "s", r.url)
+    put_texts(db, "s", ["first"])
+    flush(db, "s")
+    pid = one_worker(pg, db.dbname, wait_until)
+
+    conn = connect_as(cluster, nobody, "postgres")
+    try:
+        for i in range(20):
+            with pytest.raises(psycopg2.Error) as e:
+                conn.cursor().execute('DROP DATABASE "%s"' % db.dbname)
+            assert "must be owner" in str(e.value)
+            put_texts(db, "s", ["during-%d" % i])
+    finally:
+        conn.close()
+
+    block = cluster.connect("postgres", autocommit=False)
+    try:
+        with pytest.raises(psycopg2.Error) as e:
+            block.cursor().execute('DROP DATABASE "%s"' % db.dbname)
+        assert "cannot run inside a transaction block" in str(e.value)
+    finally:
+        block.rollback()
+        block.close()
+
+    flush(db, "s")
+    assert worker_pids(pg, db.dbname) == [pid]
+    assert r.records() == [b"first"] + [b"during-%d" % i for i in range(20)]
