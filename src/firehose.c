@@ -13,8 +13,9 @@
  * database once, and a worker that finds no extension exits for good until
  * asked again.
  *
- * DROP DATABASE waits for the other backends connected to the database; a
- * ProcessUtility hook therefore stops the database's worker first.
+ * DROP DATABASE waits for the other backends connected to the database; the
+ * database's drop hook therefore stops its worker, once PostgreSQL has
+ * checked that the caller may drop it.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,6 +29,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/objectaccess.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
@@ -41,8 +43,10 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 PG_MODULE_MAGIC;
 
@@ -57,6 +61,11 @@ bool		fh_enabled = true;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static object_access_hook_type prev_object_access_hook = NULL;
+
+/* DROP DATABASE being run, and the database whose worker its hook stopped */
+static bool fh_in_dropdb = false;
+static Oid	fh_stopped_for_drop = InvalidOid;
 
 static Size
 fh_shmem_size(void)
@@ -331,6 +340,8 @@ fh_atomic_max_u64(pg_atomic_uint64 *a, uint64 v)
 /*
  * DROP DATABASE waits for every backend connected to the database and gives
  * up after five seconds; stop our worker first so that it can proceed.
+ * Called from the database's drop hook (fh_object_access), that is only
+ * once PostgreSQL has decided that the caller may drop it.
  */
 static void
 fh_stop_worker_for_drop(Oid dbid)
@@ -392,11 +403,14 @@ fh_drop_extension_prepare(DropStmt *stmt)
 	ListCell   *lc;
 	bool		ours = false;
 	List	   *tables = NIL;
+	Oid			extoid;
 
 	foreach(lc, stmt->objects)
 		if (strcmp(strVal(lfirst(lc)), "firehose") == 0)
 			ours = true;
-	if (!ours || !OidIsValid(get_extension_oid("firehose", true)))
+	extoid = ours ? get_extension_oid("firehose", true) : InvalidOid;
+	/* a caller who may not drop the extension gets PostgreSQL's own error */
+	if (!OidIsValid(extoid) || !pg_extension_ownercheck(extoid, GetUserId()))
 		return false;
 
 	SPI_connect();
@@ -431,6 +445,41 @@ fh_forget_database_streams(Oid dbid)
 	fh_wake_worker(dbid, true);
 }
 
+/*
+ * The drop hook of a database runs inside dropdb() after PostgreSQL's own
+ * checks: standard_ProcessUtility refused DROP DATABASE in a transaction
+ * block, and dropdb() found the database and checked that the caller owns
+ * it (or is a superuser).  Stopping the worker any earlier would let every
+ * role that can connect stop delivery with a DROP DATABASE that fails.
+ * dropdb() refuses template databases and the caller's own database only
+ * after the hook; those are left alone here too.
+ */
+static void
+fh_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+				 int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+
+	if (access == OAT_DROP && classId == DatabaseRelationId &&
+		fh_shared != NULL && fh_in_dropdb && objectId != MyDatabaseId)
+	{
+		HeapTuple	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(objectId));
+		bool		is_template = false;
+
+		if (HeapTupleIsValid(tup))
+		{
+			is_template = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
+			ReleaseSysCache(tup);
+		}
+		if (!is_template)
+		{
+			fh_stopped_for_drop = objectId;
+			fh_stop_worker_for_drop(objectId);
+		}
+	}
+}
+
 static void
 fh_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 				  bool readOnlyTree, ProcessUtilityContext context,
@@ -438,15 +487,12 @@ fh_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 				  DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
-	Oid			dropped_db = InvalidOid;
+	Oid			dropped_db;
 	bool		dropping_extension = false;
 
-	if (fh_shared && IsA(parsetree, DropdbStmt))
-	{
-		dropped_db = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
-		if (OidIsValid(dropped_db))
-			fh_stop_worker_for_drop(dropped_db);
-	}
+	/* the drop hook, if PostgreSQL lets the caller get that far, stops the worker */
+	fh_in_dropdb = IsA(parsetree, DropdbStmt);
+	fh_stopped_for_drop = InvalidOid;
 
 	if (fh_shared && IsA(parsetree, DropStmt) &&
 		((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
@@ -463,11 +509,17 @@ fh_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	PG_CATCH();
 	{
+		dropped_db = fh_stopped_for_drop;
+		fh_in_dropdb = false;
+		fh_stopped_for_drop = InvalidOid;
 		if (OidIsValid(dropped_db))
 			fh_drop_finished(dropped_db, false);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	dropped_db = fh_stopped_for_drop;
+	fh_in_dropdb = false;
+	fh_stopped_for_drop = InvalidOid;
 	if (OidIsValid(dropped_db))
 		fh_drop_finished(dropped_db, true);
 	if (dropping_extension)
@@ -520,6 +572,8 @@ _PG_init(void)
 	shmem_startup_hook = fh_shmem_startup;
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = fh_ProcessUtility;
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = fh_object_access;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
