@@ -242,8 +242,17 @@ path_value(Jsonb *doc, Datum path)
 	Jsonb	   *j;
 	static Jsonb *no_vars = NULL;
 
+	/*
+	 * Kept for the life of the process, so made in TopMemoryContext: the
+	 * current context is the part's, deleted with the part.
+	 */
 	if (no_vars == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
 		no_vars = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		MemoryContextSwitchTo(old);
+	}
 	/* jsonb_path_query_first(doc, path, '{}', silent => true), NULL when none */
 	InitFunctionCallInfoData(*fcinfo, NULL, 4, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = JsonbPGetDatum(doc);

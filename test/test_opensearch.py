@@ -954,6 +954,28 @@ def test_ids_and_routing_values_are_json_escaped(db, opensearch):
     assert failed(db, "esc") == []
 
 
+def test_document_id_and_routing_paths_in_parts_one_after_another(db, opensearch):
+    """Every part reads its ids and routing values with the same path
+    machinery; the empty vars object it passes must outlive the part that
+    first built it (it once lived in that part's memory, freed with it)."""
+    r = opensearch()
+    make_os_stream(db, "seq", r.url, document_id="$.k", routing="$.r")
+    expect = []
+    for part in range(6):
+        for i in range(3):
+            k = "p%d-%d" % (part, i)
+            put(db, "seq", {"k": k, "r": "route-" + k, "pad": "x" * (50 * part)})
+            expect.append((k, "route-" + k))
+        flush(db, "seq")
+    requests = r.bulk_requests()
+    assert len(requests) >= 6
+    sent = [a["index"] for q in requests for a, _ in lines(q)]
+    assert [(a["_id"], a["routing"]) for a in sent] == expect
+    assert set(r.docs()) == {("logs", k) for k, _ in expect}
+    assert failed(db, "seq") == []
+    assert status(db, "seq")["delivered_records"] == len(expect)
+
+
 @pytest.mark.parametrize("suffix_", ["/", "/os/"])
 def test_endpoint_with_a_trailing_slash(db, opensearch, suffix_):
     r = opensearch(path_prefix=suffix_.rstrip("/"))
