@@ -33,7 +33,7 @@ $$;
 
 -- defaults of every destination, as Firehose's (buffer, interval, retries)
 SELECT d, (SELECT string_agg(key || '=' || value::text, ', ' ORDER BY key)
-             FROM jsonb_each(firehose._normalize_options(d, NULL, o))
+             FROM jsonb_each(firehose._normalize_options(d, NULL, o, current_user::regrole))
             WHERE key IN ('buffer_size', 'buffer_interval', 'retry_duration', 'index_rotation',
                           'document_id', 'action', 'endpoint_type', 'ack', 'ack_timeout',
                           'content_encoding', 'site', 'kind', 'region')) AS defaults
@@ -127,7 +127,7 @@ SELECT name, options->>'api_key' AS api_key, options->>'token' AS token,
 SELECT firehose.drop_stream(n) FROM unnest(ARRAY['dd', 'sp', 'os']) n;
 
 -- where each stream's records go (firehose.streams.target), without secrets
-SELECT d, firehose._target(d, firehose._normalize_options(d, NULL, o)) AS target
+SELECT d, firehose._target(d, firehose._normalize_options(d, NULL, o, current_user::regrole)) AS target
   FROM (VALUES ('http', '{"url": "https://hooks.example.com/in"}'::jsonb),
                ('s3', '{"bucket": "logs-1", "region": "eu-west-1", "credentials": "environment"}'),
                ('s3', '{"bucket": "logs-1", "endpoint": "http://127.0.0.1:9000", "path_style": true, "prefix": "app/", "credentials": "environment"}'),

@@ -41,7 +41,7 @@ SELECT stmt, sqlstate_of(stmt)
     ($$SELECT * FROM firehose.deliveries$$),
     ($$SELECT * FROM firehose.failed_records$$),
     ($$SELECT * FROM firehose.stream$$),
-    ($$SELECT firehose._normalize_options('http', NULL, '{"url": "http://127.0.0.1:9/"}')$$)
+    ($$SELECT firehose._normalize_options('http', NULL, '{"url": "http://127.0.0.1:9/"}', NULL)$$)
   ) v(stmt);
 RESET ROLE;
 SELECT count(*) AS streams, min(version) AS version FROM firehose.streams WHERE name IN ('guarded', 'mine');

@@ -57,6 +57,7 @@ int			fh_max_streams = 1024;
 int			fh_naptime_ms = 10000;
 int			fh_deliveries_retention_s = 86400;
 bool		fh_enabled = true;
+char	   *fh_allowed_ca_dirs = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -560,6 +561,11 @@ _PG_init(void)
 							"How long rows of firehose.deliveries are kept.",
 							NULL, &fh_deliveries_retention_s, 86400, 0,
 							INT_MAX, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomStringVariable("firehose.allowed_ca_dirs",
+							   "Directories whose files non-superusers may name as ca_file.",
+							   "A comma-separated list; empty: only superusers set ca_file.",
+							   &fh_allowed_ca_dirs, "", PGC_SUSET, 0,
+							   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("firehose");
 
 	/* pg_upgrade runs the server with binary upgrade: no workers then */

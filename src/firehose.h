@@ -89,6 +89,7 @@ extern int	fh_max_streams;
 extern int	fh_naptime_ms;
 extern int	fh_deliveries_retention_s;
 extern bool fh_enabled;
+extern char *fh_allowed_ca_dirs;
 
 extern FhStreamSlot *fh_stream_slot(Oid dbid, int32 stream_id, bool create);
 extern void fh_stream_slot_release(Oid dbid, int32 stream_id);

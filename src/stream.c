@@ -19,10 +19,18 @@
  */
 #include "firehose.h"
 
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
 #include <curl/curl.h>
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "parser/parse_func.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -34,6 +42,8 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/syscache.h"
+#include "utils/varlena.h"
 
 
 #define KB 1024LL
@@ -475,8 +485,90 @@ fh_config_from_options(Jsonb *o, FhStreamConfig *cfg)
 	cfg->retry_max_ms = fh_jsonb_get_int(o, "retry_max", 120000);
 }
 
+/* ---------- options only some roles may use ---------- */
+
+/*
+ * Is path, once ".." and symbolic links are resolved, a regular file under
+ * one of the directories of firehose.allowed_ca_dirs?
+ */
+static bool
+ca_file_allowed(const char *path)
+{
+	char		resolved[PATH_MAX];
+	char	   *dirs;
+	List	   *list;
+	ListCell   *lc;
+	struct stat st;
+
+	if (fh_allowed_ca_dirs == NULL || fh_allowed_ca_dirs[0] == '\0' ||
+		realpath(path, resolved) == NULL ||
+		stat(resolved, &st) != 0 || !S_ISREG(st.st_mode))
+		return false;
+	dirs = pstrdup(fh_allowed_ca_dirs);
+	if (!SplitDirectoriesString(dirs, ',', &list))
+		return false;
+	foreach(lc, list)
+	{
+		char		dir[PATH_MAX];
+		size_t		len;
+
+		if (realpath((char *) lfirst(lc), dir) == NULL)
+			continue;
+		len = strlen(dir);
+		/* "/" itself ends in a slash; any other directory does not */
+		if (strncmp(resolved, dir, len) == 0 &&
+			(resolved[len] == '/' || (len > 0 && dir[len - 1] == '/')))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * check_option_privileges
+ *		Refuse options that reach beyond the stream to a caller who is not a
+ *		superuser: "credentials": "environment" (the server's own AWS
+ *		identity) and "ca_file" (a file of the server, unless it lies under
+ *		firehose.allowed_ca_dirs).  opts are normalized options, as they will
+ *		be stored: a stream that uses them can only be altered by a role that
+ *		may use them.  prefix names where opts lie ("backup.s3." or "").
+ */
+static void
+check_option_privileges(Jsonb *opts, Oid caller, const char *prefix)
+{
+	char	   *s;
+	JsonbValue *backup;
+
+	if (superuser_arg(caller))
+		return;
+	if (fh_jsonb_get_text(opts, "credentials", &s) && strcmp(s, "environment") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to use option \"%scredentials\": \"environment\"", prefix),
+				 errdetail("They are the database server's own AWS credentials; only a superuser may give them to a stream."),
+				 errhint("Give \"access_key_id\" and \"secret_access_key\" instead.")));
+	if (fh_jsonb_get_text(opts, "ca_file", &s) && !ca_file_allowed(s))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to use option \"%sca_file\": \"%s\"", prefix, s),
+				 errdetail("Only a superuser may name a file of the database server, unless it is a file under one of the directories of firehose.allowed_ca_dirs."),
+				 errhint("Ask a superuser to set firehose.allowed_ca_dirs to the directory of your CA certificates.")));
+	backup = fh_jsonb_get(opts, "backup");
+	if (backup && backup->type == jbvBinary)
+	{
+		JsonbValue *s3 = fh_jsonb_get(JsonbValueToJsonb(backup), "s3");
+
+		if (s3 && s3->type == jbvBinary)
+			check_option_privileges(JsonbValueToJsonb(s3), caller, "backup.s3.");
+	}
+}
+
 /* ---------- SQL-callable helpers ---------- */
 
+/*
+ * _normalize_options(destination, current, changes, caller): the options
+ * to store, checked for the role caller (the one who called create_stream
+ * or alter_stream, see fh_call_with_caller).
+ */
 PG_FUNCTION_INFO_V1(fh_normalize_options_sql);
 Datum
 fh_normalize_options_sql(PG_FUNCTION_ARGS)
@@ -484,8 +576,71 @@ fh_normalize_options_sql(PG_FUNCTION_ARGS)
 	char	   *dest = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Jsonb	   *current = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
 	Jsonb	   *changes = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	Oid			caller = PG_ARGISNULL(3) ? InvalidOid : PG_GETARG_OID(3);
+	Jsonb	   *result = fh_options_normalize(dest, current, changes);
 
-	PG_RETURN_JSONB_P(fh_options_normalize(dest, current, changes));
+	check_option_privileges(result, caller, "");
+	PG_RETURN_JSONB_P(result);
+}
+
+/*
+ * fh_call_with_caller
+ *		The C body of a user-facing function such as firehose.create_stream:
+ *		calls firehose._create_stream with the same arguments and one more,
+ *		the role that called (a regrole).
+ *
+ * The internal function is SECURITY DEFINER, to work on the catalog that
+ * the caller may not touch; inside it, current_user is the extension's
+ * owner and session_user may be anyone (a SECURITY DEFINER function of a
+ * third role may call us), so neither tells who called.  Here, still in
+ * the caller's rights, GetUserId() does.  The internal function is not
+ * executable by PUBLIC, so no one passes a role of their choosing; this
+ * call goes through fmgr, which checks no privilege, as PostgreSQL checked
+ * EXECUTE on this function already.
+ */
+#define FH_CALL_MAX_ARGS 8
+
+PG_FUNCTION_INFO_V1(fh_call_with_caller);
+Datum
+fh_call_with_caller(PG_FUNCTION_ARGS)
+{
+	FmgrInfo   *inner = fcinfo->flinfo->fn_extra;
+	LOCAL_FCINFO(call, FH_CALL_MAX_ARGS);
+	Datum		result;
+
+	if (inner == NULL)
+	{
+		HeapTuple	tup = SearchSysCache1(PROCOID,
+										  ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+		Form_pg_proc proc;
+		Oid			argtypes[FH_CALL_MAX_ARGS];
+		List	   *name;
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+		proc = (Form_pg_proc) GETSTRUCT(tup);
+		if (proc->pronargs >= FH_CALL_MAX_ARGS)
+			elog(ERROR, "too many arguments for fh_call_with_caller");
+		memcpy(argtypes, proc->proargtypes.values, proc->pronargs * sizeof(Oid));
+		argtypes[proc->pronargs] = REGROLEOID;
+		name = list_make2(makeString(get_namespace_name(proc->pronamespace)),
+						  makeString(psprintf("_%s", NameStr(proc->proname))));
+		inner = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(FmgrInfo));
+		fmgr_info_cxt(LookupFuncName(name, proc->pronargs + 1, argtypes, false),
+					  inner, fcinfo->flinfo->fn_mcxt);
+		ReleaseSysCache(tup);
+		fcinfo->flinfo->fn_extra = inner;
+	}
+
+	InitFunctionCallInfoData(*call, inner, fcinfo->nargs + 1,
+							 fcinfo->fncollation, NULL, NULL);
+	for (int i = 0; i < fcinfo->nargs; i++)
+		call->args[i] = fcinfo->args[i];
+	call->args[fcinfo->nargs].value = ObjectIdGetDatum(GetUserId());
+	call->args[fcinfo->nargs].isnull = false;
+	result = FunctionCallInvoke(call);
+	fcinfo->isnull = call->isnull;
+	return result;
 }
 
 /*

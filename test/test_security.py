@@ -5,10 +5,15 @@ gains nothing.  Sections, one per part of the privilege model:
 
 - the sealed worker and the ProcessUtility hook (search_path, operators,
   DROP DATABASE, database slots)
+- egress and secrets: options that reach beyond the stream (the server's AWS
+  identity, its files, the addresses it can reach) are for superusers or an
+  allowlist; a stream's secrets do not leak through its options, its target
+  or the error texts the worker stores
 """
 
 import json
 import os
+import tempfile
 import time
 
 import psycopg2
@@ -218,3 +223,127 @@ def test_drop_database_refused_does_not_stop_the_worker(db, cluster, pg, receive
     flush(db, "s")
     assert worker_pids(pg, db.dbname) == [pid]
     assert r.records() == [b"first"] + [b"during-%d" % i for i in range(20)]
+
+
+# -- egress: options only some roles may use ---------------------------------
+
+@pytest.fixture
+def admin_role(db):
+    """A role that is not a superuser, granted create_stream and alter_stream."""
+    role = "fh_admin_%s" % db.dbname
+    db.execute('DROP ROLE IF EXISTS "%s"' % role)
+    db.execute('CREATE ROLE "%s"' % role)
+    db.execute('GRANT EXECUTE ON FUNCTION firehose.create_stream(text, text, jsonb), '
+               'firehose.alter_stream(text, jsonb) TO "%s"' % role)
+    yield role
+    db.close_all()
+    db.execute('DROP OWNED BY "%s"' % role)
+    db.execute('DROP ROLE "%s"' % role)
+
+
+def sqlstate(db, sql, params=None, role=None):
+    """Run sql (as role, with SET ROLE); None, or the SQLSTATE of its error."""
+    c = db.conn()
+    cur = c.cursor()
+    if role:
+        cur.execute('SET ROLE "%s"' % role)
+    try:
+        cur.execute(sql, params)
+        return None
+    except psycopg2.Error as e:
+        return e.pgcode
+    finally:
+        c.close()
+
+
+def create(name, destination, **opts):
+    return ("SELECT firehose.create_stream(%s, %s, %s::jsonb)",
+            (name, destination, json.dumps(opts)))
+
+
+S3_KEYS = {"access_key_id": "AKIDEXAMPLE", "secret_access_key": "wJalrXUtnFEMI"}
+
+
+def test_environment_credentials_need_a_superuser(db, admin_role):
+    env = {"bucket": "bkt", "credentials": "environment"}
+    os_env = {"endpoint": "http://127.0.0.1:9", "index": "i", "aws_region": "us-east-1",
+              "credentials": "environment"}
+    backup = {"url": "http://127.0.0.1:9/",
+              "backup": {"mode": "failed", "s3": env}}
+    # SET ROLE: session_user stays the superuser, the caller is not one
+    assert sqlstate(db, *create("e1", "s3", **env), role=admin_role) == "42501"
+    assert sqlstate(db, *create("e2", "opensearch", **os_env), role=admin_role) == "42501"
+    assert sqlstate(db, *create("e3", "http", **backup), role=admin_role) == "42501"
+    assert sqlstate(db, *create("e4", "s3", bucket="bkt", **S3_KEYS), role=admin_role) is None
+    assert sqlstate(db, "SELECT firehose.alter_stream('e4', %s::jsonb)",
+                    (json.dumps({"credentials": "environment", "access_key_id": None,
+                                 "secret_access_key": None}),), role=admin_role) == "42501"
+    assert db.one("SELECT count(*) FROM firehose.streams") == 1
+    assert db.one("SELECT options->>'credentials' FROM firehose.streams") == "static"
+    # a superuser may
+    for args in (create("e1", "s3", **env), create("e2", "opensearch", **os_env),
+                 create("e3", "http", **backup)):
+        assert sqlstate(db, *args) is None
+    assert db.one("SELECT count(*) FROM firehose.streams") == 4
+
+
+def test_a_superuser_calling_a_definer_function_lends_it_no_rights(db, admin_role):
+    # a SECURITY DEFINER function of the non-superuser, called by a superuser:
+    # it runs in its owner's rights, create_stream sees that role as caller
+    db.execute("GRANT CREATE ON SCHEMA public TO \"%s\"" % admin_role)
+    c = db.conn()
+    cur = c.cursor()
+    cur.execute('SET ROLE "%s"' % admin_role)
+    cur.execute("CREATE FUNCTION public.trojan() RETURNS void LANGUAGE sql SECURITY DEFINER "
+                "AS $$ SELECT firehose.create_stream('t', 's3', "
+                "'{\"bucket\": \"bkt\", \"credentials\": \"environment\"}') $$")
+    c.close()
+    assert sqlstate(db, "SELECT public.trojan()") == "42501"
+    assert db.one("SELECT count(*) FROM firehose.streams") == 0
+    db.execute("DROP FUNCTION public.trojan()")
+    db.execute("REVOKE CREATE ON SCHEMA public FROM \"%s\"" % admin_role)
+
+
+def test_ca_file_needs_a_superuser_or_the_allowlist(db, admin_role):
+    d = tempfile.mkdtemp(prefix="firehose-ca-")
+    os.chmod(d, 0o755)                     # the server (user postgres) resolves it
+    ca = os.path.join(d, "ca.pem")
+    with open(ca, "w") as f:
+        f.write("not read at create time\n")
+    os.chmod(ca, 0o644)
+    link = os.path.join(d, "passwd.pem")
+    os.symlink("/etc/passwd", link)
+    try:
+        url = {"url": "https://127.0.0.1:9/"}
+        backup = dict(url, backup={"mode": "failed",
+                                   "s3": dict(S3_KEYS, bucket="bkt", ca_file=ca)})
+        for dest, opts in (("http", dict(url, ca_file=ca)),
+                           ("splunk", {"endpoint": "https://127.0.0.1:9", "token": "t",
+                                       "ca_file": ca}),
+                           ("opensearch", {"endpoint": "https://127.0.0.1:9", "index": "i",
+                                           "ca_file": ca}),
+                           ("s3", dict(S3_KEYS, bucket="bkt", ca_file=ca)),
+                           ("datadog", {"api_key": "k", "ca_file": ca}),
+                           ("http", backup)):
+            assert sqlstate(db, *create("c", dest, **opts), role=admin_role) == "42501", dest
+
+        # only a superuser sets the allowlist
+        assert sqlstate(db, "SET firehose.allowed_ca_dirs = %s", (d,), role=admin_role) == "42501"
+        db.execute("ALTER DATABASE \"%s\" SET firehose.allowed_ca_dirs = '%s'" % (db.dbname, d))
+        db.close_all()                     # new sessions read the setting
+        assert sqlstate(db, *create("c", "http", **dict(url, ca_file=ca)),
+                        role=admin_role) is None
+        assert sqlstate(db, *create("b", "http", **backup), role=admin_role) is None
+        # not through a symbolic link or ".." out of the directory
+        for path in (link, os.path.join(d, "..", "..", "etc", "passwd"), "/etc/passwd"):
+            assert sqlstate(db, "SELECT firehose.alter_stream('c', %s::jsonb)",
+                            (json.dumps({"ca_file": path}),), role=admin_role) == "42501", path
+        assert db.one("SELECT options->>'ca_file' FROM firehose.streams "
+                      "WHERE name = 'c'") == ca
+        # a superuser may name any file
+        assert sqlstate(db, "SELECT firehose.alter_stream('c', %s::jsonb)",
+                        (json.dumps({"ca_file": "/etc/passwd"}),)) is None
+    finally:
+        os.unlink(link)
+        os.unlink(ca)
+        os.rmdir(d)

@@ -93,8 +93,11 @@ CREATE SEQUENCE firehose.record_id_seq;
 -- Internal helpers (C)
 -- ---------------------------------------------------------------------
 
-CREATE FUNCTION firehose._normalize_options(destination text, current jsonb, changes jsonb)
-RETURNS jsonb LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'fh_normalize_options_sql';
+-- caller: the role that called create_stream/alter_stream, for the options
+-- only some roles may use (credentials 'environment', ca_file)
+CREATE FUNCTION firehose._normalize_options(destination text, current jsonb, changes jsonb,
+                                            caller regrole)
+RETURNS jsonb LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'fh_normalize_options_sql';
 
 CREATE FUNCTION firehose._redact_options(destination text, options jsonb)
 RETURNS jsonb LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'fh_redact_options_sql';
@@ -175,7 +178,16 @@ BEGIN
 END
 $$;
 
+-- A user-facing function that must know its caller is C (fh_call_with_caller),
+-- running in the caller's rights: it calls the SECURITY DEFINER function of
+-- the same name with an underscore, passing the calling role last.  Inside
+-- that one current_user is the extension's owner, and session_user need not
+-- be the caller; the underscore functions are executable by no one else.
 CREATE FUNCTION firehose.create_stream(name text, destination text, options jsonb DEFAULT '{}')
+RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'fh_call_with_caller';
+
+CREATE FUNCTION firehose._create_stream(name text, destination text, options jsonb,
+                                        caller regrole)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     opts jsonb;
@@ -191,12 +203,12 @@ BEGIN
                   DETAIL = 'A stream name has 1 to 64 characters.',
                   HINT = 'Use letters, digits, underscore, hyphen and period only ([A-Za-z0-9_.-]).';
     END IF;
-    IF EXISTS (SELECT 1 FROM firehose.stream s WHERE s.name = create_stream.name) THEN
+    IF EXISTS (SELECT 1 FROM firehose.stream s WHERE s.name = _create_stream.name) THEN
         RAISE EXCEPTION 'stream "%" already exists', name
             USING ERRCODE = 'duplicate_object',
                   HINT = 'Change it with firehose.alter_stream(), or drop it first.';
     END IF;
-    opts := firehose._normalize_options(destination, NULL, coalesce(options, '{}'));
+    opts := firehose._normalize_options(destination, NULL, coalesce(options, '{}'), caller);
 
     INSERT INTO firehose.stream (name, destination, options)
     VALUES (name, destination, opts) RETURNING id INTO sid;
@@ -214,14 +226,17 @@ END
 $$;
 
 CREATE FUNCTION firehose.alter_stream(name text, options jsonb)
+RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'fh_call_with_caller';
+
+CREATE FUNCTION firehose._alter_stream(name text, options jsonb, caller regrole)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s firehose.stream;
     opts jsonb;
 BEGIN
     SELECT * INTO s FROM firehose.stream st
-     WHERE st.id = firehose._stream_id(alter_stream.name) FOR UPDATE;
-    opts := firehose._normalize_options(s.destination, s.options, coalesce(options, '{}'));
+     WHERE st.id = firehose._stream_id(_alter_stream.name) FOR UPDATE;
+    opts := firehose._normalize_options(s.destination, s.options, coalesce(options, '{}'), caller);
     IF (opts->>'durable')::boolean IS DISTINCT FROM (s.options->>'durable')::boolean THEN
         FOR k IN 0..2 LOOP
             EXECUTE format('ALTER TABLE firehose.%I SET %s', 'stage_' || s.id || '_' || k,
