@@ -36,6 +36,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/inval.h"
@@ -759,13 +760,20 @@ fh_forget_slot_sql(PG_FUNCTION_ARGS)
 
 /*
  * _slot_status(stream_id): the shared counters of one stream.
+ *
+ * firehose.stream_status calls it, and a view's functions run with the
+ * rights of the role querying the view, so it is executable by PUBLIC.  It
+ * therefore answers only roles that may read that view: to others it would
+ * show what the view hides from them.
  */
 PG_FUNCTION_INFO_V1(fh_slot_status_sql);
 Datum
 fh_slot_status_sql(PG_FUNCTION_ARGS)
 {
 	int32		stream_id = PG_GETARG_INT32(0);
-	FhStreamSlot *slot = fh_shared ? fh_stream_slot(MyDatabaseId, stream_id, false) : NULL;
+	Oid			view = get_relname_relid("stream_status",
+										 get_namespace_oid(FH_SCHEMA, false));
+	FhStreamSlot *slot;
 	TupleDesc	tupdesc;
 	Datum		values[6];
 	bool		nulls[6] = {false};
@@ -777,9 +785,17 @@ fh_slot_status_sql(PG_FUNCTION_ARGS)
 				done_b = 0,
 				oldest = 0;
 
+	if (!OidIsValid(view) ||
+		pg_class_aclcheck(view, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function _slot_status"),
+				 errdetail("It shows what firehose.stream_status shows, to roles that may read that view."),
+				 errhint("Grant SELECT on firehose.stream_status, and query the view.")));
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
+	slot = fh_shared ? fh_stream_slot(MyDatabaseId, stream_id, false) : NULL;
 	if (slot)
 	{
 		/* read in this order so that no difference goes negative */

@@ -9,17 +9,23 @@ gains nothing.  Sections, one per part of the privilege model:
   identity, its files, the addresses it can reach) are for superusers or an
   allowlist; a stream's secrets do not leak through its options, its target
   or the error texts the worker stores
+- view grants and pg_dump: a monitor's SELECT * on every view, PUBLIC's
+  functions, a dump and restore that go on delivering
 """
 
 import json
 import os
+import subprocess
 import tempfile
 import time
 
 import psycopg2
 import pytest
 
+from conftest import Database, _drop_database
 from helpers import FAST, failed, flush, make_stream, one_worker, put_texts, worker_pids
+
+import pgcluster
 
 
 def connect_as(cluster, role, dbname):
@@ -347,3 +353,231 @@ def test_ca_file_needs_a_superuser_or_the_allowlist(db, admin_role):
         os.unlink(link)
         os.unlink(ca)
         os.rmdir(d)
+
+
+# -- view grants and pg_dump (issue 8, section 6) -----------------------------------
+
+# firehose's own tables a monitor may be granted besides the views
+MONITOR_TABLES = ("deliveries", "failed_records")
+
+
+def role_name(what):
+    return "fh_%s_%d" % (what, os.getpid())
+
+
+def drop_role(db, role):
+    """DROP OWNED in the test's database (grants), then the role."""
+    db.execute("DROP OWNED BY %s" % role)
+    db.execute("DROP ROLE %s" % role)
+
+
+def as_role(db, role, sql):
+    """Rows of sql run by role (SET ROLE in a connection of its own)."""
+    c = db.conn()
+    try:
+        with c.cursor() as cur:
+            cur.execute("SET ROLE %s" % role)
+            cur.execute(sql)
+            return cur.fetchall()
+    finally:
+        c.close()
+
+
+def run_pg(binary, *args):
+    """Run a PostgreSQL client program of the cluster's installation."""
+    r = subprocess.run([os.path.join(pgcluster.PGBIN, binary)] + list(args),
+                       capture_output=True, text=True, timeout=300,
+                       env={k: v for k, v in os.environ.items() if not k.startswith("PG")})
+    assert r.returncode == 0, "%s failed (exit %d):\n%s%s" % (binary, r.returncode,
+                                                              r.stdout, r.stderr)
+    return r
+
+
+def dead_stream(db, name, texts=("lost",)):
+    """A stream to a port nobody listens on, without retries, and its records
+    in failed_records."""
+    make_stream(db, name, "http://127.0.0.1:%d/" % pgcluster.free_port(), retry_duration=0)
+    put_texts(db, name, texts)
+    flush(db, name)
+    assert db.one("SELECT count(*) FROM firehose.failed_records WHERE stream = %s",
+                  (name,)) == len(texts)
+
+
+def conn_args(cluster, dbname):
+    return ["-h", cluster.host, "-p", str(cluster.port), "-U", cluster.user, "-d", dbname]
+
+
+@pytest.fixture
+def restored(cluster):
+    """Factory: restored(db, fmt='c') dumps db with pg_dump and restores it into
+    a new database of the same cluster (pg_restore for the custom format,
+    psql for a plain one, stopping at the first error); a Database."""
+    made = []
+    tmp = tempfile.mkdtemp(prefix="firehose-dump-")
+
+    def restore(db, fmt="c"):
+        name = "%s_restored%d" % (db.dbname, len(made))
+        path = os.path.join(tmp, "dump.%d" % len(made))
+        run_pg("pg_dump", *conn_args(cluster, db.dbname), "-F", fmt, "-f", path)
+        _drop_database(cluster, name)
+        cluster.psql('CREATE DATABASE "%s"' % name)
+        target = Database(cluster, name)
+        made.append(target)
+        if fmt == "c":
+            run_pg("pg_restore", *conn_args(cluster, name), "--exit-on-error", path)
+        else:
+            run_pg("psql", *conn_args(cluster, name), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                   "-f", path)
+        return target
+
+    yield restore
+    for d in made:
+        d.close_all()
+        _drop_database(cluster, d.dbname)
+    for f in os.listdir(tmp):
+        os.unlink(os.path.join(tmp, f))
+    os.rmdir(tmp)
+
+
+class TestViewGrants:
+    def test_monitor_selects_star_from_every_view(self, db, receiver):
+        """A role granted SELECT on the views (every view of schema firehose,
+        found in pg_views) and on deliveries/failed_records reads them all,
+        secrets redacted, without any other grant."""
+        r = receiver(access_key="view-secret")
+        make_stream(db, "watched", r.url, access_key="view-secret",
+                    headers={"Authorization": "Bearer hdr-secret"})
+        put_texts(db, "watched", ["a", "b"])
+        flush(db, "watched")
+        dead_stream(db, "refused")
+        views = [v for (v,) in db.q("SELECT viewname FROM pg_views "
+                                    "WHERE schemaname = 'firehose' ORDER BY viewname")]
+        assert {"streams", "stream_status"} <= set(views)
+        monitor = role_name("monitor")
+        db.execute("CREATE ROLE %s" % monitor)
+        try:
+            for rel in views + list(MONITOR_TABLES):
+                db.execute("GRANT SELECT ON firehose.%s TO %s" % (rel, monitor))
+            for rel in views + list(MONITOR_TABLES):
+                rows = as_role(db, monitor, "SELECT * FROM firehose.%s" % rel)
+                assert rows, "monitor read no row of firehose.%s" % rel
+                text = repr(rows)
+                assert "view-secret" not in text and "hdr-secret" not in text, rel
+            (opts, target) = as_role(db, monitor, "SELECT options, target FROM firehose.streams "
+                                                  "WHERE name = 'watched'")[0]
+            assert opts["access_key"] == "********"
+            assert opts["headers"] == {"Authorization": "********"}
+            assert target == r.url
+            (delivered,) = as_role(db, monitor, "SELECT delivered_records FROM "
+                                                "firehose.stream_status WHERE stream = 'watched'")[0]
+            assert delivered == 2
+        finally:
+            drop_role(db, monitor)
+
+    def test_public_executes_no_internal_function_but_slot_status(self, db):
+        """PUBLIC may execute only _slot_status (stream_status needs it), and
+        that answers only roles that may read stream_status."""
+        public = db.q("""
+            SELECT p.oid::regprocedure::text
+              FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+             WHERE p.pronamespace = 'firehose'::regnamespace
+               AND a.grantee = 0 AND a.privilege_type = 'EXECUTE'
+             ORDER BY 1""")
+        assert [f for (f,) in public] == ["firehose._slot_status(integer)"]
+        # nor any table, view or sequence
+        assert db.q("""
+            SELECT c.relname, a.privilege_type
+              FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault(
+                       (CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::"char", c.relowner))) a
+             WHERE c.relnamespace = 'firehose'::regnamespace AND a.grantee = 0""") == []
+
+        db.execute("SELECT firehose.create_stream('hidden', 'http', %s::jsonb)",
+                   (json.dumps(dict(FAST, url="http://127.0.0.1:9/", buffer_interval="1 day")),))
+        put_texts(db, "hidden", ["x"])
+        sid = db.one("SELECT id FROM firehose.stream WHERE name = 'hidden'")
+        nobody = role_name("nobody")
+        monitor = role_name("statmon")
+        db.execute("CREATE ROLE %s" % nobody)
+        db.execute("CREATE ROLE %s" % monitor)
+        try:
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege) as e:
+                as_role(db, nobody, "SELECT * FROM firehose._slot_status(%d)" % sid)
+            assert "_slot_status" in str(e.value)
+            db.execute("GRANT SELECT ON firehose.stream_status TO %s" % monitor)
+            assert as_role(db, monitor, "SELECT buffered_records + in_flight_records "
+                                        "FROM firehose._slot_status(%d)" % sid) == [(1,)]
+        finally:
+            db.execute("DROP ROLE %s" % nobody)
+            drop_role(db, monitor)
+
+
+class TestDump:
+    def test_dump_restore_round_trip_delivers(self, db, receiver, restored):
+        """pg_dump, then pg_restore into a new database: streams with their
+        options (secrets included), stats, failed records and the sequences
+        come back, each staging table once; the restored database delivers
+        the records buffered at dump time and new ones, with the restored
+        access key, and redrives the restored failed records."""
+        r = receiver(access_key="dump-secret")
+        make_stream(db, "kept", r.url, access_key="dump-secret",
+                    headers={"X-Token": "hdr-secret"})
+        put_texts(db, "kept", ["d1", "d2", "d3"])
+        flush(db, "kept")
+        r.wait_records(3)
+        # records the restored database has to deliver: buffered at dump time
+        db.execute("SELECT firehose.pause('kept')")
+        put_texts(db, "kept", ["b1", "b2"])
+        dead_stream(db, "dead", ["f1", "f2"])
+
+        stream_sql = ("SELECT id, name, destination, options, status, version "
+                      "FROM firehose.stream ORDER BY id")
+        failed_sql = ("SELECT id, stream, record_id, data, error_code "
+                      "FROM firehose.failed_records ORDER BY id")
+        stats_sql = "SELECT * FROM firehose.stream_stats ORDER BY stream_id"
+        seq_sql = ("SELECT sequencename, last_value FROM pg_sequences "
+                   "WHERE schemaname = 'firehose' ORDER BY 1")
+        stage_sql = ("SELECT count(*) FROM pg_class WHERE relnamespace = 'firehose'::regnamespace "
+                     "AND relname LIKE 'stage\\_%'")
+        before = [db.q(q) for q in (stream_sql, failed_sql, stats_sql, seq_sql, stage_sql)]
+        assert len(db.q(failed_sql)) == 2
+
+        new = restored(db)
+        after = [new.q(q) for q in (stream_sql, failed_sql, stats_sql, seq_sql, stage_sql)]
+        assert after[0] == before[0], "streams and options (secrets included)"
+        assert after[0][0][3]["access_key"] == "dump-secret"
+        assert after[1] == before[1], "failed records"
+        assert after[2] == before[2], "stream_stats"
+        assert after[3] == before[3], "sequences"
+        assert after[4] == before[4] == [(6,)], "three staging tables per stream, once"
+
+        # the source stays paused: what arrives now comes from the restored one
+        new.execute("SELECT firehose.resume('kept')")
+        put_texts(new, "kept", ["after"])
+        flush(new, "kept")
+        r.wait_records(6)
+        got = sorted(r.records())
+        assert got == sorted([b"d1", b"d2", b"d3", b"b1", b"b2", b"after"]), got
+        new.wait_for("SELECT delivered_records FROM firehose.stream_status "
+                     "WHERE stream = 'kept'", 6)
+
+        new.execute("SELECT firehose.alter_stream('dead', %s::jsonb)",
+                    (json.dumps({"url": r.url, "access_key": "dump-secret"}),))
+        assert new.one("SELECT firehose.redrive('dead')") == 2
+        flush(new, "dead")
+        r.wait_records(8)
+        assert sorted(r.records())[-2:] == [b"f1", b"f2"]
+
+    def test_restored_consumed_snapshot_hides_no_new_record(self, db, receiver, restored):
+        """A dump whose consumed snapshot is ahead of the restoring cluster's
+        transactions (a dump of a busier cluster, forged here) would hide the
+        records put after the restore; the restore resets it."""
+        r = receiver()
+        make_stream(db, "ahead", r.url)
+        ahead = db.one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint") + 10 ** 7
+        db.execute("UPDATE firehose.stream SET consumed = %s::pg_snapshot WHERE name = 'ahead'",
+                   ("%d:%d:" % (ahead, ahead),))
+        new = restored(db, fmt="p")
+        put_texts(new, "ahead", ["new"])
+        flush(new, "ahead")
+        r.wait_records(1, timeout=30)
+        assert r.records() == [b"new"]

@@ -360,11 +360,22 @@ $$;
 CREATE FUNCTION firehose._target(destination text, options jsonb)
 RETURNS text LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'fh_target_sql';
 
+-- What firehose.streams shows is kept with each row, computed when the row
+-- is written.  The functions a view calls run with the rights of the role
+-- querying it, so computing these in the view would need them executable by
+-- PUBLIC, where any role could call them on options of its own: they expect
+-- options that create_stream validated (garbage crashes _target).
+ALTER TABLE firehose.stream
+    ADD COLUMN shown_options jsonb
+        GENERATED ALWAYS AS (firehose._redact_options(destination, options)) STORED,
+    ADD COLUMN target text
+        GENERATED ALWAYS AS (firehose._target(destination, options)) STORED;
+
 CREATE VIEW firehose.streams AS
 SELECT s.name, s.destination, s.status, s.version,
-       firehose._redact_options(s.destination, s.options) AS options,
+       s.shown_options AS options,
        s.created_at, s.updated_at,
-       firehose._target(s.destination, s.options) AS target
+       s.target
   FROM firehose.stream s;
 
 CREATE VIEW firehose.stream_status AS
