@@ -570,14 +570,18 @@ class TestDump:
     def test_restored_consumed_snapshot_hides_no_new_record(self, db, receiver, restored):
         """A dump whose consumed snapshot is ahead of the restoring cluster's
         transactions (a dump of a busier cluster, forged here) would hide the
-        records put after the restore; the restore resets it."""
+        records put after the restore and before the restored worker's first
+        batch (here: while the stream is paused), and then count them as
+        delivered; the restore resets it."""
         r = receiver()
         make_stream(db, "ahead", r.url)
+        db.execute("SELECT firehose.pause('ahead')")
         ahead = db.one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint") + 10 ** 7
         db.execute("UPDATE firehose.stream SET consumed = %s::pg_snapshot WHERE name = 'ahead'",
                    ("%d:%d:" % (ahead, ahead),))
         new = restored(db, fmt="p")
         put_texts(new, "ahead", ["new"])
+        new.execute("SELECT firehose.resume('ahead')")
         flush(new, "ahead")
         r.wait_records(1, timeout=30)
         assert r.records() == [b"new"]
