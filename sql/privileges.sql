@@ -41,9 +41,20 @@ SELECT stmt, sqlstate_of(stmt)
     ($$SELECT * FROM firehose.deliveries$$),
     ($$SELECT * FROM firehose.failed_records$$),
     ($$SELECT * FROM firehose.stream$$),
-    ($$SELECT firehose._normalize_options('http', NULL, '{"url": "http://127.0.0.1:9/"}', NULL)$$)
+    ($$SELECT firehose._normalize_options('http', NULL, '{"url": "http://127.0.0.1:9/"}', NULL)$$),
+    ($$SELECT firehose._target('opensearch', '{}')$$),
+    ($$SELECT firehose._redact_options('http', '{}')$$),
+    ($$SELECT * FROM firehose._slot_status(1)$$),
+    ($$SELECT firehose._forget_slot(1)$$),
+    ($$SELECT firehose._stream_changed()$$)
   ) v(stmt);
 RESET ROLE;
+-- PUBLIC may execute _slot_status alone (firehose.stream_status calls it)
+SELECT p.oid::regprocedure AS executable_by_public
+  FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+ WHERE p.pronamespace = 'firehose'::regnamespace
+   AND a.grantee = 0 AND a.privilege_type = 'EXECUTE'
+ ORDER BY 1;
 SELECT count(*) AS streams, min(version) AS version FROM firehose.streams WHERE name IN ('guarded', 'mine');
 SELECT buffered_records + in_flight_records AS pending_records
   FROM firehose.stream_status WHERE stream = 'guarded';
@@ -72,6 +83,11 @@ SELECT name, status, version, options->>'access_key' AS access_key, options->>'u
   FROM firehose.streams WHERE name = 'guarded';
 SELECT stream, status, buffered_records + in_flight_records AS pending_records
   FROM firehose.stream_status WHERE stream = 'guarded';
+-- every column
+SELECT name, target, options->>'access_key' AS access_key, created_at IS NOT NULL AS created
+  FROM (SELECT * FROM firehose.streams) s WHERE name = 'guarded';
+SELECT stream, worker_running IS NOT NULL AS has_worker_running
+  FROM (SELECT * FROM firehose.stream_status) s WHERE stream = 'guarded';
 SELECT options FROM firehose.stream;
 SELECT firehose.put('guarded', 'x'::text);
 RESET ROLE;
