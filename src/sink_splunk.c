@@ -52,6 +52,7 @@ static const FhOptionDef splunk_options[] = {
 	{"ack", FH_OPT_BOOL, 0, 0, "false"},
 	{"ack_timeout", FH_OPT_SECONDS, 180, 600, "180"},
 	{"ack_poll_interval", FH_OPT_MS, 10, 60000, "1000"},
+	{"ack_wait_limit", FH_OPT_SECONDS, 1, 172800, NULL},
 	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"},
 	{"ca_file", FH_OPT_STRING, 0, 4096, NULL},
 	{"backup", FH_OPT_BACKUP, 0, 0, NULL},
@@ -72,6 +73,7 @@ typedef struct SplunkConfig
 	bool		ack;
 	int64		ack_timeout_ms;
 	int64		ack_poll_ms;
+	int64		ack_wait_limit_ms;	/* all ack waits of a part, together */
 	bool		tls_verify;
 	char	   *ca_file;
 } SplunkConfig;
@@ -82,6 +84,7 @@ typedef struct SplunkState
 	bool		unacked;		/* the last data sent was never acknowledged */
 	int64		ack_id;
 	TimestampTz sent_at;		/* when the data was accepted */
+	int64		acks_waited_ms; /* ack waits of the earlier sends, together */
 } SplunkState;
 
 static void
@@ -150,6 +153,15 @@ splunk_configure(Jsonb *o, const char *stream, int32 version)
 	c->ack = fh_jsonb_get_bool(o, "ack", false);
 	c->ack_timeout_ms = fh_jsonb_get_int(o, "ack_timeout", 180) * 1000;
 	c->ack_poll_ms = fh_jsonb_get_int(o, "ack_poll_interval", 1000);
+
+	/*
+	 * Ack waits are left out of retry_duration; without a bound of their
+	 * own, an endpoint that never acknowledges would hold a part (and the
+	 * stream behind it) forever.
+	 */
+	c->ack_wait_limit_ms = fh_jsonb_get_int(o, "ack_wait_limit",
+											fh_jsonb_get_int(o, "retry_duration", 3600) +
+											c->ack_timeout_ms / 1000) * 1000;
 	c->tls_verify = fh_jsonb_get_bool(o, "tls_verify", true);
 	fh_jsonb_get_text(o, "ca_file", &c->ca_file);
 
@@ -387,6 +399,7 @@ splunk_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
 	char	   *text;
 	Jsonb	   *j;
 	TimestampTz now = GetCurrentTimestamp();
+	int64		waited;
 
 	v->error_code = NULL;
 	v->error_message = NULL;
@@ -420,13 +433,24 @@ splunk_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
 			v->outcome = FH_OUTCOME_OK;
 			return;
 		}
-		if (TimestampDifferenceMilliseconds(st->sent_at, now) >= c->ack_timeout_ms)
+		waited = TimestampDifferenceMilliseconds(st->sent_at, now);
+		if (st->acks_waited_ms + waited >= c->ack_wait_limit_ms)
+		{
+			v->outcome = FH_OUTCOME_FAIL;
+			v->error_code = "Splunk.AckTimeout";
+			v->error_message = psprintf("No indexer acknowledgement for ackId " INT64_FORMAT " after waiting %d seconds in all (ack_wait_limit); Splunk may have indexed the data all the same.",
+										st->ack_id,
+										(int) ((st->acks_waited_ms + waited) / 1000));
+			return;
+		}
+		if (waited >= c->ack_timeout_ms)
 		{
 			/* send the data again: it may be indexed twice */
 			st->polling = false;
 			st->unacked = true;
+			st->acks_waited_ms += waited;
 			v->outcome = FH_OUTCOME_RETRY;
-			v->waited_ms = TimestampDifferenceMilliseconds(st->sent_at, now);
+			v->waited_ms = waited;
 			v->error_code = "Splunk.AckTimeout";
 			v->error_message = psprintf("No indexer acknowledgement for ackId " INT64_FORMAT " within %d seconds; Splunk may have indexed the data all the same, so a retry may index it twice.",
 										st->ack_id, (int) (c->ack_timeout_ms / 1000));
