@@ -451,41 +451,54 @@ said(FhResponse *resp)
 					Min(resp->body.len, ERROR_BODY_MAX), resp->body.data ? resp->body.data : "");
 }
 
-static char *
-json_text(JsonbContainer *obj, const char *key)
-{
-	JsonbValue *v = getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
-
-	if (v == NULL)
-		return NULL;
-	if (v->type == jbvString)
-		return pnstrdup(v->val.string.val, v->val.string.len);
-	if (v->type == jbvBinary)
-		return JsonbToCString(NULL, v->val.binary.data, -1);
-	return NULL;
-}
-
 /*
- * The quick look at a bulk answer: its top-level "errors" and how many
- * "items" it has, read by PostgreSQL's JSON parser without building jsonb
- * (which costs ten times as much on a 10,000-item answer).
+ * A bulk answer, read by PostgreSQL's JSON parser without building jsonb:
+ * jsonb of a large answer costs ten times its size, and an answer can be
+ * hundreds of MiB (a reason per failed item).  Kept: the top-level
+ * "errors", and for each element of the top-level "items" array
+ * ({"<action>": {"status": .., "error": {"type": .., "reason": ..}}}) its
+ * status and error, each text cut at ITEM_TEXT_MAX bytes.
  */
+#define ITEM_TEXT_MAX		1024
+
 typedef enum BulkField
 {
 	BULK_OTHER,
 	BULK_ERRORS,
-	BULK_ITEMS
+	BULK_ITEMS,
+	BULK_STATUS,				/* in an item's result */
+	BULK_ERROR,
+	BULK_TYPE,					/* in an item's error object */
+	BULK_REASON
 } BulkField;
+
+typedef struct BulkItem
+{
+	long		status;			/* -1: none */
+	char	   *type;
+	char	   *reason;
+} BulkItem;
 
 typedef struct BulkScan
 {
-	int			depth;			/* of the value being read; 1 = top level's members */
+	int			depth;			/* containers open: 1 = the top-level object */
 	BulkField	field;			/* the top-level member being read */
+	BulkField	result_field;	/* the member of an item's result being read */
+	BulkField	error_field;	/* the member of an item's error being read */
 	bool		in_items;		/* inside the top-level "items" array */
 	bool		items_seen;
 	int			items;
 	int			errors;			/* -1: not seen, 0: false, 1: anything else */
+	BulkItem   *item;			/* the first max_items items */
+	int			max_items;
 } BulkScan;
+
+static BulkItem *
+bulk_current(BulkScan *b)
+{
+	return (b->in_items && b->items >= 1 && b->items <= b->max_items) ?
+		&b->item[b->items - 1] : NULL;
+}
 
 static void
 bulk_object_start(void *state)
@@ -527,39 +540,75 @@ bulk_field_start(void *state, char *fname, bool isnull)
 	if (b->depth == 1)
 		b->field = strcmp(fname, "errors") == 0 ? BULK_ERRORS :
 			strcmp(fname, "items") == 0 ? BULK_ITEMS : BULK_OTHER;
+	else if (b->depth == 4 && b->in_items)
+		b->result_field = strcmp(fname, "status") == 0 ? BULK_STATUS :
+			strcmp(fname, "error") == 0 ? BULK_ERROR : BULK_OTHER;
+	else if (b->depth == 5 && b->in_items && b->result_field == BULK_ERROR)
+		b->error_field = strcmp(fname, "type") == 0 ? BULK_TYPE :
+			strcmp(fname, "reason") == 0 ? BULK_REASON : BULK_OTHER;
+	pfree(fname);
 }
 
 static void
 bulk_element_start(void *state, bool isnull)
 {
 	BulkScan   *b = state;
+	BulkItem   *it;
 
 	if (b->depth == 2 && b->in_items)
+	{
 		b->items++;
+		if ((it = bulk_current(b)) != NULL)
+		{
+			it->status = -1;
+			it->type = it->reason = NULL;
+		}
+		b->result_field = b->error_field = BULK_OTHER;
+	}
 }
 
 static void
 bulk_scalar(void *state, char *token, JsonTokenType tokentype)
 {
 	BulkScan   *b = state;
+	BulkItem   *it = bulk_current(b);
 
 	if (b->depth == 1 && b->field == BULK_ERRORS)
 		b->errors = tokentype == JSON_TOKEN_FALSE ? 0 : 1;
+	else if (it && b->depth == 4 && b->result_field == BULK_STATUS &&
+			 tokentype == JSON_TOKEN_NUMBER)
+		it->status = strtol(token, NULL, 10);
+	else if (it && b->depth == 4 && b->result_field == BULK_ERROR &&
+			 tokentype == JSON_TOKEN_STRING)
+		it->reason = pnstrdup(token, ITEM_TEXT_MAX);
+	else if (it && b->depth == 5 && b->result_field == BULK_ERROR &&
+			 b->error_field != BULK_OTHER)
+	{
+		if (b->error_field == BULK_TYPE)
+			it->type = pnstrdup(token, ITEM_TEXT_MAX);
+		else
+			it->reason = pnstrdup(token, ITEM_TEXT_MAX);
+	}
+	/* the parser's copy of a token: freed at once, answers hold many */
+	if (token)
+		pfree(token);
 }
 
-/* does the answer say, as OpenSearch does when no item failed, that all nsent went in? */
+/*
+ * Read a bulk answer for nsent items into b (its items in
+ * CurrentMemoryContext).  False when it is not a JSON object.
+ */
 static bool
-bulk_all_ok(FhResponse *resp, int nsent)
+bulk_scan(FhResponse *resp, int nsent, BulkScan *b)
 {
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "firehose bulk answer",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	BulkScan	b = {0, BULK_OTHER, false, false, 0, -1};
 	JsonSemAction sem = {0};
 	JsonLexContext *lex;
-	bool		ok;
 
-	sem.semstate = &b;
+	memset(b, 0, sizeof(*b));
+	b->errors = -1;
+	b->max_items = nsent;
+	b->item = palloc0(sizeof(BulkItem) * Max(nsent, 1));
+	sem.semstate = b;
 	sem.object_start = bulk_object_start;
 	sem.object_end = bulk_object_end;
 	sem.array_start = bulk_array_start;
@@ -568,122 +617,90 @@ bulk_all_ok(FhResponse *resp, int nsent)
 	sem.array_element_start = bulk_element_start;
 	sem.scalar = bulk_scalar;
 	lex = makeJsonLexContextCstringLen(resp->body.data, resp->body.len, PG_UTF8, true);
-	ok = resp->body.len > 0 && resp->body.data[0] == '{' &&
-		pg_parse_json(lex, &sem) == JSON_SUCCESS &&
-		b.errors == 0 && b.items_seen && b.items == nsent;
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
-	return ok;
+	return resp->body.len > 0 && resp->body.data[0] == '{' &&
+		pg_parse_json(lex, &sem) == JSON_SUCCESS;
 }
 
 /* the items of a 2xx bulk answer: per record outcomes; verdict for the rest */
 static void
 judge_items(FhPart *part, OsState *st, FhResponse *resp, FhVerdict *v)
 {
-	Jsonb	   *j;
-	JsonbValue *items;
-	JsonbIterator *it;
-	JsonbValue	item;
-	JsonbIteratorToken tok;
-	int			n = 0;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "firehose bulk answer",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	BulkScan	b;
+	bool		parsed = bulk_scan(resp, st->nsent, &b);
 	int			pending = 0;
 	const char *first_code = NULL;
 	char	   *first_message = NULL;
 
-	if (bulk_all_ok(resp, st->nsent))
-	{
-		for (int k = 0; k < st->nsent; k++)
-			fh_part_deliver_record(part, st->sent[k]);
-		v->outcome = FH_OUTCOME_OK;
-		return;
-	}
-	j = fh_json_answer(resp);
-	if (j == NULL)
+	/* verdicts outlive the answer: they are made in the part's context */
+	MemoryContextSwitchTo(old);
+	if (!parsed)
 	{
 		v->outcome = FH_OUTCOME_RETRY;
 		v->error_code = "OpenSearch.InvalidResponse";
 		v->error_message = psprintf("The _bulk answer is not JSON. %s", said(resp));
-		return;
 	}
-	items = fh_jsonb_get(j, "items");
-	if (items == NULL || items->type != jbvBinary || !JsonContainerIsArray(items->val.binary.data) ||
-		JsonContainerSize(items->val.binary.data) != (uint32) st->nsent)
+	else if (!b.items_seen || b.items != st->nsent)
 	{
 		v->outcome = FH_OUTCOME_RETRY;
 		v->error_code = "OpenSearch.InvalidResponse";
 		v->error_message = psprintf("The _bulk answer has no \"items\" for the %d documents sent. %s",
 									st->nsent, said(resp));
-		return;
 	}
-
-	it = JsonbIteratorInit(items->val.binary.data);
-	while ((tok = JsonbIteratorNext(&it, &item, true)) != WJB_DONE)
+	else if (b.errors == 0)
 	{
-		int			i;
-		JsonbIterator *it2;
-		JsonbValue	kv;
-		JsonbValue	result = {0};
-		JsonbValue *status;
-		long		s;
+		/* as OpenSearch says when no item failed: all went in */
+		for (int k = 0; k < st->nsent; k++)
+			fh_part_deliver_record(part, st->sent[k]);
+		v->outcome = FH_OUTCOME_OK;
+	}
+	else
+	{
+		for (int k = 0; k < st->nsent; k++)
+		{
+			BulkItem   *it = &b.item[k];
+			long		s = it->status;
+			char	   *code;
+			char	   *message;
 
-		if (tok != WJB_ELEM)
-			continue;
-		i = st->sent[n++];
-		/* {"<action>": {...}}: the one value */
-		if (item.type == jbvBinary && JsonContainerIsObject(item.val.binary.data))
-		{
-			it2 = JsonbIteratorInit(item.val.binary.data);
-			while ((tok = JsonbIteratorNext(&it2, &kv, true)) != WJB_DONE)
-				if (tok == WJB_VALUE)
-					result = kv;
-		}
-		if (result.type != jbvBinary ||
-			(status = getKeyJsonValueFromContainer(result.val.binary.data, "status", 6, NULL)) == NULL ||
-			status->type != jbvNumeric)
-		{
-			pending++;			/* cannot tell: send it again */
-			continue;
-		}
-		s = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(status->val.numeric)));
-		if ((s >= 200 && s < 300) || s == 409)
-			fh_part_deliver_record(part, i);
-		else
-		{
-			char	   *type = NULL;
-			char	   *reason = NULL;
-			JsonbValue *err = getKeyJsonValueFromContainer(result.val.binary.data, "error", 5, NULL);
-
-			if (err && err->type == jbvBinary && JsonContainerIsObject(err->val.binary.data))
+			if (s < 0)
 			{
-				type = json_text(err->val.binary.data, "type");
-				reason = json_text(err->val.binary.data, "reason");
+				pending++;		/* cannot tell: send it again */
+				continue;
 			}
-			else if (err)
-				reason = err->type == jbvString ?
-					pnstrdup(err->val.string.val, err->val.string.len) : NULL;
+			if ((s >= 200 && s < 300) || s == 409)
+			{
+				fh_part_deliver_record(part, st->sent[k]);
+				continue;
+			}
+			code = psprintf("OpenSearch.%s", it->type ? it->type : psprintf("HTTP%ld", s));
+			message = psprintf("%ld %s: %s", s, it->type ? it->type : "",
+							   it->reason ? it->reason : "");
 			if (s == 429 || s >= 500)
 			{
 				pending++;
 				if (first_code == NULL)
 				{
-					first_code = psprintf("OpenSearch.%s", type ? type : psprintf("HTTP%ld", s));
-					first_message = psprintf("%ld %s: %s", s, type ? type : "", reason ? reason : "");
+					first_code = code;
+					first_message = message;
 				}
 			}
 			else
-				fh_part_fail_record(part, i, psprintf("OpenSearch.%s", type ? type : psprintf("HTTP%ld", s)),
-							psprintf("%ld %s: %s", s, type ? type : "", reason ? reason : ""));
+				fh_part_fail_record(part, st->sent[k], code, message);
+		}
+		if (pending == 0)
+			v->outcome = FH_OUTCOME_OK;
+		else
+		{
+			v->outcome = FH_OUTCOME_RETRY;
+			v->error_code = first_code ? first_code : "OpenSearch.InvalidResponse";
+			v->error_message = first_message ? first_message :
+				psprintf("%d items of the _bulk answer have no status.", pending);
 		}
 	}
-	if (pending == 0)
-		v->outcome = FH_OUTCOME_OK;
-	else
-	{
-		v->outcome = FH_OUTCOME_RETRY;
-		v->error_code = first_code ? first_code : "OpenSearch.InvalidResponse";
-		v->error_message = first_message ? first_message :
-			psprintf("%d items of the _bulk answer have no status.", pending);
-	}
+	MemoryContextDelete(cxt);
 }
 
 static void
@@ -706,7 +723,7 @@ os_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
 	{
 		v->outcome = FH_OUTCOME_RETRY;
 		v->error_code = "OpenSearch.ResponseTooLarge";
-		v->error_message = psprintf("The answer of status %ld exceeded 256 MiB.", s);
+		v->error_message = psprintf("The answer of status %ld exceeded 256 MiB, or the half of firehose.worker_memory that answers in flight share.", s);
 		return;
 	}
 	if (s >= 200 && s < 300)

@@ -91,7 +91,10 @@ times, then used up; "probability" (+ "seed"): applies at random; "delay"
   {"process_then_drop": true}    index the items, then close without answering
   {"process_then_status": 502}   index the items, then answer that status
   {"malformed": KIND}        200 with a broken answer, nothing indexed: badjson,
-                             html, noitems, fewer_items, more_items, notjson_ct
+                             html, noitems, fewer_items, more_items, notjson_ct,
+                             huge (a well-formed answer with "errors": true, every
+                             item failed 400, padded with a "pad" member to
+                             "size" bytes, 200 MB by default, streamed)
   {"delay": 5}               sleep, then answer normally (the items are indexed
                              even when the client has given up, as a real
                              cluster would)
@@ -154,8 +157,9 @@ INVALID_INDEX_CHARS = set('\\/*?"<>| ,#:')
 
 REQUEST_ACTIONS = ("status", "drop", "process_then_drop", "process_then_status", "malformed")
 REQUEST_RULE_KEYS = set(REQUEST_ACTIONS) | {"count", "probability", "seed", "delay", "reset",
-                                            "type", "reason"}
-MALFORMED_KINDS = ("badjson", "html", "noitems", "fewer_items", "more_items", "notjson_ct")
+                                            "type", "reason", "size"}
+MALFORMED_KINDS = ("badjson", "html", "noitems", "fewer_items", "more_items", "notjson_ct",
+                   "huge")
 ITEM_RULE_KEYS = {"ids", "fraction", "seed", "index", "action", "status", "times", "type",
                   "reason", "field", "field_type"}
 
@@ -492,6 +496,8 @@ class Handler(LoopbackHandler):
             return self.drop(rst=bool(spec.get("reset")))
         if action == "malformed":
             self.note(entry, status=200, outcome="malformed " + spec["malformed"])
+            if spec["malformed"] == "huge":
+                return self.huge_answer(ops, spec.get("size", 200 * 1024 * 1024))
             return self.malformed(spec["malformed"], ops, started)
 
         items = rcv.run_items(ops, entry)
@@ -661,6 +667,31 @@ class Handler(LoopbackHandler):
         etype, reason = defaults.get(code, ("exception", "injected fault: status %d" % code))
         return self.send_body(code, error_body(code, spec.get("type", etype),
                                                spec.get("reason", reason)))
+
+    def huge_answer(self, ops, size):
+        """A bulk answer of size bytes (every item failed 400, then padding),
+        written in 1 MiB pieces so that the receiver never holds it."""
+        items = [{op["action"]: {"_index": op["index"], "_id": op["id"], "status": 400,
+                                 "error": {"type": "mapper_parsing_exception",
+                                           "reason": "failed to parse"}}} for op in ops]
+        head = json.dumps({"took": 1, "errors": True, "items": items})[:-1].encode() + \
+            b', "pad": "'
+        tail = b'"}'
+        pad = max(0, size - len(head) - len(tail))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(head) + pad + len(tail)))
+        self.end_headers()
+        try:
+            self.wfile.write(head)
+            piece = b"x" * (1024 * 1024)
+            while pad > 0:
+                self.wfile.write(piece[:pad])
+                pad -= min(pad, len(piece))
+            self.wfile.write(tail)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def malformed(self, kind, ops, started):
         took = max(1, int((time.monotonic() - started) * 1000))
