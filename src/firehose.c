@@ -56,6 +56,9 @@ FhShared   *fh_shared = NULL;
 int			fh_max_streams = 1024;
 int			fh_naptime_ms = 10000;
 int			fh_deliveries_retention_s = 86400;
+int			fh_failed_records_retention_s = 0;
+int			fh_worker_memory_kb = 256 * 1024;
+int			fh_max_part_records = 1000000;
 bool		fh_enabled = true;
 char	   *fh_allowed_ca_dirs = NULL;
 
@@ -125,6 +128,8 @@ fh_stream_slot_init(FhStreamSlot *s, Oid dbid, int32 stream_id)
 	pg_atomic_init_u64(&s->oldest_inflight, 0);
 	pg_atomic_init_u64(&s->flush_requested, 0);
 	pg_atomic_init_u64(&s->flush_done, 0);
+	pg_atomic_init_u32(&s->blocked_reason, FH_BLOCKED_NONE);
+	pg_atomic_init_u64(&s->blocked_since, 0);
 }
 
 /*
@@ -566,6 +571,22 @@ _PG_init(void)
 							   "A comma-separated list; empty: only superusers set ca_file.",
 							   &fh_allowed_ca_dirs, "", PGC_SUSET, 0,
 							   NULL, NULL, NULL);
+	DefineCustomIntVariable("firehose.failed_records_retention",
+							"How long rows of firehose.failed_records are kept; 0 keeps them until redriven or deleted.",
+							"The default keeps them: they are the only copy of records that could not be delivered.",
+							&fh_failed_records_retention_s, 0, 0,
+							INT_MAX, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("firehose.worker_memory",
+							"Memory a database's worker may give to requests in flight and their answers.",
+							"Parts wait to be read while the parts in flight use it up (one part "
+							"may always be in flight); an answer larger than its share is cut off "
+							"and the request retried.",
+							&fh_worker_memory_kb, 256 * 1024, 8 * 1024,
+							MAX_KILOBYTES, PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("firehose.max_part_records",
+							"Most records one request carries, whatever the destination allows.",
+							NULL, &fh_max_part_records, 1000000, 1, 10000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("firehose");
 
 	/* pg_upgrade runs the server with binary upgrade: no workers then */

@@ -59,7 +59,22 @@ typedef struct FhStreamSlot
 										 * cut but not finished, 0 if none */
 	pg_atomic_uint64 flush_requested;
 	pg_atomic_uint64 flush_done;
+	/* why the worker cannot move the stream on, and since when (0: it can) */
+	pg_atomic_uint32 blocked_reason;	/* FhBlocked */
+	pg_atomic_uint64 blocked_since; /* TimestampTz */
 } FhStreamSlot;
+
+/* what holds a stream up, shown in stream_status.blocked_reason */
+typedef enum FhBlocked
+{
+	FH_BLOCKED_NONE,
+	FH_BLOCKED_ROW_LOCK,		/* a session holds its catalog row */
+	FH_BLOCKED_RETRYING,		/* a request retries; later batches wait */
+	FH_BLOCKED_BATCHES,			/* too many batches wait behind the oldest */
+	FH_BLOCKED_MEMORY			/* firehose.worker_memory is in use */
+} FhBlocked;
+
+extern const char *fh_blocked_text(FhBlocked reason);
 
 typedef struct FhDbSlot
 {
@@ -88,6 +103,9 @@ extern FhShared *fh_shared;
 extern int	fh_max_streams;
 extern int	fh_naptime_ms;
 extern int	fh_deliveries_retention_s;
+extern int	fh_failed_records_retention_s;
+extern int	fh_worker_memory_kb;
+extern int	fh_max_part_records;
 extern bool fh_enabled;
 extern char *fh_allowed_ca_dirs;
 
@@ -226,6 +244,7 @@ extern bool fh_snapshot_visible(const FhSnapshot *snap, uint64 txid);
 extern FhSnapshot *fh_snapshot_current(void);
 extern FhSnapshot *fh_snapshot_copy(const FhSnapshot *snap);
 extern int	fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
+						 int64 max_memory, int record_overhead,
 						 FhRecord **records_out, int64 *bytes_out);
 extern bool fh_stage_has_unannounced(Oid tables[FH_STAGE_TABLES], FhSnapshot *after);
 extern void fh_stage_maintain(int32 stream_id, Oid tables[FH_STAGE_TABLES],
@@ -392,6 +411,7 @@ extern void fh_aws_validate_credentials(Jsonb *o, const char *what);
 extern void fh_transport_init(void);
 extern void fh_transport_start(FhPart *part, FhRequest *req, int64 timeout_ms);
 extern void fh_transport_cancel(FhPart *part);
+extern void fh_transport_release_body(FhPart *part);
 extern int	fh_transport_wait(long timeout_ms, FhPart **done, int max_done);
 extern int	fh_transport_running(void);
 
@@ -409,6 +429,7 @@ struct FhPart
 	FhRecord   *records;
 	int			nrecords;
 	int64		bytes;
+	int64		memory;			/* its share of firehose.worker_memory */
 	char		request_id[40];
 	unsigned char object_id[16];	/* the same for this part's records
 									 * across retries and worker restarts */

@@ -163,7 +163,8 @@ apply_skips(FhBatch *b)
 /*
  * fh_read_part
  *		Read the next records of a batch, at most max_records and, unless the
- *		first record alone is larger, at most max_bytes of data.
+ *		first record alone is larger, at most max_bytes of data and at most
+ *		max_memory of data plus record_overhead per record.
  *
  * The caller is in a transaction with an active snapshot, and in the memory
  * context the records should live in.  Advances the batch's cursor; sets
@@ -172,11 +173,13 @@ apply_skips(FhBatch *b)
  */
 int
 fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
+			 int64 max_memory, int record_overhead,
 			 FhRecord **records_out, int64 *bytes_out)
 {
 	int			n = 0;
 	int			cap = Min(max_records, 1024);
 	int64		bytes = 0;
+	int64		memory = 0;
 	FhRecord   *recs = palloc(sizeof(FhRecord) * cap);
 	bool		full = false;
 
@@ -226,7 +229,8 @@ fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 				continue;
 			}
 			len = toast_raw_datum_size(slot->tts_values[STAGE_DATA]) - VARHDRSZ;
-			if (n > 0 && (n >= max_records || bytes + len > max_bytes))
+			if (n > 0 && (n >= max_records || bytes + len > max_bytes ||
+						  memory + len + record_overhead > max_memory))
 			{
 				full = true;
 				ended = false;
@@ -243,6 +247,7 @@ fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 			recs[n].data = data;
 			n++;
 			bytes += len;
+			memory += len + record_overhead;
 			batch->cursor = slot->tts_tid;
 			batch->cursor_valid = true;
 			if (batch->nskips > 0 && skip_here(batch) >= 0)

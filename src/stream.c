@@ -766,6 +766,26 @@ fh_forget_slot_sql(PG_FUNCTION_ARGS)
  * therefore answers only roles that may read that view: to others it would
  * show what the view hides from them.
  */
+/* the words of stream_status.blocked_reason */
+const char *
+fh_blocked_text(FhBlocked reason)
+{
+	switch (reason)
+	{
+		case FH_BLOCKED_NONE:
+			break;
+		case FH_BLOCKED_ROW_LOCK:
+			return "another session holds a lock on the stream's row of firehose.stream";
+		case FH_BLOCKED_RETRYING:
+			return "a request is being retried; later batches wait for it";
+		case FH_BLOCKED_BATCHES:
+			return "too many batches wait behind the oldest one";
+		case FH_BLOCKED_MEMORY:
+			return "waiting for firehose.worker_memory";
+	}
+	return NULL;
+}
+
 PG_FUNCTION_INFO_V1(fh_slot_status_sql);
 Datum
 fh_slot_status_sql(PG_FUNCTION_ARGS)
@@ -775,8 +795,10 @@ fh_slot_status_sql(PG_FUNCTION_ARGS)
 										 get_namespace_oid(FH_SCHEMA, false));
 	FhStreamSlot *slot;
 	TupleDesc	tupdesc;
-	Datum		values[6];
-	bool		nulls[6] = {false};
+	Datum		values[8];
+	bool		nulls[8] = {false};
+	uint64		blocked_since = 0;
+	FhBlocked	blocked = FH_BLOCKED_NONE;
 	uint64		committed_r = 0,
 				committed_b = 0,
 				cut_r = 0,
@@ -810,6 +832,8 @@ fh_slot_status_sql(PG_FUNCTION_ARGS)
 		oldest = pg_atomic_read_u64(&slot->oldest_inflight);
 		if (oldest == 0)
 			oldest = pg_atomic_read_u64(&slot->first_pending);
+		blocked = (FhBlocked) pg_atomic_read_u32(&slot->blocked_reason);
+		blocked_since = pg_atomic_read_u64(&slot->blocked_since);
 	}
 	values[0] = Int64GetDatum(committed_r > cut_r ? committed_r - cut_r : 0);
 	values[1] = Int64GetDatum(committed_b > cut_b ? committed_b - cut_b : 0);
@@ -824,6 +848,13 @@ fh_slot_status_sql(PG_FUNCTION_ARGS)
 
 		values[5] = BoolGetDatum(db != NULL && db->worker_pid != 0);
 	}
+	if (blocked != FH_BLOCKED_NONE && blocked_since != 0)
+	{
+		values[6] = TimestampTzGetDatum((TimestampTz) blocked_since);
+		values[7] = CStringGetTextDatum(fh_blocked_text(blocked));
+	}
+	else
+		nulls[6] = nulls[7] = true;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

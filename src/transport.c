@@ -74,21 +74,42 @@ timer_cb(CURLM *m, long timeout_ms, void *userp)
 	return 0;
 }
 
+/*
+ * Bytes of answers held by all parts: with the parts' own memory
+ * (worker.c), bounded by firehose.worker_memory, of which answers get half.
+ */
+static int64 response_bytes = 0;
+
 static size_t
 write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	FhPart	   *part = userdata;
 	size_t		n = size * nmemb;
+	int64		budget = (int64) fh_worker_memory_kb * 1024 / 2;
 
 	if (part->response.body.len + n > (part->request.max_response > 0 ?
-									   part->request.max_response : MAX_RESPONSE))
+									   part->request.max_response : MAX_RESPONSE) ||
+		response_bytes + (int64) n > budget)
 	{
 		part->response.body_truncated = true;
 		return n;				/* keep reading, drop the rest */
 	}
 	/* appendBinaryStringInfo can only fail on > 1 GB, ruled out above */
 	appendBinaryStringInfo(&part->response.body, ptr, n);
+	response_bytes += n;
 	return n;
+}
+
+/* free the answer of part's last request (in the part's memory) */
+void
+fh_transport_release_body(FhPart *part)
+{
+	if (part->response.body.data == NULL)
+		return;
+	response_bytes -= part->response.body.len;
+	pfree(part->response.body.data);
+	part->response.body.data = NULL;
+	part->response.body.len = 0;
 }
 
 void
@@ -124,6 +145,7 @@ fh_transport_start(FhPart *part, FhRequest *req, int64 timeout_ms)
 	if (easy == NULL)
 		elog(ERROR, "curl_easy_init failed");
 	errbuf = palloc0(CURL_ERROR_SIZE);
+	fh_transport_release_body(part);
 	memset(&part->response, 0, sizeof(part->response));
 	initStringInfo(&part->response.body);
 	/* no "Expect: 100-continue" round trip for large bodies */

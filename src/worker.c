@@ -91,7 +91,39 @@ typedef struct FhWorkerStream
 	uint64		outstanding_bytes;
 	int			active_parts;	/* parts read and not yet recorded */
 	bool		row_locked;		/* its catalog row, in this transaction */
+
+	/*
+	 * Another session holds the stream's catalog row: since when, and when
+	 * to try again.  The worker never waits for that lock, so that one
+	 * stream's row held in an open transaction stalls only that stream.
+	 */
+	TimestampTz lock_blocked_since;
+	TimestampTz lock_retry_at;
+	TimestampTz memory_wait_since;	/* a part waits for firehose.worker_memory */
+	TimestampTz retrying_since; /* first failure of its oldest retrying part */
 } FhWorkerStream;
+
+/* how often a stream whose catalog row is locked tries again */
+#define LOCK_RETRY_MS		1000
+
+/*
+ * Batches a stream may have open behind its oldest: while that one waits
+ * for a retrying request, later batches are still cut and delivered, but
+ * only this many, so that the staging tables are not rescanned on every cut
+ * and firehose.progress does not grow for as long as the retries last.
+ */
+#define MAX_OPEN_BATCHES(ws)	(2 * (ws)->cfg.max_concurrency + 2)
+
+/*
+ * firehose.worker_memory: half for the parts in flight (their records, and
+ * as much again for the request body they become), half for answers
+ * (transport.c).  parts_memory is what the parts alive have taken.
+ */
+#define RECORD_OVERHEAD		64	/* bytes a record costs besides its data:
+								 * its FhRecord, allocation headers, its
+								 * framing in a request (a delimiter, JSON) */
+#define MIN_PART_MEMORY		(1024 * 1024)	/* no crumbs: wait instead */
+static int64 parts_memory = 0;
 
 static MemoryContext WorkerContext = NULL;
 static List *streams = NIL;
@@ -131,10 +163,45 @@ find_stream(int32 id)
 	return NULL;
 }
 
+/* the bytes of firehose.worker_memory that parts may take */
+static int64
+parts_budget(void)
+{
+	return (int64) fh_worker_memory_kb * 1024 / 2;
+}
+
+/* what a part of n records and bytes of data takes, encoded */
+static int64
+part_memory(int nrecords, int64 bytes)
+{
+	return 2 * (bytes + (int64) RECORD_OVERHEAD * nrecords);
+}
+
+/*
+ * Must the stream's next part wait for parts in flight to give memory back?
+ * Not when no part is alive: one part may always be read, so that a budget
+ * smaller than one part slows delivery down instead of stopping it.  Nor
+ * for a part smaller than MIN_PART_MEMORY: crumbs are worse than waiting.
+ */
+static bool
+memory_waits(FhWorkerStream *ws)
+{
+	int			max_records;
+	int64		max_bytes;
+
+	if (parts_memory == 0)
+		return false;
+	ws->sink->limits(ws->sink_config, &max_records, &max_bytes);
+	return (parts_budget() - parts_memory) / 2 < Min(max_bytes, MIN_PART_MEMORY);
+}
+
+/* forget a part: its memory goes back to firehose.worker_memory */
 static void
 free_part(FhPart *part)
 {
 	fh_transport_cancel(part);
+	fh_transport_release_body(part);
+	parts_memory -= part->memory;
 	MemoryContextDelete(part->cxt);
 }
 
@@ -381,22 +448,54 @@ make_array(Datum *elems, int n, Oid type)
  * Lock the stream's catalog row before writing anything about the stream,
  * so that the worker and drop_stream() or alter_stream() take their locks
  * in one order (the row first) and never deadlock.  False when the stream
- * is gone: a drop committed, and its wake will make us forget it.
+ * is gone (a drop committed, and its wake will make us forget it) or when
+ * another session holds the row: the worker does not wait for it (SKIP
+ * LOCKED), it tries again after LOCK_RETRY_MS and serves the other streams
+ * meanwhile; stream_status shows the stream as blocked.
  */
 static bool
 lock_stream_row(FhWorkerStream *ws)
 {
 	Oid			types[1] = {INT4OID};
 	Datum		vals[1] = {Int32GetDatum(ws->id)};
+	TimestampTz now;
 
 	if (ws->row_locked)
 		return true;
 	if (SPI_execute_with_args("SELECT 1 FROM firehose.stream WHERE id OPERATOR(pg_catalog.=) $1 "
-							  "FOR NO KEY UPDATE",
+							  "FOR NO KEY UPDATE SKIP LOCKED",
 							  1, types, vals, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock firehose.stream");
 	ws->row_locked = SPI_processed == 1;
-	return ws->row_locked;
+	if (ws->row_locked)
+	{
+		ws->lock_blocked_since = 0;
+		return true;
+	}
+	/* skipped: held by another session, or gone? */
+	if (SPI_execute_with_args("SELECT 1 FROM firehose.stream WHERE id OPERATOR(pg_catalog.=) $1",
+							  1, types, vals, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read firehose.stream");
+	if (SPI_processed == 0)
+		return false;
+	now = GetCurrentTimestamp();
+	if (ws->lock_blocked_since == 0)
+	{
+		ws->lock_blocked_since = now;
+		ereport(LOG,
+				(errmsg("firehose stream \"%s\" waits: another session holds a lock on its row of firehose.stream",
+						ws->name),
+				 errdetail("Outcomes of its requests are recorded once the lock is released; the other streams go on.")));
+	}
+	ws->lock_retry_at = TimestampTzPlusMilliseconds(now, LOCK_RETRY_MS);
+	return false;
+}
+
+/* does the stream wait for another session's lock on its row? */
+static bool
+lock_waiting(FhWorkerStream *ws, TimestampTz now)
+{
+	return ws->lock_blocked_since != 0 && now < ws->lock_retry_at;
 }
 
 /* did record i of part fail (for good)? */
@@ -658,8 +757,11 @@ finish_batches(FhWorkerStream *ws)
 
 		if (!b->all_read || b->parts_done < b->parts_total)
 			break;
+		/* its progress rows go: not without the row (locked: next time) */
+		if ((b->parts_total > 0 || b->nskips > 0) && !lock_stream_row(ws))
+			break;
 		dlist_delete(&b->node);
-		if ((b->parts_total > 0 || b->nskips > 0) && lock_stream_row(ws))
+		if (b->parts_total > 0 || b->nskips > 0)
 		{
 			Oid			types[2] = {INT4OID, PG_SNAPSHOTOID};
 			Datum		vals[2] = {Int32GetDatum(ws->id), PointerGetDatum(b->hi)};
@@ -735,7 +837,7 @@ publish_outcomes(void)
 }
 
 static void
-record_finished_parts(void)
+record_finished_parts(TimestampTz now)
 {
 	dlist_mutable_iter it;
 
@@ -744,13 +846,13 @@ record_finished_parts(void)
 		FhPart	   *part = dlist_container(FhPart, node, it.cur);
 		FhWorkerStream *ws = (FhWorkerStream *) part->stream;
 
-		if (!lock_stream_row(ws))
+		if (lock_waiting(ws, now) || !lock_stream_row(ws))
 			continue;
 		record_part(part);
 		part->batch->parts_done++;
 		ws->active_parts--;
 		dlist_delete(&part->node);
-		MemoryContextDelete(part->cxt);
+		free_part(part);
 		finish_batches(ws);
 		update_oldest_inflight(ws);
 	}
@@ -759,12 +861,26 @@ record_finished_parts(void)
 /* ---------- cutting and reading ---------- */
 
 
+/* batches of the stream not yet complete */
+static int
+open_batches(FhWorkerStream *ws)
+{
+	dlist_iter	it;
+	int			n = 0;
+
+	dlist_foreach(it, &ws->batches)
+		n++;
+	return n;
+}
+
 static bool
 should_cut(FhWorkerStream *ws, TimestampTz now, uint64 flush_req)
 {
 	FhStreamSlot *s = ws->slot;
 	uint64		first = pg_atomic_read_u64(&s->first_pending);
 
+	if (open_batches(ws) >= MAX_OPEN_BATCHES(ws))
+		return false;
 	if (ws->force_cut || flush_req > ws->flush_seen)
 		return true;
 	if (pg_atomic_read_u64(&s->committed_bytes) -
@@ -876,15 +992,28 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 	FhPart	   *part = palloc0(sizeof(FhPart));
 	int			max_records;
 	int64		max_bytes;
+	int64		max_memory;
+	int64		room;
 	FhScanPos	start;
 
 	ws->sink->limits(ws->sink_config, &max_records, &max_bytes);
+	max_records = Min(max_records, fh_max_part_records);
+
+	/*
+	 * The destination's byte limit bounds data and each record's overhead
+	 * together: tens of millions of empty records are no smaller a part
+	 * than their count says.  The memory left of firehose.worker_memory
+	 * bounds them too (the caller checked memory_waits()).
+	 */
+	room = (parts_budget() - parts_memory) / 2;
+	max_memory = Min(max_bytes, Max(room, MIN_PART_MEMORY / 2));
 	max_bytes = Min(max_bytes, part_byte_cap(ws, b));
 	start.table_idx = b->table_idx;
 	start.cursor = b->cursor;
 	start.cursor_valid = b->cursor_valid;
 	PushActiveSnapshot(GetTransactionSnapshot());
-	part->nrecords = fh_read_part(b, max_records, max_bytes, &part->records, &part->bytes);
+	part->nrecords = fh_read_part(b, max_records, max_bytes, max_memory, RECORD_OVERHEAD,
+								  &part->records, &part->bytes);
 	PopActiveSnapshot();
 	MemoryContextSwitchTo(old);
 
@@ -893,6 +1022,8 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 		MemoryContextDelete(pcxt);
 		return false;
 	}
+	part->memory = part_memory(part->nrecords, part->bytes);
+	parts_memory += part->memory;
 	part->cxt = pcxt;
 	part->stream = (struct FhWorkerStream *) ws;
 	part->batch = b;
@@ -970,6 +1101,14 @@ schedule_stream(FhWorkerStream *ws, TimestampTz now)
 	{
 		FhBatch    *b = NULL;
 		dlist_iter	it;
+
+		if (memory_waits(ws))
+		{
+			if (ws->memory_wait_since == 0)
+				ws->memory_wait_since = now;
+			break;
+		}
+		ws->memory_wait_since = 0;
 
 		dlist_foreach(it, &ws->batches)
 		{
@@ -1161,9 +1300,7 @@ handle_response(FhPart *part)
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
-	if (part->response.body.data)
-		pfree(part->response.body.data);
-	part->response.body.data = NULL;
+	fh_transport_release_body(part);
 
 	switch (part->verdict.outcome)
 	{
@@ -1208,6 +1345,61 @@ handle_response(FhPart *part)
 
 /* ---------- the loop ---------- */
 
+/*
+ * Show in each stream's slot what holds it up, if anything, and since
+ * when (stream_status.blocked_reason, blocked_since): the first that
+ * applies of its catalog row locked by another session, a request
+ * retrying (later batches wait for it), too many batches open behind the
+ * oldest, a part waiting for firehose.worker_memory.
+ */
+static void
+publish_blocked(void)
+{
+	ListCell   *lc;
+	dlist_iter	it;
+
+	foreach(lc, streams)
+		((FhWorkerStream *) lfirst(lc))->retrying_since = 0;
+	dlist_foreach(it, &waiting_parts)
+	{
+		FhPart	   *p = dlist_container(FhPart, node, it.cur);
+		FhWorkerStream *ws = (FhWorkerStream *) p->stream;
+
+		if (p->first_failure != 0 &&
+			(ws->retrying_since == 0 || p->first_failure < ws->retrying_since))
+			ws->retrying_since = p->first_failure;
+	}
+	foreach(lc, streams)
+	{
+		FhWorkerStream *ws = lfirst(lc);
+		FhBlocked	reason = FH_BLOCKED_NONE;
+		TimestampTz since = 0;
+
+		if (ws->lock_blocked_since != 0)
+		{
+			reason = FH_BLOCKED_ROW_LOCK;
+			since = ws->lock_blocked_since;
+		}
+		else if (ws->retrying_since != 0)
+		{
+			reason = FH_BLOCKED_RETRYING;
+			since = ws->retrying_since;
+		}
+		else if (open_batches(ws) >= MAX_OPEN_BATCHES(ws))
+		{
+			reason = FH_BLOCKED_BATCHES;
+			since = dlist_head_element(FhBatch, node, &ws->batches)->cut_at;
+		}
+		else if (ws->memory_wait_since != 0)
+		{
+			reason = FH_BLOCKED_MEMORY;
+			since = ws->memory_wait_since;
+		}
+		pg_atomic_write_u64(&ws->slot->blocked_since, (uint64) since);
+		pg_atomic_write_u32(&ws->slot->blocked_reason, (uint32) reason);
+	}
+}
+
 static long
 next_timeout(TimestampTz now)
 {
@@ -1220,9 +1412,12 @@ next_timeout(TimestampTz now)
 		FhWorkerStream *ws = lfirst(lc);
 		uint64		first = pg_atomic_read_u64(&ws->slot->first_pending);
 
-		if (first != 0 && !ws->paused && ws->active_parts < ws->cfg.max_concurrency)
+		if (first != 0 && !ws->paused && ws->active_parts < ws->cfg.max_concurrency &&
+			open_batches(ws) < MAX_OPEN_BATCHES(ws) && !memory_waits(ws))
 			next = Min(next, TimestampTzPlusMilliseconds((TimestampTz) first,
 														 ws->cfg.buffer_interval_ms));
+		if (ws->lock_blocked_since != 0)
+			next = Min(next, ws->lock_retry_at);
 	}
 	dlist_foreach(it, &waiting_parts)
 	{
@@ -1240,17 +1435,26 @@ static bool
 work_pending(TimestampTz now)
 {
 	ListCell   *lc;
+	dlist_iter	it;
 
-	if (!dlist_is_empty(&finished_parts))
-		return true;
+	dlist_foreach(it, &finished_parts)
+	{
+		FhPart	   *p = dlist_container(FhPart, node, it.cur);
+
+		if (!lock_waiting((FhWorkerStream *) p->stream, now))
+			return true;
+	}
 	foreach(lc, streams)
 	{
 		FhWorkerStream *ws = lfirst(lc);
 
 		if (ws->probe)
 			return true;
+		if (ws->lock_blocked_since != 0 && !lock_waiting(ws, now))
+			return true;
 
-		if (ws->paused || !fh_enabled || ws->active_parts >= ws->cfg.max_concurrency)
+		if (ws->paused || !fh_enabled || ws->active_parts >= ws->cfg.max_concurrency ||
+			memory_waits(ws))
 		{
 			if (ws->paused && pg_atomic_read_u64(&ws->slot->flush_requested) > ws->flush_seen)
 				return true;
@@ -1264,6 +1468,23 @@ work_pending(TimestampTz now)
 			return true;
 	}
 	return false;
+}
+
+/*
+ * Retention: delete the rows of table whose column (a timestamptz) is more
+ * than seconds older than now.
+ */
+static void
+delete_older(const char *table, const char *column, int seconds, TimestampTz now)
+{
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		vals[1];
+
+	vals[0] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(now, -(int64) seconds * 1000));
+	if (SPI_execute_with_args(psprintf("DELETE FROM %s WHERE %s OPERATOR(pg_catalog.<) $1",
+									   table, column),
+							  1, types, vals, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from %s", table);
 }
 
 static void
@@ -1281,30 +1502,35 @@ worker_transaction(bool reload, TimestampTz now)
 		((FhWorkerStream *) lfirst(lc))->row_locked = false;
 	if (reload)
 		load_streams();
-	record_finished_parts();
+	/* streams whose row another session held: try again when due */
+	foreach(lc, streams)
+	{
+		FhWorkerStream *ws = lfirst(lc);
+
+		if (ws->lock_blocked_since != 0 && !lock_waiting(ws, now) &&
+			lock_stream_row(ws))
+			finish_batches(ws);
+	}
+	record_finished_parts(now);
 	foreach(lc, streams)
 		schedule_stream(lfirst(lc), now);
 
 	if (now >= next_cleanup)
 	{
 		if (fh_deliveries_retention_s > 0)
-		{
-			Oid			types[1] = {TIMESTAMPTZOID};
-			Datum		vals[1];
-
-			vals[0] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(now,
-																	  -(int64) fh_deliveries_retention_s * 1000));
-			if (SPI_execute_with_args("DELETE FROM firehose.deliveries "
-									  "WHERE finished_at OPERATOR(pg_catalog.<) $1",
-									  1, types, vals, NULL, false, 0) != SPI_OK_DELETE)
-				elog(ERROR, "could not delete from firehose.deliveries");
-		}
-		next_cleanup = TimestampTzPlusMilliseconds(now, 60000);
+			delete_older(FH_SCHEMA ".deliveries", "finished_at",
+						 fh_deliveries_retention_s, now);
+		if (fh_failed_records_retention_s > 0)
+			delete_older(FH_SCHEMA ".failed_records", "failed_at",
+						 fh_failed_records_retention_s, now);
+		/* the safety pass's pace: a short naptime also cleans up promptly */
+		next_cleanup = TimestampTzPlusMilliseconds(now, Min(60000, fh_naptime_ms));
 	}
 
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	publish_blocked();			/* before flush() waiters look */
 	publish_outcomes();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -1465,6 +1691,8 @@ fh_worker_main(Datum arg)
 		}
 		list_free(streams);
 		streams = NIL;
+		Assert(parts_memory == 0);
+		parts_memory = 0;		/* every part is gone */
 		reload = true;
 		RESUME_INTERRUPTS();
 		/* do not spin on a persistent error */
@@ -1522,6 +1750,7 @@ fh_worker_main(Datum arg)
 			}
 		}
 
+		publish_blocked();
 		ndone = fh_transport_wait(next_timeout(GetCurrentTimestamp()), done, lengthof(done));
 		for (int i = 0; i < ndone; i++)
 			handle_response(done[i]);

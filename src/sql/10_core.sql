@@ -113,7 +113,8 @@ RETURNS void LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'fh_forget_slot_sql';
 CREATE FUNCTION firehose._slot_status(stream_id integer,
     OUT buffered_records bigint, OUT buffered_bytes bigint,
     OUT in_flight_records bigint, OUT in_flight_bytes bigint,
-    OUT oldest_arrival timestamptz, OUT worker_running boolean)
+    OUT oldest_arrival timestamptz, OUT worker_running boolean,
+    OUT blocked_since timestamptz, OUT blocked_reason text)
 RETURNS record LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'fh_slot_status_sql';
 
 -- called by the worker for every finished request: p_records records of
@@ -390,7 +391,7 @@ SELECT s.name AS stream, s.status,
            AS incoming_bytes,
        clock_timestamp() - st.oldest_arrival AS oldest_record_age,
        x.last_success_at, x.last_error_code, x.last_error, x.last_error_at,
-       st.worker_running
+       st.worker_running, st.blocked_since, st.blocked_reason
   FROM firehose.stream s
   JOIN firehose.stream_stats x ON x.stream_id = s.id
  CROSS JOIN LATERAL firehose._slot_status(s.id) st;

@@ -1,0 +1,240 @@
+"""Bounded resources (issue 9, defects 4-7): nothing a stream does may stall the
+worker's other streams, loop forever, or grow without bound.
+
+- many empty records are cut into parts of firehose.max_part_records and
+  delivered, without the worker restarting;
+- a session holding a stream's catalog row holds up that stream only, and
+  stream_status says why (blocked_since, blocked_reason);
+- a Splunk endpoint that never acknowledges fails the records after
+  ack_wait_limit instead of resending them forever;
+- firehose.failed_records_retention removes old dead letters;
+- firehose.worker_memory bounds the answers the worker keeps: a huge bulk
+  answer is cut off, recorded as too large, and the worker's peak memory stays
+  near the budget.
+"""
+
+import json
+import re
+
+import pytest
+
+from helpers import FAST, failed, flush, make_stream, one_worker, setting, worker_pids
+from opensearch_receiver import OpenSearchReceiver
+from splunk_receiver import SplunkReceiver
+
+
+def alter_system(pg, name, value=None):
+    """ALTER SYSTEM SET name = value (RESET when value is None), then reload."""
+    c = pg()
+    try:
+        cur = c.cursor()
+        if value is None:
+            cur.execute("ALTER SYSTEM RESET %s" % name)
+        else:
+            cur.execute("ALTER SYSTEM SET %s = %%s" % name, (str(value),))
+        cur.execute("SELECT pg_reload_conf()")
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def guc(pg, wait_until):
+    """guc(name, value): set a firehose GUC server-wide; reset at teardown."""
+    changed = []
+
+    def set_(name, value, shown=None):
+        changed.append(name)
+        alter_system(pg, name, value)
+        want = shown if shown is not None else str(value)
+        wait_until(lambda: setting(pg, name) == want, timeout=10,
+                   message="%s did not become %s" % (name, want))
+    yield set_
+    for name in changed:
+        alter_system(pg, name)
+
+
+def blocked(db, stream):
+    return db.q("SELECT blocked_since IS NOT NULL, blocked_reason "
+                "FROM firehose.stream_status WHERE stream = %s", (stream,))[0]
+
+
+# -- 4. poison batch -------------------------------------------------------------------
+
+def test_many_empty_records_go_in_bounded_parts(db, pg, cluster, receiver, guc, wait_until):
+    """Empty records cost nothing in bytes: only a record cap (and the
+    per-record overhead counted in the byte limits) keeps their part from
+    needing an array over 1 GiB, which failed the worker's loop for ever.
+    With firehose.max_part_records at 1000, 20,000 empty records go in parts of
+    1000 or fewer, all are delivered, and the worker never restarts."""
+    guc("firehose.max_part_records", 1000)
+    r = receiver(mode="raw")
+    make_stream(db, "empties", r.url, format="raw")
+    flush(db, "empties")
+    pid = one_worker(pg, db.dbname, wait_until)
+    log_start = len(cluster.log_text())
+
+    db.execute("SELECT firehose.put_batch('empties', array_fill(''::text, ARRAY[20000]))")
+    flush(db, "empties", timeout="120s")
+
+    sizes = [x[0] for x in db.q("SELECT records FROM firehose.deliveries "
+                                "WHERE stream = 'empties' ORDER BY id")]
+    assert sum(sizes) == 20000 and max(sizes) <= 1000, sizes
+    st = db.q("SELECT delivered_records, failed_records FROM firehose.stream_status "
+              "WHERE stream = 'empties'")[0]
+    assert st == (20000, 0)
+    # one newline per record arrived, in bodies of at most 1000
+    bodies = r.records()
+    assert sum(len(b) for b in bodies) == 20000 and all(set(b) == {ord("\n")} for b in bodies)
+    assert worker_pids(pg, db.dbname) == [pid], "the worker restarted"
+    errors = [ln for ln in cluster.log_text()[log_start:].splitlines()
+              if "ERROR" in ln and "firehose worker" in ln]
+    assert errors == []
+
+
+# -- 6. head of line ---------------------------------------------------------------------
+
+def test_locked_stream_row_holds_up_only_that_stream(db, receiver):
+    """A session holding a stream's row of firehose.stream in an open
+    transaction used to stop the whole worker (it waited for the lock).  Now
+    the other stream keeps delivering, the held one shows why, and goes on
+    when the lock is released."""
+    ra, rb = receiver(), receiver()
+    make_stream(db, "held", ra.url)
+    make_stream(db, "free", rb.url)
+    locker = db.conn(autocommit=False)
+    cur = locker.cursor()
+    cur.execute("SELECT 1 FROM firehose.stream WHERE name = 'held' FOR UPDATE")
+
+    db.execute("SELECT firehose.put('held', 'h1'::text)")
+    ra.wait_records(1)          # sent; its outcome waits for the row
+    db.execute("SELECT firehose.put('free', 'f1'::text)")
+    assert db.flush("free", "15s") is True, "a lock on another stream's row stalled the worker"
+    assert rb.records() == [b"f1"]
+    db.wait_for("SELECT blocked_reason FROM firehose.stream_status WHERE stream = 'held'",
+                "another session holds a lock on the stream's row of firehose.stream",
+                timeout=15)
+    assert blocked(db, "held")[0] is True
+    assert blocked(db, "free") == (False, None)
+    # more for the free stream while the other is still held
+    db.execute("SELECT firehose.put('free', 'f2'::text)")
+    flush(db, "free", "15s")
+    assert db.one("SELECT delivered_records FROM firehose.stream_status "
+                  "WHERE stream = 'held'") == 0
+
+    locker.rollback()
+    flush(db, "held", "15s")
+    assert ra.records() == [b"h1"], "sent once, recorded after the lock went"
+    assert db.one("SELECT delivered_records FROM firehose.stream_status "
+                  "WHERE stream = 'held'") == 1
+    db.wait_for("SELECT blocked_reason IS NULL AND blocked_since IS NULL "
+                "FROM firehose.stream_status WHERE stream = 'held'", True, timeout=15)
+
+
+def test_retrying_request_shows_as_blocked(db, receiver):
+    """A request being retried holds up the batches behind it: stream_status
+    says so, since its first failure, until it is delivered."""
+    r = receiver()
+    r.faults([{"status": 500}])
+    make_stream(db, "stuck", r.url, retry_base=100, retry_max=200)
+    db.execute("SELECT firehose.put('stuck', 'x'::text)")
+    db.wait_for("SELECT blocked_reason FROM firehose.stream_status WHERE stream = 'stuck'",
+                "a request is being retried; later batches wait for it", timeout=15)
+    since_ok = db.one("SELECT blocked_since <= now() FROM firehose.stream_status "
+                      "WHERE stream = 'stuck'")
+    assert since_ok is True
+    r.faults([])
+    flush(db, "stuck", "30s")
+    assert blocked(db, "stuck") == (False, None)
+
+
+SPLUNK_TOKEN = "8f0e5b7a-1c2d-4e3f-9a8b-7c6d5e4f3a22"
+NEVER_CHANNEL = "5e1a6c0e-0000-4000-8000-00000000b001"
+
+
+def test_splunk_never_acked_ends_after_ack_wait_limit(db):
+    """Ack waits are left out of retry_duration (as Firehose's); an endpoint
+    that never acknowledges used to make the part resend for ever.  The ack
+    waits of a part together are bounded by ack_wait_limit: then its records
+    go to failed_records as Splunk.AckTimeout."""
+    h = SplunkReceiver(indexes=("main",))
+    h.add_token(SPLUNK_TOKEN, ack=True)
+    h.start()
+    try:
+        h.never_ack(range(1000), NEVER_CHANNEL)
+        o = dict(FAST, endpoint=h.url, token=SPLUNK_TOKEN, ack=True, channel=NEVER_CHANNEL,
+                 ack_poll_interval=200, ack_wait_limit=3, retry_duration=3600)
+        db.execute("SELECT firehose.create_stream('never', 'splunk', %s::jsonb)",
+                   (json.dumps(o),))
+        assert db.one("SELECT options->'ack_wait_limit' FROM firehose.streams "
+                      "WHERE name = 'never'") == 3
+        db.execute("SELECT firehose.put_batch('never', ARRAY['n-1', 'n-2'])")
+        db.wait_for("SELECT failed_records FROM firehose.stream_status WHERE stream = 'never'",
+                    2, timeout=30)
+        rows = failed(db, "never")
+        assert [(r["data"], r["error_code"]) for r in rows] == \
+            [(b"n-1", "Splunk.AckTimeout"), (b"n-2", "Splunk.AckTimeout")]
+        assert "ack_wait_limit" in rows[0]["error_message"]
+        assert db.one("SELECT in_flight_records FROM firehose.stream_status "
+                      "WHERE stream = 'never'") == 0
+    finally:
+        h.stop()
+
+
+# -- 7. retention --------------------------------------------------------------------------
+
+def test_failed_records_retention_removes_old_rows(db, receiver, guc):
+    """firehose.failed_records_retention: the worker deletes dead letters older
+    than it and keeps the younger ones."""
+    r = receiver()
+    r.faults([{"status": 400}])
+    make_stream(db, "dead", r.url)
+    db.execute("SELECT firehose.put_batch('dead', ARRAY['old-1', 'old-2', 'new-1'])")
+    flush(db, "dead")
+    assert len(failed(db, "dead")) == 3
+    db.execute("UPDATE firehose.failed_records SET failed_at = now() - interval '2 hours' "
+                "WHERE data IN ('old-1', 'old-2')")
+
+    guc("firehose.naptime", 200, shown="200ms")
+    guc("firehose.failed_records_retention", 3600, shown="1h")
+    db.wait_for("SELECT count(*) FROM firehose.failed_records WHERE stream = 'dead'", 1,
+                timeout=30)
+    assert [x["data"] for x in failed(db, "dead")] == [b"new-1"]
+
+
+# -- 5. worker memory ----------------------------------------------------------------------
+
+def private_peak_mb(pid):
+    """The worker's peak resident memory of its own (VmHWM less the shared and
+    file-backed pages resident now, which only grow), in MiB."""
+    with open("/proc/%d/status" % pid) as f:
+        kb = {m.group(1): int(m.group(2))
+              for m in re.finditer(r"^(\w+):\s+(\d+) kB", f.read(), re.M)}
+    return (kb["VmHWM"] - kb.get("RssFile", 0) - kb.get("RssShmem", 0)) / 1024
+
+
+def test_huge_bulk_answer_stays_within_worker_memory(db, pg, wait_until):
+    """An OpenSearch answer of 200 MB ("errors": true, so it must be read item by
+    item) was kept whole (up to 256 MiB per request) and turned into jsonb,
+    several times its size, per request in flight.  With firehose.worker_memory
+    at its default (256 MB, of which answers get half) the answer is cut off,
+    the records fail as OpenSearch.ResponseTooLarge, and the worker's peak
+    memory stays under the budget."""
+    os_ = OpenSearchReceiver().start()
+    try:
+        os_.faults([{"malformed": "huge", "size": 200 * 1024 * 1024}])
+        o = dict(FAST, endpoint=os_.url, index="logs", index_rotation="none", retry_duration=0)
+        db.execute("SELECT firehose.create_stream('big', 'opensearch', %s::jsonb)",
+                   (json.dumps(o),))
+        flush(db, "big")
+        pid = one_worker(pg, db.dbname, wait_until)
+        db.execute("SELECT firehose.put_batch('big', ARRAY['{\"a\": 1}', '{\"a\": 2}'])")
+        flush(db, "big", "120s")
+        rows = failed(db, "big")
+        assert [r["error_code"] for r in rows] == ["OpenSearch.ResponseTooLarge"] * 2
+        assert "firehose.worker_memory" in rows[0]["error_message"]
+        assert worker_pids(pg, db.dbname) == [pid]
+        peak = private_peak_mb(pid)
+        print("worker private peak: %.1f MiB" % peak)
+        assert peak < 256 + 64, "worker peak %.0f MiB over firehose.worker_memory" % peak
+    finally:
+        os_.stop()
