@@ -229,12 +229,12 @@ def test_huge_bulk_answer_stays_within_worker_memory(db, pg, wait_until):
         pid = one_worker(pg, db.dbname, wait_until)
         db.execute("SELECT firehose.put_batch('big', ARRAY['{\"a\": 1}', '{\"a\": 2}'])")
         flush(db, "big", "120s")
-        rows = failed(db, "big")
-        assert [r["error_code"] for r in rows] == ["OpenSearch.ResponseTooLarge"] * 2
-        assert "firehose.worker_memory" in rows[0]["error_message"]
         assert worker_pids(pg, db.dbname) == [pid]
         peak = private_peak_mb(pid)
         print("worker private peak: %.1f MiB" % peak)
         assert peak < 256 + 64, "worker peak %.0f MiB over firehose.worker_memory" % peak
+        rows = failed(db, "big")
+        assert [r["error_code"] for r in rows] == ["OpenSearch.ResponseTooLarge"] * 2
+        assert "firehose.worker_memory" in rows[0]["error_message"]
     finally:
         os_.stop()
