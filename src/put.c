@@ -66,6 +66,7 @@ typedef struct PendingCount
 } PendingCount;
 
 static HTAB *put_cache = NULL;
+static bool put_cache_stale = false;
 static Oid	stream_relid = InvalidOid;
 static Oid	record_seq = InvalidOid;
 static bool callbacks_registered = false;
@@ -74,18 +75,27 @@ static int	npending = 0;
 static int	maxpending = 0;
 static bool reload_pending = false;
 
+/*
+ * Relcache callback: firehose.stream changed (or the whole cache was reset).
+ *
+ * This only marks the cache stale; put_cache_lookup() drops it on its next
+ * call.  The callback runs inside AcceptInvalidationMessages(), which every
+ * first lock of a relation in a transaction calls, and put() takes such
+ * locks after its lookup: the staging table's in table_open(), the record
+ * id sequence's in nextval_internal(), firehose.stream's in the catalog
+ * query of a cache miss.  Freeing the cache here freed the entry (and the
+ * hash table, and the sequence's oid) that the put() in progress was still
+ * using; autovacuum's ANALYZE of firehose.stream, or any alter_stream(),
+ * during steady puts then crashed a backend with SIGSEGV (issue 9).  An
+ * entry looked up before the invalidation is good for the rest of that
+ * call: the staging tables it names are locked before they are used, and a
+ * put that overlaps an alter_stream() may see either version.
+ */
 static void
 put_cache_invalidate(Datum arg, Oid relid)
 {
-	if (put_cache == NULL)
-		return;
 	if (relid == InvalidOid || relid == stream_relid)
-	{
-		hash_destroy(put_cache);
-		put_cache = NULL;
-		stream_relid = InvalidOid;
-		record_seq = InvalidOid;
-	}
+		put_cache_stale = true;
 }
 
 /*
@@ -262,11 +272,19 @@ put_cache_lookup(text *name_text)
 	memset(name, 0, sizeof(name));
 	memcpy(name, VARDATA_ANY(name_text), len);
 
+	/* no pointer into the cache is alive between calls: drop it here */
+	if (put_cache != NULL && put_cache_stale)
+	{
+		hash_destroy(put_cache);
+		put_cache = NULL;
+	}
 	if (put_cache == NULL)
 	{
 		HASHCTL		ctl;
 
 		register_callbacks();
+		/* an invalidation from here on makes the next call rebuild */
+		put_cache_stale = false;
 		nsp = get_namespace_oid(FH_SCHEMA, false);
 		stream_relid = get_relname_relid("stream", nsp);
 		record_seq = get_relname_relid("record_id_seq", nsp);
@@ -374,13 +392,29 @@ check_record(PutCacheEntry *e, int len, int64 extra)
 	}
 }
 
-/* the stream's current staging table, opened for insert */
+/*
+ * The stream's current staging table, opened for insert.
+ *
+ * The protocol with the worker's truncation (fh_stage_maintain): put holds
+ * RowExclusiveLock on the table it inserts into until its transaction ends,
+ * and the worker truncates a table only under an AccessExclusiveLock it got
+ * without waiting, so never while a put is writing it or has rows in it
+ * that are not committed.  cur_table may move on between the read below
+ * and the lock: the record then lands in a table that is no longer current,
+ * which is harmless, because a batch scans all the tables of the ring and
+ * the worker truncates a table only when every committed row in it is
+ * consumed.  If the worker truncated that table in the meantime, the lock
+ * waits for its commit and the insert goes into the empty table.
+ */
 static Relation
 open_current_table(PutCacheEntry *e)
 {
 	uint32		cur = pg_atomic_read_u32(&e->slot->cur_table) % FH_STAGE_TABLES;
+	Relation	rel = try_table_open(e->tables[cur], RowExclusiveLock);
 
-	return table_open(e->tables[cur], RowExclusiveLock);
+	if (rel == NULL)
+		stream_not_found(e->name);	/* dropped since the lookup */
+	return rel;
 }
 
 /* fill the four columns of a staging row; data is a bytea-like varlena */
