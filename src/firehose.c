@@ -47,6 +47,7 @@
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/varlena.h"
 
 PG_MODULE_MAGIC;
 
@@ -61,6 +62,7 @@ int			fh_worker_memory_kb = 256 * 1024;
 int			fh_max_part_records = 1000000;
 bool		fh_enabled = true;
 char	   *fh_allowed_ca_dirs = NULL;
+char	   *fh_test_fault = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -330,6 +332,38 @@ fh_catalog_access_end(FhCatalogAccess *ca)
 	AtEOXact_GUC(true, ca->guc_level);
 }
 
+/*
+ * fh_fault_point
+ *		Raise an ERROR if firehose.test_fault names this point.
+ *
+ * For the fault tests only (test/test_faults.py): the setting is
+ * superuser-only and empty by default, and then this costs one test of a
+ * byte.  A point sits where a failure must not lose records, e.g. between
+ * two steps that are not in one transaction.
+ */
+void
+fh_fault_point(const char *point)
+{
+	char	   *list;
+	List	   *names;
+	ListCell   *lc;
+
+	if (fh_test_fault == NULL || fh_test_fault[0] == '\0')
+		return;
+	list = pstrdup(fh_test_fault);
+	if (!SplitIdentifierString(list, ',', &names))
+		elog(ERROR, "invalid firehose.test_fault: %s", fh_test_fault);
+	foreach(lc, names)
+	{
+		if (strcmp((char *) lfirst(lc), point) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("firehose.test_fault: injected failure at \"%s\"", point)));
+	}
+	list_free(names);
+	pfree(list);
+}
+
 uint64
 fh_atomic_max_u64(pg_atomic_uint64 *a, uint64 v)
 {
@@ -587,6 +621,13 @@ _PG_init(void)
 							"Most records one request carries, whatever the destination allows.",
 							NULL, &fh_max_part_records, 1000000, 1, 10000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("firehose.test_fault",
+							   "For tests only: fail at the named fault points.",
+							   "A comma-separated list of fault point names; "
+							   "the process that reaches one raises an ERROR.",
+							   &fh_test_fault, "", PGC_SUSET,
+							   GUC_NOT_IN_SAMPLE | GUC_LIST_INPUT,
+							   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("firehose");
 
 	/* pg_upgrade runs the server with binary upgrade: no workers then */

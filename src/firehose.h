@@ -108,6 +108,9 @@ extern int	fh_worker_memory_kb;
 extern int	fh_max_part_records;
 extern bool fh_enabled;
 extern char *fh_allowed_ca_dirs;
+extern char *fh_test_fault;
+
+extern void fh_fault_point(const char *point);
 
 extern FhStreamSlot *fh_stream_slot(Oid dbid, int32 stream_id, bool create);
 extern void fh_stream_slot_release(Oid dbid, int32 stream_id);

@@ -371,6 +371,7 @@ fh_stage_maintain(int32 stream_id, Oid tables[FH_STAGE_TABLES],
 		if (!table_has_unconsumed(rel, consumed))
 		{
 			heap_truncate_one_rel(rel);
+			fh_fault_point("after_truncate");
 			nblocks[k] = 0;
 		}
 		table_close(rel, NoLock);	/* lock kept until commit */
