@@ -343,8 +343,20 @@ table_has_unconsumed(Relation rel, FhSnapshot *consumed)
  * fh_stage_maintain
  *		Rotate and reclaim a stream's staging tables.
  *
- * consumed: everything visible in it has been delivered or failed for good.
- * Called by the worker inside a transaction.
+ * consumed: everything visible in it has been delivered or failed for good,
+ * and that is committed: the truncation cannot be rolled back, so the
+ * worker calls this in a transaction of its own, after the one that
+ * recorded the batches up to consumed (worker.c, reclaim_staging).
+ *
+ * A table is truncated only when it is not the current one, and under an
+ * AccessExclusiveLock taken without waiting: put() holds RowExclusiveLock
+ * on the table it writes until its transaction ends (so do prepared
+ * transactions), so the lock fails while any producer writes the table or
+ * has rows in it that are not yet committed; those are then truncated on a
+ * later pass.  A producer that read cur_table before a rotation and locks
+ * the table only now waits for this transaction and inserts into the
+ * truncated table: its row is read by the next batch (batches scan every
+ * table of the ring) and keeps the table from being truncated until then.
  */
 void
 fh_stage_maintain(int32 stream_id, Oid tables[FH_STAGE_TABLES],

@@ -101,6 +101,7 @@ typedef struct FhWorkerStream
 	TimestampTz lock_retry_at;
 	TimestampTz memory_wait_since;	/* a part waits for firehose.worker_memory */
 	TimestampTz retrying_since; /* first failure of its oldest retrying part */
+	bool		reclaim_due;	/* a batch finished: reclaim_staging() */
 } FhWorkerStream;
 
 /* how often a stream whose catalog row is locked tries again */
@@ -798,7 +799,8 @@ finish_batches(FhWorkerStream *ws)
 								  2, types, vals, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update firehose.stream");
 	}
-	fh_stage_maintain(ws->id, ws->tables, ws->slot, ws->consumed);
+	/* truncate only once this transaction has committed: reclaim_staging() */
+	ws->reclaim_due = true;
 
 	ws->unpublished_flush = Max(ws->unpublished_flush, flush_seq);
 }
@@ -1487,6 +1489,47 @@ delete_older(const char *table, const char *column, int seconds, TimestampTz now
 		elog(ERROR, "could not delete from %s", table);
 }
 
+/*
+ * Rotate and truncate the staging tables of the streams whose batches
+ * finished, in a transaction of its own that starts after the one that
+ * recorded those batches committed.
+ *
+ * The truncation (heap_truncate_one_rel) cannot be rolled back.  Done in the
+ * recording transaction, an ERROR, FATAL or crash after it rolled back the
+ * recorded outcome of the last part (its failed records, the progress, the
+ * new consumed snapshot) but not the truncation, and the part's records
+ * were gone (issue 9, defect 1).  Here everything the truncation removes is
+ * recorded for good first; a failure in this transaction loses nothing, and
+ * a table left untruncated is truncated after the next batch.
+ */
+static void
+reclaim_staging(void)
+{
+	ListCell   *lc;
+	bool		due = false;
+
+	foreach(lc, streams)
+		due |= ((FhWorkerStream *) lfirst(lc))->reclaim_due;
+	if (!due)
+		return;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "firehose: reclaiming staging tables");
+	foreach(lc, streams)
+	{
+		FhWorkerStream *ws = lfirst(lc);
+
+		if (!ws->reclaim_due)
+			continue;
+		ws->reclaim_due = false;
+		fh_stage_maintain(ws->id, ws->tables, ws->slot, ws->consumed);
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
 static void
 worker_transaction(bool reload, TimestampTz now)
 {
@@ -1532,6 +1575,7 @@ worker_transaction(bool reload, TimestampTz now)
 	CommitTransactionCommand();
 	publish_blocked();			/* before flush() waiters look */
 	publish_outcomes();
+	reclaim_staging();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }

@@ -38,10 +38,9 @@ def test_failed_records_survive_a_failure_after_the_truncate(db, pg, cluster, re
     # ... while another record's batch completes and moves the producers on
     db.execute(put, ("x0",))
     assert db.flush("f") is True
-    long.commit()
-
-    # r1 now fails for good (400), and its table is truncated after recording
+    # r1 fails for good (400), and its table is truncated after recording
     r.faults([{"status": 400}])
+    long.commit()
     db.flush("f")
     wait_until(lambda: "injected failure at \"after_truncate\"" in
                cluster.log_text()[log_offset:], timeout=30,
