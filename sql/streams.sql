@@ -359,6 +359,16 @@ SELECT * FROM pg_temp.staging('everything');
 -- a failed alter leaves the persistence as it was
 SELECT firehose.alter_stream('clicks', '{"durable": true, "buffer_size": 0}');
 SELECT * FROM pg_temp.staging('clicks');
+-- refused while records are buffered (here the transaction's own record)
+BEGIN;
+SELECT firehose.put('clicks', 'buffered') > 0 AS put;
+SELECT firehose.alter_stream('clicks', '{"durable": true}');
+ROLLBACK;
+BEGIN;
+SELECT firehose.put('clicks', 'buffered') > 0 AS put;
+SELECT sqlstate_of($$SELECT firehose.alter_stream('clicks', '{"durable": true}')$$);
+ROLLBACK;
+SELECT * FROM pg_temp.staging('clicks');
 
 --
 -- create, alter and drop are transactional

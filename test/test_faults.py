@@ -5,6 +5,8 @@ testing-only setting firehose.test_fault (see README, "Configuration"),
 set for the test's database only; a restarted worker reads it.
 """
 
+import psycopg2
+
 from helpers import failed, make_stream, one_worker
 
 
@@ -55,3 +57,52 @@ def test_failed_records_survive_a_failure_after_the_truncate(db, pg, cluster, re
     st = db.q("SELECT delivered_records, failed_records, buffered_records, "
               "in_flight_records FROM firehose.stream_status WHERE stream = 'f'")
     assert st == [(1, 1, 0, 0)], st
+
+
+def test_durable_cannot_switch_under_buffered_records(db, receiver, wait_until):
+    """Defect 2: alter_stream(durable) rewrites the staging tables (ALTER
+    TABLE SET LOGGED), and the rewrite moves rows: the rows of a rolled-back
+    transaction are left out, so the committed rows behind them move to the
+    front.  A batch half read, whose TID cursor points into the old layout,
+    then skipped records.  The switch is refused while anything is buffered
+    or in flight; after a flush it goes through and loses nothing."""
+    r = receiver()
+    # small parts, one at a time, each answer slow: the batch is read in
+    # many steps while the switch is tried
+    make_stream(db, "d", r.url, buffer_size=2000, max_concurrency=1)
+    r.faults([{"delay": 0.2}])
+    aborted = db.conn(autocommit=False)
+    aborted.cursor().execute("SELECT firehose.put_batch('d', %s::text[])",
+                             (["gone-%d" % i for i in range(300)],))
+    recs = ["kept-%04d-%s" % (i, "v" * 60) for i in range(600)]
+    committed = db.conn(autocommit=False)
+    committed.cursor().execute("SELECT firehose.put_batch('d', %s::text[])", (recs,))
+    aborted.rollback()
+    committed.commit()
+    r.wait_requests(3, timeout=30)
+
+    switched = True
+    try:
+        db.execute("""SELECT firehose.alter_stream('d', '{"durable": true}')""")
+    except psycopg2.Error as e:
+        switched = False
+        assert e.pgcode == "55006", e.pgcode          # object_in_use
+        assert "has records not yet delivered" in e.pgerror
+        assert "firehose.flush('d', wait => true)" in e.diag.message_hint
+
+    assert db.flush("d", "120s") is True
+    got = r.records()
+    assert sorted(got) == sorted(x.encode() for x in recs), \
+        "%d of %d records arrived, %d distinct" % (len(got), len(recs), len(set(got)))
+    assert not switched, "the switch went through with records in flight"
+    assert db.one("SELECT count(*) FROM pg_class WHERE relnamespace = 'firehose'::regnamespace "
+                  "AND relname LIKE 'stage_%' AND relpersistence = 'u'") == 3
+
+    # nothing buffered now: the switch goes through, and delivery goes on
+    r.faults([])
+    db.execute("""SELECT firehose.alter_stream('d', '{"durable": true}')""")
+    assert db.one("SELECT count(*) FROM pg_class WHERE relnamespace = 'firehose'::regnamespace "
+                  "AND relname LIKE 'stage_%' AND relpersistence = 'p'") == 3
+    db.execute("SELECT firehose.put('d', 'after')")
+    assert db.flush("d") is True
+    assert sorted(r.records()) == sorted([x.encode() for x in recs] + [b"after"])

@@ -226,6 +226,25 @@ BEGIN
 END
 $$;
 
+-- Committed records of a stream not yet delivered or failed for good: those
+-- not visible in its consumed snapshot.  Rows of transactions still open are
+-- not counted; callers that must see none lock the tables first.
+CREATE FUNCTION firehose._undelivered(sid integer, consumed pg_snapshot) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    waiting bigint := 0;
+    n bigint;
+BEGIN
+    FOR k IN 0..2 LOOP
+        EXECUTE format('SELECT count(*) FROM firehose.%I WHERE NOT pg_visible_in_snapshot(txid::text::xid8, $1)',
+                       'stage_' || sid || '_' || k)
+           INTO n USING consumed;
+        waiting := waiting + n;
+    END LOOP;
+    RETURN waiting;
+END
+$$;
+
 CREATE FUNCTION firehose.alter_stream(name text, options jsonb)
 RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'fh_call_with_caller';
 
@@ -234,11 +253,29 @@ RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_
 DECLARE
     s firehose.stream;
     opts jsonb;
+    waiting bigint;
 BEGIN
     SELECT * INTO s FROM firehose.stream st
      WHERE st.id = firehose._stream_id(_alter_stream.name) FOR UPDATE;
     opts := firehose._normalize_options(s.destination, s.options, coalesce(options, '{}'), caller);
     IF (opts->>'durable')::boolean IS DISTINCT FROM (s.options->>'durable')::boolean THEN
+        -- SET LOGGED/UNLOGGED rewrites the staging tables: rows move (those
+        -- of rolled-back transactions are left out) and get new TIDs, while
+        -- the worker reads batches with TID cursors and saves them in
+        -- firehose.progress.  Switch only tables whose every committed row
+        -- is consumed: no batch then has a row left to read in them.  The
+        -- lock waits for producers still writing (their rows count once
+        -- committed) and keeps new ones out until this commits; the stream
+        -- row, locked above, keeps consumed from moving.
+        EXECUTE format('LOCK TABLE firehose.%I, firehose.%I, firehose.%I IN ACCESS EXCLUSIVE MODE',
+                       'stage_' || s.id || '_0', 'stage_' || s.id || '_1', 'stage_' || s.id || '_2');
+        waiting := firehose._undelivered(s.id, s.consumed);
+        IF waiting > 0 THEN
+            RAISE EXCEPTION 'stream "%" has records not yet delivered', s.name
+                USING ERRCODE = 'object_in_use',
+                      DETAIL = format('%s record(s) are buffered or in flight; switching durable rewrites the staging tables they are read from.', waiting),
+                      HINT = 'Stop the producers, wait for delivery with firehose.flush(''' || s.name || ''', wait => true), then switch durable.';
+        END IF;
         FOR k IN 0..2 LOOP
             EXECUTE format('ALTER TABLE firehose.%I SET %s', 'stage_' || s.id || '_' || k,
                            CASE WHEN (opts->>'durable')::boolean THEN 'LOGGED' ELSE 'UNLOGGED' END);
@@ -257,8 +294,7 @@ DECLARE
     sid integer := firehose._stream_id(name);
     consumed pg_snapshot;
     captured text;
-    waiting bigint := 0;
-    n bigint;
+    waiting bigint;
 BEGIN
     SELECT s.consumed INTO consumed FROM firehose.stream s WHERE s.id = sid FOR UPDATE;
     -- tables whose capture triggers put into this stream would fail every write
@@ -274,13 +310,7 @@ BEGIN
                   DETAIL = 'Captured tables: ' || captured || '.',
                   HINT = 'Remove them first with firehose.uncapture_table().';
     END IF;
-    -- committed records not yet delivered: not visible in the consumed snapshot
-    FOR k IN 0..2 LOOP
-        EXECUTE format('SELECT count(*) FROM firehose.%I WHERE NOT pg_visible_in_snapshot(txid::text::xid8, $1)',
-                       'stage_' || sid || '_' || k)
-           INTO n USING consumed;
-        waiting := waiting + n;
-    END LOOP;
+    waiting := firehose._undelivered(sid, consumed);
     IF NOT coalesce(force, false) AND waiting > 0 THEN
         RAISE EXCEPTION 'stream "%" has records not yet delivered', name
             USING ERRCODE = 'object_in_use',
