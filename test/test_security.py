@@ -517,10 +517,13 @@ class TestDump:
         options (secrets included), stats, failed records and the sequences
         come back, each staging table once; the restored database delivers
         the records buffered at dump time and new ones, with the restored
-        access key, and redrives the restored failed records."""
+        access key (a worker starts for it without being asked), and redrives
+        the restored failed records."""
         r = receiver(access_key="dump-secret")
+        live = receiver()
         make_stream(db, "kept", r.url, access_key="dump-secret",
                     headers={"X-Token": "hdr-secret"})
+        make_stream(db, "live", live.url)
         put_texts(db, "kept", ["d1", "d2", "d3"])
         flush(db, "kept")
         r.wait_records(3)
@@ -548,7 +551,12 @@ class TestDump:
         assert after[1] == before[1], "failed records"
         assert after[2] == before[2], "stream_stats"
         assert after[3] == before[3], "sequences"
-        assert after[4] == before[4] == [(6,)], "three staging tables per stream, once"
+        assert after[4] == before[4] == [(9,)], "three staging tables per stream, once"
+
+        # nothing but a put: the restore itself asked for the new database's worker
+        put_texts(new, "live", ["live-1"])
+        live.wait_records(1)
+        assert live.records() == [b"live-1"]
 
         # the source stays paused: what arrives now comes from the restored one
         new.execute("SELECT firehose.resume('kept')")
