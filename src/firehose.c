@@ -45,6 +45,7 @@
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/varlena.h"
@@ -211,47 +212,43 @@ fh_stream_slot_release(Oid dbid, int32 stream_id)
 	LWLockRelease(fh_shared->lock);
 }
 
-/* caller holds fh_shared->lock exclusively when create is true */
+/* the slot of a database, or NULL; caller holds fh_shared->lock */
 static FhDbSlot *
-fh_db_slot_locked(Oid dbid, bool create)
+fh_db_slot_locked(Oid dbid)
 {
-	FhDbSlot   *free_slot = NULL;
-
 	for (int i = 0; i < FH_MAX_DATABASES; i++)
-	{
 		if (fh_shared->dbs[i].dbid == dbid)
 			return &fh_shared->dbs[i];
-		if (fh_shared->dbs[i].dbid == InvalidOid && free_slot == NULL)
-			free_slot = &fh_shared->dbs[i];
-	}
-	if (!create || free_slot == NULL)
-		return NULL;
-	free_slot->dbid = dbid;
-	free_slot->worker_pid = 0;
-	free_slot->worker_latch = NULL;
-	free_slot->start_requested = false;
-	free_slot->dropping = false;
-	free_slot->no_extension = false;
-	pg_atomic_write_u32(&free_slot->reload, 1);
-	pg_atomic_write_u32(&free_slot->wake, 1);
-	return free_slot;
+	return NULL;
 }
 
 FhDbSlot *
-fh_db_slot(Oid dbid, bool create)
+fh_db_slot(Oid dbid)
 {
 	FhDbSlot   *slot;
 
-	LWLockAcquire(fh_shared->lock, create ? LW_EXCLUSIVE : LW_SHARED);
-	slot = fh_db_slot_locked(dbid, create);
+	LWLockAcquire(fh_shared->lock, LW_SHARED);
+	slot = fh_db_slot_locked(dbid);
 	LWLockRelease(fh_shared->lock);
-	if (slot == NULL && create)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("too many databases use firehose"),
-				 errdetail("At most %d databases can run a firehose worker.",
-						   FH_MAX_DATABASES)));
 	return slot;
+}
+
+/*
+ * fh_db_slots_full
+ *		True when this database has no slot and none is free: no worker can
+ *		run for it until another database gives its slot back.
+ */
+bool
+fh_db_slots_full(Oid dbid)
+{
+	bool		full = true;
+
+	LWLockAcquire(fh_shared->lock, LW_SHARED);
+	for (int i = 0; i < FH_MAX_DATABASES && full; i++)
+		if (fh_shared->dbs[i].dbid == dbid || fh_shared->dbs[i].dbid == InvalidOid)
+			full = false;
+	LWLockRelease(fh_shared->lock);
+	return full;
 }
 
 /*
@@ -266,7 +263,7 @@ fh_wake_worker(Oid dbid, bool reload)
 
 	if (fh_shared == NULL)
 		return;
-	slot = fh_db_slot(dbid, false);
+	slot = fh_db_slot(dbid);
 	if (slot == NULL)
 		return;
 	if (reload)
@@ -281,22 +278,41 @@ fh_wake_worker(Oid dbid, bool reload)
 /*
  * fh_request_worker
  *		Ask the launcher for a worker in this database if none runs.
+ *
+ * Called at commit (put.c): never raises an ERROR, allocates nothing.  A
+ * database without a slot is queued for the launcher, which alone takes
+ * slots; when the queue is full the launcher is told to try every database.
  */
 void
 fh_request_worker(Oid dbid)
 {
 	FhDbSlot   *slot;
-	bool		wake_launcher = false;
+	bool		wake_launcher = true;
 
 	if (fh_shared == NULL)
 		return;
-	slot = fh_db_slot(dbid, true);
 	LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
-	if (slot->dbid == dbid && (!slot->start_requested || slot->no_extension))
+	slot = fh_db_slot_locked(dbid);
+	if (slot != NULL)
 	{
-		slot->start_requested = true;
-		slot->no_extension = false;
-		wake_launcher = true;
+		/* a worker that found no extension keeps the slot for this request */
+		slot->requests++;
+		wake_launcher = slot->worker_pid == 0;
+	}
+	else
+	{
+		int			i;
+
+		for (i = 0; i < fh_shared->n_db_requests; i++)
+			if (fh_shared->db_requests[i] == dbid)
+				break;
+		if (i == fh_shared->n_db_requests)
+		{
+			if (i < FH_MAX_DB_REQUESTS)
+				fh_shared->db_requests[fh_shared->n_db_requests++] = dbid;
+			else
+				fh_shared->db_requests_overflowed = true;
+		}
 	}
 	LWLockRelease(fh_shared->lock);
 	if (wake_launcher && fh_shared->launcher_latch)
@@ -390,7 +406,7 @@ fh_stop_worker_for_drop(Oid dbid)
 	pid_t		pid = 0;
 
 	LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
-	slot = fh_db_slot_locked(dbid, false);
+	slot = fh_db_slot_locked(dbid);
 	if (slot)
 	{
 		slot->dropping = true;
@@ -414,7 +430,7 @@ fh_drop_finished(Oid dbid, bool dropped)
 	FhDbSlot   *slot;
 
 	LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
-	slot = fh_db_slot_locked(dbid, false);
+	slot = fh_db_slot_locked(dbid);
 	if (slot)
 	{
 		slot->dropping = false;
@@ -427,7 +443,8 @@ fh_drop_finished(Oid dbid, bool dropped)
 		}
 	}
 	LWLockRelease(fh_shared->lock);
-	if (slot && !dropped && fh_shared->launcher_latch)
+	/* the worker comes back, or the free slot goes to a waiting database */
+	if (slot && fh_shared->launcher_latch)
 		SetLatch(fh_shared->launcher_latch);
 }
 
@@ -668,14 +685,51 @@ typedef struct FhWorkerHandle
 
 static FhWorkerHandle launcher_handles[FH_MAX_DATABASES];
 
+/*
+ * A database waiting for a slot: it asked for a worker (asked), or the
+ * start-up scan tries it.  In the launcher's own memory, so that any number
+ * can wait; each takes a slot as one becomes free.
+ */
+typedef struct FhWaitingDb
+{
+	Oid			dbid;
+	bool		asked;
+	bool		warned;
+} FhWaitingDb;
+
+static List *launcher_waiting = NIL;
+
+static void
+fh_launcher_enqueue(Oid dbid, bool asked)
+{
+	MemoryContext old;
+	ListCell   *lc;
+	FhWaitingDb *w;
+
+	foreach(lc, launcher_waiting)
+	{
+		w = lfirst(lc);
+		if (w->dbid == dbid)
+		{
+			w->asked |= asked;
+			return;
+		}
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	w = palloc0(sizeof(FhWaitingDb));
+	w->dbid = dbid;
+	w->asked = asked;
+	launcher_waiting = lappend(launcher_waiting, w);
+	MemoryContextSwitchTo(old);
+}
+
+/* at start-up (and when requests were lost): every database may want one */
 static void
 fh_launcher_request_all_databases(void)
 {
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tup;
-	List	   *dbs = NIL;
-	ListCell   *lc;
 
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -686,24 +740,103 @@ fh_launcher_request_all_databases(void)
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
 		if (db->datallowconn && !db->datistemplate)
-			dbs = lappend_oid(dbs, db->oid);
+			fh_launcher_enqueue(db->oid, false);
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+}
 
-	foreach(lc, dbs)
+/* can a worker connect to this database (it may have been dropped since)? */
+static bool
+fh_launcher_database_usable(Oid dbid)
+{
+	HeapTuple	tup;
+	bool		usable = false;
+
+	StartTransactionCommand();
+	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dbid));
+	if (HeapTupleIsValid(tup))
 	{
-		FhDbSlot   *slot;
-
-		LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
-		slot = fh_db_slot_locked(lfirst_oid(lc), true);
-		if (slot)
-			slot->start_requested = true;
-		LWLockRelease(fh_shared->lock);
+		usable = ((Form_pg_database) GETSTRUCT(tup))->datallowconn;
+		ReleaseSysCache(tup);
 	}
-	list_free(dbs);
+	CommitTransactionCommand();
+	return usable;
+}
+
+/* a free slot for dbid, or NULL when all are taken; caller holds the lock */
+static FhDbSlot *
+fh_db_slot_take(Oid dbid)
+{
+	for (int i = 0; i < FH_MAX_DATABASES; i++)
+	{
+		FhDbSlot   *slot = &fh_shared->dbs[i];
+
+		if (slot->dbid != InvalidOid)
+			continue;
+		slot->dbid = dbid;
+		slot->worker_pid = 0;
+		slot->worker_latch = NULL;
+		slot->dropping = false;
+		slot->requests = 0;
+		pg_atomic_write_u32(&slot->reload, 1);
+		pg_atomic_write_u32(&slot->wake, 1);
+		return slot;
+	}
+	return NULL;
+}
+
+/*
+ * Take the requests the backends queued, and give waiting databases the
+ * free slots, oldest first.  A database that asked and finds every slot
+ * taken is told about once in the log.
+ */
+static void
+fh_launcher_assign_slots(void)
+{
+	bool		rescan;
+	ListCell   *lc;
+
+	LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < fh_shared->n_db_requests; i++)
+		fh_launcher_enqueue(fh_shared->db_requests[i], true);
+	fh_shared->n_db_requests = 0;
+	rescan = fh_shared->db_requests_overflowed;
+	fh_shared->db_requests_overflowed = false;
+	LWLockRelease(fh_shared->lock);
+	if (rescan)
+		fh_launcher_request_all_databases();
+
+	foreach(lc, launcher_waiting)
+	{
+		FhWaitingDb *w = lfirst(lc);
+		FhDbSlot   *slot = NULL;
+
+		if (fh_db_slots_full(w->dbid))
+		{
+			if (w->asked && !w->warned)
+				ereport(WARNING,
+						(errmsg("firehose cannot run a worker for database %u: all %d database slots are taken",
+								w->dbid, FH_MAX_DATABASES),
+						 errdetail("Its records are kept and delivered once another database drops the extension or is dropped.")));
+			w->warned |= w->asked;
+			continue;
+		}
+		/* only the launcher takes slots: the free one stays free meanwhile */
+		if (fh_launcher_database_usable(w->dbid))
+		{
+			LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
+			slot = fh_db_slot_locked(w->dbid);
+			if (slot == NULL)
+				slot = fh_db_slot_take(w->dbid);
+			LWLockRelease(fh_shared->lock);
+			Assert(slot != NULL);
+		}
+		launcher_waiting = foreach_delete_current(launcher_waiting, lc);
+		pfree(w);
+	}
 }
 
 static bool
@@ -724,9 +857,17 @@ fh_launcher_start_worker(FhWorkerHandle *h, Oid dbid)
 
 	if (!RegisterDynamicBackgroundWorker(&worker, &h->handle))
 	{
-		ereport(WARNING,
-				(errmsg("firehose could not start a worker for database %u", dbid),
-				 errhint("Raise max_worker_processes.")));
+		static TimestampTz last_warning = 0;
+		TimestampTz now = GetCurrentTimestamp();
+
+		/* once a minute: the launcher tries again every few seconds */
+		if (TimestampDifferenceExceeds(last_warning, now, 60000))
+		{
+			ereport(WARNING,
+					(errmsg("firehose could not start a worker for database %u", dbid),
+					 errhint("Raise max_worker_processes.")));
+			last_warning = now;
+		}
 		h->handle = NULL;
 		return false;
 	}
@@ -743,7 +884,9 @@ fh_launcher_pass(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	long		next_ms = 60000;
+	bool		no_processes = false;
 
+	fh_launcher_assign_slots();
 	for (int i = 0; i < FH_MAX_DATABASES; i++)
 	{
 		FhDbSlot   *slot = &fh_shared->dbs[i];
@@ -754,8 +897,7 @@ fh_launcher_pass(void)
 
 		LWLockAcquire(fh_shared->lock, LW_SHARED);
 		dbid = slot->dbid;
-		want = OidIsValid(dbid) && slot->start_requested && !slot->dropping &&
-			!slot->no_extension;
+		want = OidIsValid(dbid) && !slot->dropping;
 		LWLockRelease(fh_shared->lock);
 
 		if (h->handle != NULL)
@@ -768,7 +910,7 @@ fh_launcher_pass(void)
 			/* a worker that stopped is restarted, but not in a tight loop */
 			h->not_before = TimestampTzPlusMilliseconds(now, 1000);
 		}
-		if (!want)
+		if (!want || no_processes)
 			continue;
 		if (now < h->not_before)
 		{
@@ -776,7 +918,11 @@ fh_launcher_pass(void)
 			continue;
 		}
 		if (!fh_launcher_start_worker(h, dbid))
+		{
+			/* no background worker slot is free: none for the next either */
+			no_processes = true;
 			next_ms = Min(next_ms, 5000);
+		}
 	}
 	return next_ms;
 }

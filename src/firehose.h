@@ -76,17 +76,25 @@ typedef enum FhBlocked
 
 extern const char *fh_blocked_text(FhBlocked reason);
 
+/*
+ * A database that runs (or is to run) a worker.  Only the launcher takes a
+ * free slot, so that no backend ever fails for want of one (a backend asks
+ * at commit, where an ERROR would be a PANIC); a worker that finds no
+ * extension gives its slot back.
+ */
 typedef struct FhDbSlot
 {
 	Oid			dbid;			/* InvalidOid: free */
 	pid_t		worker_pid;		/* 0 when no worker runs */
 	Latch	   *worker_latch;
-	bool		start_requested;
 	bool		dropping;		/* DROP DATABASE in progress: don't start */
-	bool		no_extension;	/* worker found no extension; don't restart */
+	uint32		requests;		/* bumped by every fh_request_worker() */
 	pg_atomic_uint32 reload;	/* stream configuration changed */
 	pg_atomic_uint32 wake;		/* a commit asked for attention */
 } FhDbSlot;
+
+/* databases without a slot that asked for a worker, for the launcher */
+#define FH_MAX_DB_REQUESTS	64
 
 typedef struct FhShared
 {
@@ -95,6 +103,9 @@ typedef struct FhShared
 	pid_t		launcher_pid;
 	ConditionVariable flush_cv;
 	FhDbSlot	dbs[FH_MAX_DATABASES];
+	Oid			db_requests[FH_MAX_DB_REQUESTS];
+	int			n_db_requests;
+	bool		db_requests_overflowed; /* some were lost: try every database */
 	int			max_streams;
 	FhStreamSlot streams[FLEXIBLE_ARRAY_MEMBER];
 } FhShared;
@@ -114,7 +125,8 @@ extern void fh_fault_point(const char *point);
 
 extern FhStreamSlot *fh_stream_slot(Oid dbid, int32 stream_id, bool create);
 extern void fh_stream_slot_release(Oid dbid, int32 stream_id);
-extern FhDbSlot *fh_db_slot(Oid dbid, bool create);
+extern FhDbSlot *fh_db_slot(Oid dbid);
+extern bool fh_db_slots_full(Oid dbid);
 extern void fh_wake_worker(Oid dbid, bool reload);
 extern void fh_request_worker(Oid dbid);
 extern uint64 fh_atomic_max_u64(pg_atomic_uint64 *a, uint64 v);

@@ -747,6 +747,18 @@ fh_stream_changed_sql(PG_FUNCTION_ARGS)
 
 	CacheInvalidateRelcacheByRelid(stream_rel);
 	fh_reload_at_commit();
+
+	/*
+	 * The launcher gives this database a worker after commit; tell now if it
+	 * cannot (the commit itself must not fail for it).
+	 */
+	if (fh_shared && fh_db_slots_full(MyDatabaseId))
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("no firehose worker can run for this database now"),
+				 errdetail("All %d database slots are taken by other databases that use firehose.",
+						   FH_MAX_DATABASES),
+				 errhint("Records are kept, and delivered once another database drops the extension or is dropped.")));
 	PG_RETURN_VOID();
 }
 
@@ -844,7 +856,7 @@ fh_slot_status_sql(PG_FUNCTION_ARGS)
 	else
 		nulls[4] = true;
 	{
-		FhDbSlot   *db = fh_shared ? fh_db_slot(MyDatabaseId, false) : NULL;
+		FhDbSlot   *db = fh_shared ? fh_db_slot(MyDatabaseId) : NULL;
 
 		values[5] = BoolGetDatum(db != NULL && db->worker_pid != 0);
 	}

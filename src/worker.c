@@ -135,6 +135,16 @@ static FhDbSlot *my_slot;
 static TimestampTz next_safety_pass = 0;
 static TimestampTz next_cleanup = 0;
 
+static uint32 my_requests;		/* my_slot->requests when we took it */
+static bool give_back_slot = false; /* the extension is not installed here */
+
+/*
+ * A worker that found no extension gives its database slot back, so that
+ * databases without firehose hold none (the launcher tries every database
+ * at start-up), unless a backend asked for a worker meanwhile (CREATE
+ * EXTENSION and create_stream() may just have committed): then the
+ * launcher starts the next worker on the same slot.
+ */
 static void
 worker_on_exit(int code, Datum arg)
 {
@@ -145,6 +155,8 @@ worker_on_exit(int code, Datum arg)
 	{
 		my_slot->worker_pid = 0;
 		my_slot->worker_latch = NULL;
+		if (give_back_slot && !my_slot->dropping && my_slot->requests == my_requests)
+			my_slot->dbid = InvalidOid;
 	}
 	LWLockRelease(fh_shared->lock);
 }
@@ -1685,6 +1697,7 @@ fh_worker_main(Datum arg)
 	}
 	my_slot->worker_pid = MyProcPid;
 	my_slot->worker_latch = MyLatch;
+	my_requests = my_slot->requests;
 	LWLockRelease(fh_shared->lock);
 	before_shmem_exit(worker_on_exit, (Datum) 0);
 
@@ -1694,10 +1707,7 @@ fh_worker_main(Datum arg)
 
 	if (!become_extension_owner())
 	{
-		LWLockAcquire(fh_shared->lock, LW_EXCLUSIVE);
-		my_slot->no_extension = true;
-		my_slot->start_requested = false;
-		LWLockRelease(fh_shared->lock);
+		give_back_slot = true;
 		proc_exit(0);
 	}
 
@@ -1774,9 +1784,12 @@ fh_worker_main(Datum arg)
 		}
 		if (reload || work_pending(now))
 		{
-			/* DROP EXTENSION (the launcher can restart us), or a new owner */
+			/* DROP EXTENSION, or a new owner */
 			if (reload && !become_extension_owner())
+			{
+				give_back_slot = true;
 				proc_exit(0);
+			}
 			worker_transaction(reload, now);
 			reload = false;
 		}

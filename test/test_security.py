@@ -231,6 +231,80 @@ def test_drop_database_refused_does_not_stop_the_worker(db, cluster, pg, receive
     assert r.records() == [b"first"] + [b"during-%d" % i for i in range(20)]
 
 
+def test_seventy_databases_cannot_make_a_commit_panic(cluster, pg, receiver, wait_until):
+    """70 databases with firehose and a stream, a restart (the launcher then
+    tries every database), then create_stream() in a 71st: the database
+    slots (64) are all taken, and the commit that asks for a worker must not
+    fail (an ERROR at commit is a PANIC that restarts the whole server).  The
+    71st database waits for a slot, and delivers once others are dropped."""
+    if not hasattr(cluster, "datadir"):
+        pytest.skip("needs a cluster this test run controls (restart)")
+    from concurrent.futures import ThreadPoolExecutor
+
+    prefix = "fh_many_%d_" % os.getpid()
+    template = prefix + "template"
+    names = [prefix + "%02d" % i for i in range(1, 71)]
+    last = prefix + "71"
+    r = receiver()
+
+    def drop(name):
+        cluster.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+    try:
+        # copies of one database are made much faster than new ones; a
+        # template may have no session (its worker) connected while copied
+        drop(template)
+        cluster.psql('CREATE DATABASE "%s"' % template)
+        conn = cluster.connect(template)
+        try:
+            cur = conn.cursor()
+            cur.execute("CREATE EXTENSION firehose")
+            cur.execute("SELECT firehose.create_stream('s', 'http', %s::jsonb)",
+                        (json.dumps(dict(FAST, url=r.url)),))
+        finally:
+            conn.close()
+        cluster.psql('ALTER DATABASE "%s" WITH ALLOW_CONNECTIONS false' % template)
+        cluster.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = %s", params=(template,))
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda n: cluster.psql('CREATE DATABASE "%s" TEMPLATE "%s"'
+                                                 % (n, template)), names))
+        cluster.restart()
+        log_from = len(cluster.log_text())
+
+        cluster.psql('CREATE DATABASE "%s"' % last)
+        conn = cluster.connect(last)
+        try:
+            cur = conn.cursor()
+            cur.execute("CREATE EXTENSION firehose")
+            cur.execute("SELECT firehose.create_stream('t', 'http', %s::jsonb)",
+                        (json.dumps(dict(FAST, url=r.url)),))
+            cur.execute("SELECT firehose.put('t', 'from the 71st'::text)")
+        finally:
+            conn.close()
+        assert cluster.psql("SELECT 1") == [(1,)]
+        log = cluster.log_text()[log_from:]
+        assert "PANIC" not in log and "terminated by signal" not in log, log[-2000:]
+
+        # databases given up free their slots: the 71st gets one and delivers
+        # (the last made are dropped first: they wait for a slot, which then
+        # goes to no worker that the next DROP must stop)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(drop, [template] + names[::-1]))
+        one_worker(pg, last, wait_until, timeout=30)
+        conn = cluster.connect(last)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT firehose.flush('t', true, '60s')")
+            assert cur.fetchone()[0] is True
+        finally:
+            conn.close()
+        assert r.records() == [b"from the 71st"]
+    finally:
+        for name in [template, last] + names:
+            drop(name)
+
+
 # -- egress: options only some roles may use ---------------------------------
 
 @pytest.fixture
