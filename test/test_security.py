@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import tempfile
-import time
 
 import psycopg2
 import pytest
