@@ -72,5 +72,32 @@ SELECT name, options->>'ca_file' AS ca_file, options->>'credentials' AS credenti
   FROM firehose.streams WHERE name = 'plain';
 
 SELECT firehose.drop_stream('plain');
+
+--
+-- what is sent as an HTTP header has no line break or NUL
+--
+SELECT firehose.create_stream('h', 'http', '{"url": "http://127.0.0.1:9/",
+    "headers": {"X-A": "v\r\nX-Injected: 1"}}');
+SELECT firehose.create_stream('h', 'http', '{"url": "http://127.0.0.1:9/",
+    "headers": {"X-A\nX-Injected": "1"}}');
+SELECT firehose.create_stream('h', 'http', '{"url": "http://127.0.0.1:9/",
+    "common_attributes": {"k": "a\nb"}}');
+SELECT firehose.create_stream('h', 'splunk', '{"endpoint": "http://127.0.0.1:9",
+    "token": "t\r\nX-Injected: 1"}');
+
+--
+-- user information in URLs is not shown
+--
+SELECT firehose.create_stream('u', 'http', '{"url": "https://user:pa%40ss@127.0.0.1:9/in?x=1",
+    "backup": {"mode": "failed", "s3": {"bucket": "bkt", "access_key_id": "a",
+               "secret_access_key": "s", "endpoint": "http://k:s@127.0.0.1:9"}}}');
+SELECT firehose.create_stream('o', 'opensearch', '{"endpoint": "http://u:p@127.0.0.1:9",
+    "index": "i"}');
+SELECT name, options->>'url' AS url, options->'backup'->'s3'->>'endpoint' AS backup_endpoint,
+       options->>'endpoint' AS endpoint, target
+  FROM firehose.streams WHERE name IN ('u', 'o') ORDER BY name;
+SELECT firehose.drop_stream('u');
+SELECT firehose.drop_stream('o');
+
 DROP OWNED BY regress_fh_admin;
 DROP ROLE regress_fh_admin;

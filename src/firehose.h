@@ -27,6 +27,7 @@
 #include "access/transam.h"
 #include "lib/ilist.h"
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/itemptr.h"
@@ -190,6 +191,13 @@ extern Jsonb *fh_options_normalize(const char *destination, Jsonb *current,
 extern Jsonb *fh_options_normalize_sink(const FhSink *sink, Jsonb *current,
 										Jsonb *changes, bool with_common);
 extern void fh_config_from_options(Jsonb *options, FhStreamConfig *cfg);
+
+/*
+ * Secrets shorter than this are not scrubbed from error texts: they would
+ * blank out ordinary words, and are no secret worth the name.
+ */
+#define FH_MIN_SECRET_LEN 4
+extern Jsonb *fh_options_redact(const FhSink *sink, Jsonb *opts, List **secrets);
 extern bool fh_jsonb_get_text(Jsonb *obj, const char *key, char **out);
 extern bool fh_jsonb_get_bool(Jsonb *obj, const char *key, bool def);
 extern int64 fh_jsonb_get_int(Jsonb *obj, const char *key, int64 def);
@@ -508,6 +516,12 @@ extern bool fh_is_json(const char *data, int len);
 extern Jsonb *fh_json_answer(FhResponse *resp);
 extern void fh_url_split(const char *url, char **scheme, char **hostport, char **path);
 extern char *fh_url_escape(const char *s);
+extern bool fh_url_userinfo(const char *url, size_t *start, size_t *len);
+extern char *fh_url_redact(const char *url);
+
+/* longest error text stored in deliveries, failed_records, stream_stats */
+#define FH_MAX_ERROR_LEN 8192
+extern char *fh_error_text(const char *msg, List *secrets);
 
 /* ---------- compression (compress.c) ---------- */
 

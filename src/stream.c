@@ -257,6 +257,22 @@ check_url(const FhOptionDef *d, const char *url)
 }
 
 /*
+ * A header name or value (headers, and the secrets that are sent as
+ * headers) with a line break would end its header and start another of the
+ * user's choosing; NUL would cut it.  what: "a key" or "a value".
+ */
+static void
+check_no_line_break(const FhOptionDef *d, const char *s, int len, const char *what)
+{
+	for (int i = 0; i < len; i++)
+		if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"%s\" has %s with a line break or NUL character", d->name, what),
+					 errdetail("Carriage returns, line feeds and NUL characters are not allowed in what is sent as an HTTP header.")));
+}
+
+/*
  * Check one value against its definition; append its normalized JSON form.
  */
 static void
@@ -328,6 +344,8 @@ normalize_value(const FhOptionDef *d, JsonbValue *v, StringInfo out)
 				}
 				if (d->type == FH_OPT_URL)
 					check_url(d, s);
+				if (d->secret)
+					check_no_line_break(d, v->val.string.val, v->val.string.len, "a value");
 				escape_json(out, s);
 				break;
 			}
@@ -354,6 +372,9 @@ normalize_value(const FhOptionDef *d, JsonbValue *v, StringInfo out)
 				{
 					if (tok == WJB_VALUE && kv.type != jbvString)
 						option_type_error(d, v);
+					if (tok == WJB_KEY || tok == WJB_VALUE)
+						check_no_line_break(d, kv.val.string.val, kv.val.string.len,
+											tok == WJB_KEY ? "a key" : "a value");
 					if (tok == WJB_KEY && kv.val.string.len == 0)
 						ereport(ERROR,
 								(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -644,37 +665,24 @@ fh_call_with_caller(PG_FUNCTION_ARGS)
 	return result;
 }
 
-/*
- * _target(destination, options): where the stream's records go, as a URL
- * without secrets (firehose.streams.target).
- */
-PG_FUNCTION_INFO_V1(fh_target_sql);
-Datum
-fh_target_sql(PG_FUNCTION_ARGS)
+/* append a copy of s (len bytes) to *secrets, when it is long enough to scrub */
+static void
+add_secret(List **secrets, const char *s, size_t len)
 {
-	const FhSink *sink = fh_sink_lookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), true);
-	char	   *t;
-
-	if (sink == NULL || sink->target == NULL)
-		PG_RETURN_NULL();
-	t = sink->target(PG_GETARG_JSONB_P(1));
-	if (t == NULL)
-		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(t));
+	if (secrets && len >= FH_MIN_SECRET_LEN)
+		*secrets = lappend(*secrets, pnstrdup(s, len));
 }
 
 /*
- * _redact_options(destination, options): the options with every secret
- * value replaced by "********" (and every header value, which may carry
- * credentials).
+ * fh_options_redact
+ *		opts with every secret value replaced by "********" (and every header
+ *		value, which may carry credentials), and the user information of
+ *		URLs too.  With secrets not NULL, the secret values are appended to
+ *		*secrets (the user information whole, and its user and password).
  */
-PG_FUNCTION_INFO_V1(fh_redact_options_sql);
-Datum
-fh_redact_options_sql(PG_FUNCTION_ARGS)
+Jsonb *
+fh_options_redact(const FhSink *sink, Jsonb *opts, List **secrets)
 {
-	char	   *dest = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Jsonb	   *opts = PG_GETARG_JSONB_P(1);
-	const FhSink *sink = fh_sink_lookup(dest, true);
 	JsonbIterator *it;
 	JsonbValue	kv;
 	JsonbIteratorToken tok;
@@ -685,7 +693,7 @@ fh_redact_options_sql(PG_FUNCTION_ARGS)
 	int			depth = 0;
 
 	if (sink == NULL || !JB_ROOT_IS_OBJECT(opts))
-		PG_RETURN_JSONB_P(opts);
+		return opts;
 
 	it = JsonbIteratorInit(&opts->root);
 	while ((tok = JsonbIteratorNext(&it, &kv, false)) != WJB_DONE)
@@ -722,8 +730,27 @@ fh_redact_options_sql(PG_FUNCTION_ARGS)
 			case WJB_ELEM:
 				if (cur && cur->secret && kv.type == jbvString)
 				{
+					add_secret(secrets, kv.val.string.val, kv.val.string.len);
 					kv.val.string.val = "********";
 					kv.val.string.len = 8;
+				}
+				else if (cur && cur->type == FH_OPT_URL && kv.type == jbvString)
+				{
+					char	   *url = pnstrdup(kv.val.string.val, kv.val.string.len);
+					size_t		start;
+					size_t		len;
+
+					if (fh_url_userinfo(url, &start, &len))
+					{
+						size_t		colon = strcspn(url + start, ":");
+
+						add_secret(secrets, url + start, len);
+						add_secret(secrets, url + start, Min(colon, len));
+						if (colon < len)
+							add_secret(secrets, url + start + colon + 1, len - colon - 1);
+						kv.val.string.val = fh_url_redact(url);
+						kv.val.string.len = strlen(kv.val.string.val);
+					}
 				}
 				res = pushJsonbValue(&state, tok, &kv);
 				break;
@@ -731,7 +758,37 @@ fh_redact_options_sql(PG_FUNCTION_ARGS)
 				break;
 		}
 	}
-	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
+	return JsonbValueToJsonb(res);
+}
+
+/*
+ * _target(destination, options): where the stream's records go, as a URL
+ * without secrets (firehose.streams.target): the sink's target() of the
+ * redacted options.
+ */
+PG_FUNCTION_INFO_V1(fh_target_sql);
+Datum
+fh_target_sql(PG_FUNCTION_ARGS)
+{
+	const FhSink *sink = fh_sink_lookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), true);
+	char	   *t;
+
+	if (sink == NULL || sink->target == NULL)
+		PG_RETURN_NULL();
+	t = sink->target(fh_options_redact(sink, PG_GETARG_JSONB_P(1), NULL));
+	if (t == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(t));
+}
+
+/* _redact_options(destination, options): fh_options_redact, for the view */
+PG_FUNCTION_INFO_V1(fh_redact_options_sql);
+Datum
+fh_redact_options_sql(PG_FUNCTION_ARGS)
+{
+	const FhSink *sink = fh_sink_lookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), true);
+
+	PG_RETURN_JSONB_P(fh_options_redact(sink, PG_GETARG_JSONB_P(1), NULL));
 }
 
 /*

@@ -19,6 +19,8 @@
 #include "common/base64.h"
 #include "common/pg_prng.h"
 
+#include "utf8.h"
+
 /*
  * fh_uuid_from
  *		A UUID-shaped request id that is a pure function of its inputs, so a
@@ -149,6 +151,48 @@ fh_url_escape(const char *s)
 }
 
 /*
+ * fh_url_userinfo
+ *		Where the user information of an absolute URL ("user:password" in
+ *		"https://user:password@host/") lies: true with its offset and length,
+ *		or false when there is none.  Up to the last '@' of the authority,
+ *		which covers whatever curl could take for user information.
+ */
+bool
+fh_url_userinfo(const char *url, size_t *start, size_t *len)
+{
+	const char *sep = url ? strstr(url, "://") : NULL;
+	const char *auth;
+	const char *at;
+	size_t		authlen;
+
+	if (sep == NULL)
+		return false;
+	auth = sep + 3;
+	authlen = strcspn(auth, "/?#");
+	at = NULL;
+	for (const char *c = auth; c < auth + authlen; c++)
+		if (*c == '@')
+			at = c;
+	if (at == NULL)
+		return false;
+	*start = auth - url;
+	*len = at - auth;
+	return true;
+}
+
+/* url with its user information, if any, shown as "********" */
+char *
+fh_url_redact(const char *url)
+{
+	size_t		start;
+	size_t		len;
+
+	if (!fh_url_userinfo(url, &start, &len))
+		return pstrdup(url);
+	return psprintf("%.*s********%s", (int) start, url, url + start + len);
+}
+
+/*
  * fh_url_split
  *		The scheme, "host[:port]" and path of an absolute URL (checked when
  *		the options were), palloc'd; path "/" when the URL has none.
@@ -199,4 +243,123 @@ fh_json_answer(FhResponse *resp)
 	if (resp->body.len == 0 || !fh_is_json(resp->body.data, resp->body.len))
 		return NULL;
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp->body.data)));
+}
+
+/* secret (len bytes) at p, or a start of it cut off by the end of the text */
+static size_t
+secret_at(const char *p, const char *end, const char *secret, size_t len)
+{
+	size_t		left = end - p;
+
+	if (left >= len)
+		return memcmp(p, secret, len) == 0 ? len : 0;
+	/* a text clipped (here or by the sink) ends in the start of the secret */
+	if (left >= FH_MIN_SECRET_LEN && memcmp(p, secret, left) == 0)
+		return left;
+	return 0;
+}
+
+/*
+ * The text msg made valid text of the database's encoding (in UTF-8, a
+ * malformed byte becomes U+FFFD; in other encodings every byte outside
+ * ASCII becomes '?'), cut on a character boundary to at most max bytes;
+ * *clipped tells whether it was cut.
+ */
+static void
+valid_text(const char *msg, int max, StringInfo out, bool *clipped)
+{
+	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
+	const char *end = msg + strlen(msg);
+
+	for (const char *p = msg; p < end;)
+	{
+		uint32_t	cp;
+		int			n = utf8 ? fh_utf8_decode((const unsigned char *) p, end - p, &cp) :
+			((unsigned char) *p < 0x80);
+		const char *rep = NULL;
+
+		if (n == 0)
+		{
+			rep = utf8 ? "\xEF\xBF\xBD" : "?";
+			n = 1;
+		}
+		if (out->len + (rep ? (int) strlen(rep) : n) > max)
+		{
+			*clipped = true;
+			return;
+		}
+		if (rep)
+			appendStringInfoString(out, rep);
+		else
+			appendBinaryStringInfo(out, p, n);
+		p += n;
+	}
+}
+
+/*
+ * fh_error_text
+ *		An error text fit to be stored and shown: valid text of the
+ *		database's encoding (see valid_text; NUL characters cannot pass, the
+ *		text ends at the first), clipped on a character boundary to
+ *		FH_MAX_ERROR_LEN bytes with "..." at the end, and every occurrence
+ *		of the stream's secrets (a list of strings, see fh_options_redact)
+ *		replaced by "[redacted]", a secret cut short by the end of the text
+ *		included.  An error text quotes what a destination answered, and a
+ *		destination may echo what it was sent: keys, tokens, passwords.
+ *		NULL stays NULL.
+ */
+char *
+fh_error_text(const char *msg, List *secrets)
+{
+	StringInfoData text;
+	StringInfoData out;
+	bool		clipped = false;
+	const char *end;
+
+	if (msg == NULL)
+		return NULL;
+
+	/* clipped first, so that a secret the clip cuts short is scrubbed */
+	initStringInfo(&text);
+	valid_text(msg, FH_MAX_ERROR_LEN - 3, &text, &clipped);
+
+	initStringInfo(&out);
+	end = text.data + text.len;
+	for (const char *p = text.data; p < end;)
+	{
+		ListCell   *lc;
+		size_t		n = 0;
+
+		foreach(lc, secrets)
+		{
+			const char *secret = lfirst(lc);
+
+			if ((n = secret_at(p, end, secret, strlen(secret))) > 0)
+				break;
+		}
+		if (n > 0)
+		{
+			appendStringInfoString(&out, "[redacted]");
+			p += n;
+		}
+		else
+			appendStringInfoChar(&out, *p++);
+	}
+	pfree(text.data);
+
+	/* "[redacted]" may be longer than what it replaced: clip again */
+	if (out.len > FH_MAX_ERROR_LEN - 3)
+	{
+		int			cut = FH_MAX_ERROR_LEN - 3;
+
+		/* back to a character's first byte (outside UTF-8 all is ASCII) */
+		while (cut > 0 && (out.data[cut] & 0xC0) == 0x80)
+			cut--;
+		out.len = cut;
+		out.data[cut] = '\0';
+		clipped = true;
+	}
+	if (clipped)
+		appendStringInfoString(&out, "...");
+	return out.data;
 }

@@ -67,6 +67,8 @@ typedef struct FhWorkerStream
 	bool		probe;			/* safety pass: look for unannounced rows */
 	MemoryContext cxt;			/* name, config, snapshots, batches */
 	MemoryContext config_cxt;	/* sink config, replaced on reload */
+	List	   *secrets;		/* the option values scrubbed from error
+								 * texts (fh_error_text), in config_cxt */
 	Oid			tables[FH_STAGE_TABLES];
 	FhStreamSlot *slot;
 	FhSnapshot *consumed;		/* persisted: all visible here is done */
@@ -415,6 +417,8 @@ load_streams(void)
 			ws->sink = fh_sink_lookup(dest, false);
 			opts = (Jsonb *) PG_DETOAST_DATUM_COPY(PointerGetDatum(opts));
 			fh_config_from_options(opts, &ws->cfg);
+			ws->secrets = NIL;
+			(void) fh_options_redact(ws->sink, opts, &ws->secrets);
 			ws->sink_config = ws->sink->configure(opts, ws->name, version);
 			ws->backup = NULL;
 			if (fh_jsonb_get(opts, "backup"))
@@ -639,7 +643,8 @@ record_part(FhPart *part)
 		vals[12] = CStringGetTextDatum(code);
 	else
 		nulls[12] = 'n';
-	message = with_backup_error(part, message);
+	/* every error text stored goes through fh_error_text: no secrets, valid text */
+	message = fh_error_text(with_backup_error(part, message), ws->secrets);
 	if (message)
 		vals[13] = CStringGetTextDatum(message);
 	else
@@ -665,20 +670,29 @@ record_part(FhPart *part)
 		int			n = 0;
 		int			dims[1];
 		int			lbs[1] = {1};
+		const char *last_raw = NULL;	/* records of one verdict share */
+		Datum		last_message = (Datum) 0;	/* its text, made once */
 
 		for (n = 0; n < nfailed; n++)
 		{
 			int			i = failed[n];
 			const FhVerdict *v = fh_record_verdict(part, i);
-			const char *m = with_backup_error(part, v->error_message);
 
+			if (n == 0 || v->error_message != last_raw)
+			{
+				char	   *m = fh_error_text(with_backup_error(part, v->error_message),
+											  ws->secrets);
+
+				last_raw = v->error_message;
+				last_message = m ? CStringGetTextDatum(m) : (Datum) 0;
+			}
 			ids[n] = Int64GetDatum(part->records[i].id);
 			arrivals[n] = TimestampTzGetDatum(part->records[i].arrival);
 			datas[n] = PointerGetDatum(part->records[i].data);
 			code_nulls[n] = v->error_code == NULL;
 			codes[n] = v->error_code ? CStringGetTextDatum(v->error_code) : (Datum) 0;
-			message_nulls[n] = m == NULL;
-			messages[n] = m ? CStringGetTextDatum(m) : (Datum) 0;
+			message_nulls[n] = last_message == (Datum) 0;
+			messages[n] = last_message;
 		}
 		dims[0] = n;
 		memset(fnulls, ' ', sizeof(fnulls));
@@ -1255,6 +1269,9 @@ finish_part(FhPart *part, TimestampTz now)
 		char	   *why = psprintf("S3 backup failed: %s: %s",
 								   part->verdict.error_code ? part->verdict.error_code : "?",
 								   part->verdict.error_message ? part->verdict.error_message : "");
+
+		/* scrubbed now too: it goes to the server log */
+		why = fh_error_text(why, ws->secrets);
 
 		part->backup_error = part->backup_error ?
 			psprintf("%s %s", part->backup_error, why) : why;

@@ -47,7 +47,9 @@ stays.  "probability" (with optional "seed") makes a rule apply at random.
 answer.  Actions:
 
   {"status": 500}               answer that status, Firehose-shaped error body;
-                                records are not stored ("error_message" optional)
+                                records are not stored ("error_message" optional;
+                                "error_body_b64": these bytes as the whole body
+                                instead, not JSON, e.g. invalid UTF-8)
   {"malformed": KIND}           answer 200 with a broken response, records not
                                 stored.  KIND: badjson, wrongid, notimestamp,
                                 stringtimestamp, wrongcontenttype, nocontenttype,
@@ -93,7 +95,7 @@ MALFORMED_KINDS = ("badjson", "wrongid", "notimestamp", "stringtimestamp",
 ACTION_KEYS = ("status", "malformed", "drop", "store_then_drop", "store_then_status",
                "down_for")
 RULE_KEYS = set(ACTION_KEYS) | {"count", "probability", "seed", "delay", "reset",
-                                "now", "error_message"}
+                                "now", "error_message", "error_body_b64"}
 
 
 def now_ms():
@@ -329,6 +331,9 @@ class Handler(LoopbackHandler):
         if action == "status" or action == "store_then_status":
             code = spec[action]
             self.note(entry, status=code, outcome="fault")
+            if "error_body_b64" in spec:
+                return self.send_body(code, base64.b64decode(spec["error_body_b64"]),
+                                      content_type="text/plain")
             msg = spec.get("error_message", "injected fault: status %d" % code)
             return self.firehose_error(code, rid, msg)
         if action in ("drop", "store_then_drop"):

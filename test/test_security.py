@@ -13,6 +13,7 @@ gains nothing.  Sections, one per part of the privilege model:
   functions, a dump and restore that go on delivering
 """
 
+import base64
 import json
 import os
 import subprocess
@@ -666,3 +667,115 @@ class TestDump:
         flush(new, "ahead")
         r.wait_records(1, timeout=30)
         assert r.records() == [b"new"]
+
+
+# -- secrets: what is sent as a header, what is shown, what is stored ---------
+
+def test_line_breaks_in_headers_are_refused(db):
+    url = "http://127.0.0.1:9/"
+    for opts in ({"headers": {"X-Ok": "a\r\nX-Injected: 1"}},
+                 {"headers": {"X-Ok\nX-Injected": "1"}},
+                 {"headers": {"X-Ok": "a\rb"}},
+                 {"common_attributes": {"k": "a\nb"}},
+                 {"access_key": "key\r\nX-Injected: 1"}):
+        assert sqlstate(db, *create("h", "http", url=url, **opts)) == "22023", opts
+    assert sqlstate(db, *create("h", "splunk", endpoint="http://127.0.0.1:9",
+                                token="t\r\nX-Injected: 1")) == "22023"
+    assert sqlstate(db, *create("h", "datadog", api_key="k\nX-Injected: 1")) == "22023"
+    assert db.one("SELECT count(*) FROM firehose.streams") == 0
+    # alter_stream too
+    make_stream(db, "h", url, headers={"X-Ok": "fine"})
+    assert sqlstate(db, "SELECT firehose.alter_stream('h', %s::jsonb)",
+                    (json.dumps({"headers": {"X-Ok": "a\r\nX-Injected: 1"}}),)) == "22023"
+    assert db.one("SELECT options->'headers'->>'X-Ok' FROM firehose.stream") == "fine"
+
+
+def test_url_user_info_is_not_shown(db, receiver):
+    r = receiver("raw")
+    url = r.url.replace("http://", "http://urluser:URLPASSWORD1@")
+    make_stream(db, "u", url, format="raw")
+    db.execute(*create("o", "opensearch", endpoint="http://osuser:OSPASSWORD2@127.0.0.1:9",
+                       index="i"))
+    db.execute(*create("k", "splunk", endpoint="https://hec:HECPASSWORD3@127.0.0.1:9",
+                       token="tok-1234"))
+    db.execute(*create("s", "s3", bucket="bkt", endpoint="http://s3user:S3PASSWORD4@127.0.0.1:9",
+                       path_style=True, **S3_KEYS))
+    db.execute(*create("b", "http", url="http://127.0.0.1:9/", backup={
+        "mode": "failed", "s3": dict(S3_KEYS, bucket="bkt",
+                                     endpoint="http://bk:BKPASSWORD5@127.0.0.1:9")}))
+    shown = db.q("SELECT name, options::text, target FROM firehose.streams ORDER BY name")
+    assert len(shown) == 5
+    for name, options, target in shown:
+        for secret in ("URLPASSWORD1", "OSPASSWORD2", "HECPASSWORD3", "S3PASSWORD4",
+                       "BKPASSWORD5", "urluser", "osuser", "s3user"):
+            assert secret not in options and secret not in (target or ""), (name, secret)
+        assert "********@127.0.0.1" in options, (name, options)
+    assert db.one("SELECT target FROM firehose.streams WHERE name = 'u'") == \
+        r.url.replace("http://", "http://********@")
+    # the worker still uses the URL as given
+    put_texts(db, "u", ["with basic auth"])
+    flush(db, "u")
+    (req,) = r.requests()
+    auth = {k.lower(): v for k, v in req["headers"].items()}["authorization"]
+    assert base64.b64decode(auth.split()[1]) == b"urluser:URLPASSWORD1"
+
+
+def stored_errors(db, stream):
+    """Every error text stored for stream: deliveries, failed_records, stream_status."""
+    texts = [e for (e,) in db.q("SELECT error FROM firehose.deliveries WHERE stream = %s",
+                                (stream,))]
+    texts += [f["error_message"] for f in failed(db, stream)]
+    texts.append(db.one("SELECT last_error FROM firehose.stream_status WHERE stream = %s",
+                        (stream,)))
+    assert all(t for t in texts), texts
+    return texts
+
+
+def test_secrets_echoed_by_the_destination_are_not_stored(db, receiver):
+    r = receiver()
+    secrets = {"access_key": "ACCESSKEY-0123456789", "header": "HEADERTOKEN-abcdef",
+               "url_password": "URLPASS-987654"}
+    # the destination quotes what it was sent; the stored text is clipped to
+    # 8 KiB (with "..."), which here cuts the last key short after 9 bytes
+    said = "Received the following response from the endpoint destination. 400: "
+    echo = ("bad key %s, bad header Bearer %s, bad user urluser:%s; "
+            % (secrets["access_key"], secrets["header"], secrets["url_password"])).encode()
+    echo = echo.ljust(8192 - 3 - len(said) - 9, b".") + secrets["access_key"].encode() * 2
+    r.faults([{"status": 400, "error_body_b64": base64.b64encode(echo).decode()}])
+    url = r.url.replace("http://", "http://urluser:%s@" % secrets["url_password"])
+    make_stream(db, "e", url, access_key=secrets["access_key"],
+                headers={"Authorization": "Bearer " + secrets["header"]})
+    put_texts(db, "e", ["a", "b"])
+    flush(db, "e")
+    texts = stored_errors(db, "e")
+    assert len(texts) == 4                  # one delivery, two records, the status
+    for t in texts:
+        assert "bad key [redacted], bad header [redacted], bad user [redacted]; " in t, t
+        assert t.endswith(".[redacted]..."), t[-40:]
+        for s in secrets.values():
+            assert s not in t, (s, t)
+        assert "ACCESSKEY" not in t and "HEADERTOKEN" not in t and "URLPASS" not in t
+
+
+def test_error_bodies_are_stored_as_valid_clipped_text(db, receiver):
+    r = receiver()
+    body = b"bad \xff\xfe bytes \xe2\x82 cut \xc3"
+    r.faults([{"status": 400, "error_body_b64": base64.b64encode(body).decode(), "count": 1},
+              {"status": 400, "error_body_b64":
+               base64.b64encode(b"nul \x00 after").decode(), "count": 1},
+              {"status": 400, "error_body_b64":
+               base64.b64encode("\u00e9".encode() * 20000).decode()}])
+    make_stream(db, "v", r.url, max_concurrency=1)
+    for text in ("a", "b", "c"):
+        put_texts(db, "v", [text])
+        flush(db, "v")
+    msgs = [f["error_message"] for f in failed(db, "v")]
+    assert len(msgs) == 3
+    assert msgs[0].endswith("bad \ufffd\ufffd bytes \ufffd\ufffd cut \ufffd"), msgs[0]
+    assert "\x00" not in msgs[1] and "nul " in msgs[1], msgs[1]
+    assert len(msgs[2].encode()) <= 8192 and msgs[2].endswith("\u00e9...")
+    # the database sees valid text in every table
+    for (e,) in db.q("SELECT error FROM firehose.deliveries WHERE stream = 'v'"):
+        assert isinstance(e, str)
+    assert db.one("SELECT count(*) FROM firehose.failed_records "
+                  "WHERE octet_length(convert_to(error_message, 'UTF8')) > 0") == 3
