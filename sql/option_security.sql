@@ -99,5 +99,28 @@ SELECT name, options->>'url' AS url, options->'backup'->'s3'->>'endpoint' AS bac
 SELECT firehose.drop_stream('u');
 SELECT firehose.drop_stream('o');
 
+--
+-- firehose.allowed_destinations: link-local and metadata addresses are
+-- refused by default; the worker checks resolved addresses again
+--
+SHOW firehose.allowed_destinations;
+SELECT firehose.create_stream('m', 'http', '{"url": "http://169.254.169.254/latest/meta-data/"}');
+SELECT firehose.create_stream('m', 'opensearch', '{"endpoint": "http://[fd00:ec2::254]",
+    "index": "i"}');
+SELECT firehose.create_stream('m', 'http', '{"url": "http://127.0.0.1:9/",
+    "backup": {"mode": "failed", "s3": {"bucket": "bkt", "access_key_id": "a",
+               "secret_access_key": "s", "endpoint": "http://169.254.1.2"}}}');
+SET firehose.allowed_destinations = '10.0.0.0/8, *.example.com, !*';
+SELECT firehose.create_stream('m', 'http', '{"url": "http://10.1.2.3/"}');
+SELECT firehose.create_stream('m2', 'http', '{"url": "https://in.example.com/"}');
+SELECT firehose.create_stream('m3', 'http', '{"url": "https://example.org/"}');
+SELECT firehose.drop_stream('m');
+SELECT firehose.drop_stream('m2');
+SET firehose.allowed_destinations = '10.0.0.0/8, ::1/200';
+SET ROLE regress_fh_admin;
+SET firehose.allowed_destinations = '*';
+RESET ROLE;
+RESET firehose.allowed_destinations;
+
 DROP OWNED BY regress_fh_admin;
 DROP ROLE regress_fh_admin;

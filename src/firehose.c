@@ -64,6 +64,7 @@ int			fh_max_part_records = 1000000;
 bool		fh_enabled = true;
 char	   *fh_allowed_ca_dirs = NULL;
 char	   *fh_test_fault = NULL;
+char	   *fh_allowed_destinations = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -583,6 +584,18 @@ fh_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		fh_forget_database_streams(MyDatabaseId);
 }
 
+/* GUC check hook of firehose.allowed_destinations: the list's syntax */
+static bool
+check_allowed_destinations(char **newval, void **extra, GucSource source)
+{
+	char		err[512];
+
+	if (fh_netacl_check_list(*newval, err, sizeof(err)))
+		return true;
+	GUC_check_errdetail("%s", err);
+	return false;
+}
+
 void
 _PG_init(void)
 {
@@ -645,6 +658,13 @@ _PG_init(void)
 							   &fh_test_fault, "", PGC_SUSET,
 							   GUC_NOT_IN_SAMPLE | GUC_LIST_INPUT,
 							   NULL, NULL, NULL);
+	DefineCustomStringVariable("firehose.allowed_destinations",
+							   "Hosts and addresses streams may send to.",
+							   "Comma-separated entries, the first that matches decides: "
+							   "\"*\", an address with an optional /prefix length, a host "
+							   "name or \"*.domain\"; \"!\" before one refuses it.",
+							   &fh_allowed_destinations, FH_NETACL_DEFAULT, PGC_SUSET, 0,
+							   check_allowed_destinations, NULL, NULL);
 	MarkGUCPrefixReserved("firehose");
 
 	/* pg_upgrade runs the server with binary upgrade: no workers then */

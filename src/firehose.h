@@ -36,6 +36,8 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "netacl.h"
+
 #define FH_STAGE_TABLES		3	/* ring of staging tables per stream */
 #define FH_MAX_DATABASES	64
 #define FH_SCHEMA			"firehose"
@@ -121,6 +123,10 @@ extern int	fh_max_part_records;
 extern bool fh_enabled;
 extern char *fh_allowed_ca_dirs;
 extern char *fh_test_fault;
+extern char *fh_allowed_destinations;
+/* the list in force (the GUC is not defined unless preloaded) */
+#define FH_ALLOWED_DESTINATIONS() \
+	(fh_allowed_destinations ? fh_allowed_destinations : FH_NETACL_DEFAULT)
 
 extern void fh_fault_point(const char *point);
 
@@ -311,6 +317,9 @@ typedef struct FhResponse
 	char	   *etag;
 	StringInfoData body;
 	bool		body_truncated;
+	/* firehose.allowed_destinations refused this host or address ("" if not) */
+	char		refused[64];
+	bool		refused_host;	/* the URL's host itself: no connection at all */
 } FhResponse;
 
 /* the classification of a response, with Firehose's error code */

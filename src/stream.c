@@ -246,14 +246,30 @@ check_url(const FhOptionDef *d, const char *url)
 		host[0] != '\0';
 	if (scheme)
 		curl_free(scheme);
-	if (host)
-		curl_free(host);
 	curl_url_cleanup(h);
 	if (!ok)
+	{
+		if (host)
+			curl_free(host);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" is not a valid URL: \"%s\"", d->name, url),
+				 errmsg("option \"%s\" is not a valid URL: \"%s\"", d->name, fh_url_redact(url)),
 				 errhint("Give an absolute http:// or https:// URL with a host, such as \"https://example.com/ingest\".")));
+	}
+	/* the worker checks again, the addresses the name resolves to included */
+	ok = fh_netacl_allows_host(FH_ALLOWED_DESTINATIONS(), host);
+	if (!ok)
+	{
+		char	   *shown = pstrdup(host);
+
+		curl_free(host);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("option \"%s\": destination \"%s\" is not allowed", d->name, shown),
+				 errdetail("firehose.allowed_destinations is \"%s\".", FH_ALLOWED_DESTINATIONS()),
+				 errhint("A superuser decides which hosts and addresses streams may send to, with firehose.allowed_destinations.")));
+	}
+	curl_free(host);
 }
 
 /*

@@ -11,9 +11,18 @@
  * requests are in flight as when idle.  No ereport happens inside a curl
  * callback: they only copy data and flag overflows.
  *
+ * Every connection passes firehose.allowed_destinations twice: the URL's
+ * host when the request starts, and each address the host resolves to when
+ * curl opens a socket to it (CURLOPT_OPENSOCKETFUNCTION), so that neither a
+ * name of the user's choosing nor a DNS answer reaches a refused address.
+ *
  *-------------------------------------------------------------------------
  */
 #include "firehose.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <curl/curl.h>
 
@@ -112,6 +121,54 @@ fh_transport_release_body(FhPart *part)
 	part->response.body.len = 0;
 }
 
+/*
+ * CURLOPT_OPENSOCKETFUNCTION: a socket for address, unless the request's
+ * host or this address is refused by firehose.allowed_destinations; then
+ * the address is noted in the response (the worker records the failure as
+ * Firehose.DestinationNotAllowed) and curl tries the next address or fails.
+ */
+static curl_socket_t
+opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	FhPart	   *part = clientp;
+	FhResponse *resp = &part->response;
+	const void *bytes = NULL;
+
+	if (resp->refused_host)
+		return CURL_SOCKET_BAD;
+	if (fh_netacl_allows_addr(FH_ALLOWED_DESTINATIONS(), &address->addr))
+		return socket(address->family, address->socktype, address->protocol);
+	if (address->family == AF_INET)
+		bytes = &((struct sockaddr_in *) &address->addr)->sin_addr;
+	else if (address->family == AF_INET6)
+		bytes = &((struct sockaddr_in6 *) &address->addr)->sin6_addr;
+	if (bytes == NULL ||
+		inet_ntop(address->family, bytes, resp->refused, sizeof(resp->refused)) == NULL)
+		strlcpy(resp->refused, "an address", sizeof(resp->refused));
+	return CURL_SOCKET_BAD;
+}
+
+/* is the host of url refused by firehose.allowed_destinations? */
+static bool
+host_refused(const char *url, char *host_out, size_t size)
+{
+	CURLU	   *h = curl_url();
+	char	   *host = NULL;
+	bool		refused = true;
+
+	if (curl_url_set(h, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		curl_url_get(h, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+	{
+		refused = !fh_netacl_allows_host(FH_ALLOWED_DESTINATIONS(), host);
+		strlcpy(host_out, host, size);
+		curl_free(host);
+	}
+	else
+		strlcpy(host_out, "a host", size);
+	curl_url_cleanup(h);
+	return refused;
+}
+
 void
 fh_transport_init(void)
 {
@@ -181,6 +238,16 @@ fh_transport_start(FhPart *part, FhRequest *req, int64 timeout_ms)
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, req->tls_verify ? 2L : 0L);
 	if (req->ca_file)
 		curl_easy_setopt(easy, CURLOPT_CAINFO, req->ca_file);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, part);
+	if (host_refused(req->url, part->response.refused, sizeof(part->response.refused)))
+	{
+		/* no connection at all: not even one kept open from before */
+		part->response.refused_host = true;
+		curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+	}
+	else
+		part->response.refused[0] = '\0';
 	part->response.curl_error = errbuf;
 	part->easy = easy;
 	part->in_flight = true;

@@ -1321,15 +1321,29 @@ handle_response(FhPart *part)
 
 	part->last_status = part->response.status;
 	part->verdict.waited_ms = 0;
-	PG_TRY();
+	if (part->response.status == 0 && part->response.refused[0] != '\0')
 	{
-		sink->classify(config, part, &part->response, &part->verdict);
+		/* nothing was sent: the policy, not the destination, said no */
+		part->verdict.outcome = FH_OUTCOME_FAIL;
+		part->verdict.error_code = "Firehose.DestinationNotAllowed";
+		part->verdict.error_message =
+			psprintf("firehose.allowed_destinations does not allow %s%s.",
+					 part->response.refused_host ? "host " : "address ",
+					 part->response.refused);
+		part->verdict.delay_ms = 0;
 	}
-	PG_CATCH();
+	else
 	{
-		sink_error(part, "Firehose.InvalidResponse", FH_OUTCOME_RETRY);
+		PG_TRY();
+		{
+			sink->classify(config, part, &part->response, &part->verdict);
+		}
+		PG_CATCH();
+		{
+			sink_error(part, "Firehose.InvalidResponse", FH_OUTCOME_RETRY);
+		}
+		PG_END_TRY();
 	}
-	PG_END_TRY();
 	MemoryContextSwitchTo(old);
 	fh_transport_release_body(part);
 

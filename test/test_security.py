@@ -779,3 +779,75 @@ def test_error_bodies_are_stored_as_valid_clipped_text(db, receiver):
         assert isinstance(e, str)
     assert db.one("SELECT count(*) FROM firehose.failed_records "
                   "WHERE octet_length(convert_to(error_message, 'UTF8')) > 0") == 3
+
+
+# -- egress: firehose.allowed_destinations -----------------------------------
+
+def test_metadata_addresses_are_refused_at_create(db):
+    for url in ("http://169.254.169.254/latest/meta-data/",
+                "http://[fd00:ec2::254]/latest",
+                "http://[::ffff:169.254.169.254]/",
+                "https://169.254.1.1:8443/x"):
+        assert sqlstate(db, *create("m", "http", url=url)) == "42501", url
+    meta = "http://169.254.169.254"
+    assert sqlstate(db, *create("m", "opensearch", endpoint=meta, index="i")) == "42501"
+    assert sqlstate(db, *create("m", "splunk", endpoint=meta, token="tok-1")) == "42501"
+    assert sqlstate(db, *create("m", "s3", bucket="bkt", endpoint=meta, **S3_KEYS)) == "42501"
+    assert sqlstate(db, *create("m", "datadog", api_key="k", url=meta)) == "42501"
+    assert sqlstate(db, *create("m", "http", url="http://127.0.0.1:9/", backup={
+        "mode": "failed", "s3": dict(S3_KEYS, bucket="bkt", endpoint=meta)})) == "42501"
+    assert db.one("SELECT count(*) FROM firehose.streams") == 0
+    # nor by alter_stream; loopback stays allowed by default
+    make_stream(db, "m", "http://127.0.0.1:9/")
+    assert sqlstate(db, "SELECT firehose.alter_stream('m', %s::jsonb)",
+                    (json.dumps({"url": meta + "/"}),)) == "42501"
+    assert db.one("SELECT options->>'url' FROM firehose.stream") == "http://127.0.0.1:9/"
+    # only a superuser changes the list, and only to a well-formed one
+    assert sqlstate(db, "SET firehose.allowed_destinations = '10.0.0.0/33'") == "22023"
+
+
+def restart_worker(db, pg, wait_until):
+    """Terminate the database's worker; wait for the launcher's new one."""
+    old = one_worker(pg, db.dbname, wait_until)
+    db.execute("SELECT pg_terminate_backend(%s)", (old,))
+    return one_worker(pg, db.dbname, wait_until, other_than=old, timeout=60)
+
+
+def test_a_name_resolving_to_a_refused_address_is_not_connected(db, pg, receiver, wait_until):
+    r = receiver()
+    local = r.url.replace("127.0.0.1", "localhost")
+    make_stream(db, "n", local)
+    make_stream(db, "h", r.url)
+    put_texts(db, "h", ["allowed"])
+    flush(db, "h")                          # the worker runs, loopback allowed
+    assert r.records() == [b"allowed"]
+    r.reset()
+    # loopback refused by address, every name allowed: the URL text passes,
+    # the address "localhost" resolves to does not
+    db.execute("ALTER DATABASE \"%s\" SET firehose.allowed_destinations = "
+               "'!127.0.0.0/8, !::1, *'" % db.dbname)
+    restart_worker(db, pg, wait_until)
+    put_texts(db, "n", ["never sent"])
+    flush(db, "n")
+    (f,) = failed(db, "n")
+    assert f["error_code"] == "Firehose.DestinationNotAllowed", f
+    assert f["data"] == b"never sent"
+    assert "firehose.allowed_destinations does not allow address " in f["error_message"]
+    assert ("127.0.0.1" in f["error_message"]) or ("::1" in f["error_message"])
+    assert db.one("SELECT last_error_code FROM firehose.stream_status "
+                  "WHERE stream = 'n'") == "Firehose.DestinationNotAllowed"
+    assert r.stats()["received"] == 0
+    # a stream's host refused by name after it was created: not sent either
+    db.execute("ALTER DATABASE \"%s\" SET firehose.allowed_destinations = "
+               "'!localhost, *'" % db.dbname)
+    restart_worker(db, pg, wait_until)
+    put_texts(db, "n", ["nor this"])
+    flush(db, "n")
+    f = failed(db, "n")[-1]
+    assert f["error_code"] == "Firehose.DestinationNotAllowed", f
+    assert "does not allow host localhost" in f["error_message"], f
+    assert r.stats()["received"] == 0
+    # and the address literal still goes through
+    put_texts(db, "h", ["still allowed"])
+    flush(db, "h")
+    assert r.records() == [b"still allowed"]
