@@ -91,6 +91,22 @@ def test_many_empty_records_go_in_bounded_parts(db, pg, cluster, receiver, guc, 
     assert errors == []
 
 
+def test_empty_records_count_against_worker_memory(db, receiver, guc):
+    """Each record costs 64 bytes besides its data: with firehose.worker_memory
+    at its 8 MB minimum (a quarter of it for one part's records), 100,000 empty
+    records, one raw part on main, go in parts of at most 32,768."""
+    guc("firehose.worker_memory", "8MB")
+    r = receiver(mode="raw")
+    make_stream(db, "tiny", r.url, format="raw")
+    db.execute("SELECT firehose.put_batch('tiny', array_fill(''::text, ARRAY[100000]))")
+    flush(db, "tiny", timeout="120s")
+    sizes = [x[0] for x in db.q("SELECT records FROM firehose.deliveries "
+                                "WHERE stream = 'tiny' ORDER BY id")]
+    assert sum(sizes) == 100000 and len(sizes) >= 4, sizes
+    assert max(sizes) <= 8 * 1024 * 1024 // 4 // 64, sizes
+    assert sum(len(b) for b in r.records()) == 100000
+
+
 # -- 6. head of line ---------------------------------------------------------------------
 
 def test_locked_stream_row_holds_up_only_that_stream(db, receiver):
