@@ -19,6 +19,12 @@ after that user.
 shared_preload_libraries = 'firehose' is set when the extension's library is
 installed; FIREHOSE_PRELOAD=0 forces it off, FIREHOSE_PRELOAD=1 forces it on.
 
+FIREHOSE_SANITIZE=DIR (test/run --sanitize, whose extension is built with
+gcc's -fsanitize=address,undefined): the server starts with gcc's ASan and
+UBSan runtimes preloaded (PostgreSQL itself is not instrumented, and the
+ASan runtime must be the first library of the process), and every report
+of every server process goes to a file DIR/asan.PID or DIR/ubsan.PID.
+
 Command line (used by test/run and demo scripts):
 
     /usr/bin/python3 test/pgcluster.py start --dir D [--port P] [--set k=v ...]
@@ -82,6 +88,40 @@ def firehose_library_installed():
     pkglibdir = subprocess.run([os.path.join(PGBIN, "pg_config"), "--pkglibdir"],
                                capture_output=True, text=True, check=True).stdout.strip()
     return os.path.exists(os.path.join(pkglibdir, "firehose.so"))
+
+
+def sanitizer_env():
+    """The server's extra environment under FIREHOSE_SANITIZE=DIR, else {}.
+
+    ASan aborts the process at its first report (the postmaster then restarts
+    the cluster, which the tests notice); UBSan reports and goes on.  Leak
+    detection is off: a backend's memory contexts are freed by exit."""
+    out = os.environ.get("FIREHOSE_SANITIZE", "")
+    if not out:
+        return {}
+    libs = []
+    for name in ("libasan.so", "libubsan.so"):
+        path = subprocess.run(["gcc", "-print-file-name=" + name], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        if not os.path.isabs(path):
+            raise ClusterError("gcc has no %s (install libasan8 and libubsan1)" % name)
+        libs.append(os.path.realpath(path))
+    # test/asan_initfirst.c, built once per run beside the reports (in a
+    # directory of its own, as only reports are files of DIR)
+    shim = os.path.join(out, "lib", "asan_initfirst.so")
+    if not os.path.exists(shim):
+        os.makedirs(os.path.dirname(shim), exist_ok=True)
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "asan_initfirst.c")
+        subprocess.run(["gcc", "-shared", "-fPIC", "-o", shim + ".tmp", src,
+                        "-Wl,-z,initfirst", "-Wl,--no-as-needed", libs[0]], check=True)
+        os.replace(shim + ".tmp", shim)
+    return {
+        "LD_PRELOAD": " ".join([libs[0], shim, libs[1]]),
+        "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:verify_asan_link_order=0:"
+                        "log_path=" + os.path.join(out, "asan"),
+        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=0:log_path="
+                         + os.path.join(out, "ubsan"),
+    }
 
 
 def want_preload():
@@ -153,13 +193,14 @@ class Cluster:
                        "pgdir": self.pgdir, "conf": self.conf}, f)
         os.replace(path + ".tmp", path)
 
-    def _run(self, argv, check=True):
+    def _run(self, argv, check=True, extra_env=None):
         """Run a PostgreSQL binary as the cluster owner; return CompletedProcess."""
         argv = [os.path.join(PGBIN, argv[0])] + list(argv[1:])
         if self.as_root:
             argv = ["runuser", "-u", "postgres", "--"] + argv
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C"
+        env.update(extra_env or {})
         r = subprocess.run(argv, cwd=self.pgdir, env=env, capture_output=True, text=True)
         if check and r.returncode != 0:
             raise ClusterError("%s failed (exit %d):\n%s%s\n--- server log tail ---\n%s" % (
@@ -221,7 +262,7 @@ class Cluster:
         self._write_conf()
         self._write_state()
         self._run(["pg_ctl", "-D", self.datadir, "-l", self.logfile, "-c", "-w", "-t", "120",
-                   "start"])
+                   "start"], extra_env=sanitizer_env())
         return self
 
     def stop(self, mode="fast"):
