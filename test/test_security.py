@@ -851,3 +851,31 @@ def test_a_name_resolving_to_a_refused_address_is_not_connected(db, pg, receiver
     put_texts(db, "h", ["still allowed"])
     flush(db, "h")
     assert r.records() == [b"still allowed"]
+
+
+def test_a_secret_read_from_a_table_stays_out_of_activity_and_logs(db, cluster, receiver):
+    key = "TABLEKEY-5f3a9c2e71"
+    r = receiver(access_key=key)           # answers 401 to any other key
+    db.execute("ALTER DATABASE \"%s\" SET log_statement = 'all'" % db.dbname)
+    db.execute("CREATE TABLE public.secrets (name text PRIMARY KEY, value text NOT NULL)")
+    db.execute("REVOKE ALL ON public.secrets FROM PUBLIC")
+    # (psycopg2 sends values inline: this connection predates log_statement)
+    db.execute("INSERT INTO public.secrets SELECT 'k', %s", (key,))
+    before = len(cluster.log_text())
+    c = db.conn()
+    cur = c.cursor()
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    cur.execute("SELECT firehose.create_stream('t', 'http', jsonb_build_object("
+                "'url', %s::text, 'buffer_interval', 0, "
+                "'access_key', (SELECT value FROM public.secrets WHERE name = 'k')))", (r.url,))
+    shown = db.one("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,))
+    assert "firehose.create_stream" in shown and key not in shown, shown
+    put_texts(db, "t", ["keyed"])
+    flush(db, "t")
+    assert r.records() == [b"keyed"]       # the worker sent the key read from the table
+    log = cluster.log_text()[before:]
+    assert "firehose.create_stream('t'" in log, "log_statement logged the call"
+    assert key not in log
+    assert key not in db.one("SELECT options::text FROM firehose.streams WHERE name = 't'")
+    c.close()
