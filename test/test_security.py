@@ -231,6 +231,43 @@ def test_drop_database_refused_does_not_stop_the_worker(db, cluster, pg, receive
     assert r.records() == [b"first"] + [b"during-%d" % i for i in range(20)]
 
 
+def test_worker_runs_as_the_extension_owner(db, cluster, pg, receiver, role, wait_until):
+    """The worker runs as the role that ran CREATE EXTENSION, not as the
+    bootstrap superuser: an extension owner demoted from superuser puts a
+    trigger on its own firehose.deliveries (the worker inserts there); the
+    trigger runs as that owner and cannot make it a superuser again, and
+    delivery goes on."""
+    owner = role("extowner")
+    r = receiver()
+    # the schema outlives DROP EXTENSION (it is not a member): the owner's own
+    db.execute("DROP EXTENSION firehose")
+    db.execute("DROP SCHEMA firehose")
+    cluster.psql('ALTER ROLE "%s" SUPERUSER' % owner)
+    try:
+        db.execute('SET ROLE "%s"' % owner)
+        db.execute("CREATE EXTENSION firehose")
+        db.execute("RESET ROLE")
+        cluster.psql('ALTER ROLE "%s" NOSUPERUSER' % owner)
+        make_stream(db, "s", r.url)
+        run_as_role = ['SET ROLE "%s"' % owner,
+                       "CREATE TABLE firehose.seen (who text)",
+                       escalating_function("firehose", "on_delivery", "", "trigger",
+                                           "INSERT INTO firehose.seen VALUES (current_user); "
+                                           "RETURN NULL;", owner),
+                       "CREATE TRIGGER on_delivery AFTER INSERT ON firehose.deliveries "
+                       "FOR EACH ROW EXECUTE FUNCTION firehose.on_delivery()",
+                       "RESET ROLE"]
+        for sql in run_as_role:
+            db.execute(sql)
+        restart_worker_and_deliver(db, pg, r, wait_until, ["x"])
+        assert r.records() == [b"x"]
+        assert db.q("SELECT DISTINCT who FROM firehose.seen") == [(owner,)]
+        assert not is_superuser(pg, owner), "the worker ran the owner's trigger as a superuser"
+    finally:
+        db.execute("RESET ROLE")
+        cluster.psql('REASSIGN OWNED BY "%s" TO CURRENT_USER' % owner, db=db.dbname)
+
+
 def test_seventy_databases_cannot_make_a_commit_panic(cluster, pg, receiver, wait_until):
     """70 databases with firehose and a stream, a restart (the launcher then
     tries every database), then create_stream() in a 71st: the database
@@ -248,7 +285,7 @@ def test_seventy_databases_cannot_make_a_commit_panic(cluster, pg, receiver, wai
     r = receiver()
 
     def drop(name):
-        cluster.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+        _drop_database(cluster, name)   # retries while the server restarts
 
     try:
         # copies of one database are made much faster than new ones; a
