@@ -163,6 +163,37 @@ def test_retrying_request_shows_as_blocked(db, receiver):
     assert blocked(db, "stuck") == (False, None)
 
 
+BATCHES_REASON = "too many batches wait behind the oldest one"
+
+
+def test_batches_behind_a_slow_one_are_bounded(db, receiver, wait_until):
+    """While the oldest batch waits (here for a slow answer; in S3's case for
+    up to a day of retries), later batches are cut and delivered beside it,
+    but at most 2 * max_concurrency + 2 stay open: the staging tables are not
+    rescanned on every cut and firehose.progress does not grow meanwhile."""
+    r = receiver()
+    r.faults([{"delay": 20, "count": 1}])
+    make_stream(db, "hol", r.url, max_concurrency=2)
+    db.execute("SELECT firehose.put('hol', 'first'::text)")
+    wait_until(lambda: r.stats()["received"] >= 1, timeout=15)
+
+    def reason():
+        return db.one("SELECT blocked_reason FROM firehose.stream_status WHERE stream = 'hol'")
+    sent = ["first"]
+    for i in range(12):
+        sent.append("r%d" % i)
+        db.execute("SELECT firehose.put('hol', %s::text)", (sent[-1],))
+        wait_until(lambda: r.stats()["received"] >= len(sent) or reason() == BATCHES_REASON,
+                   timeout=15)
+        if reason() == BATCHES_REASON:
+            break
+    assert reason() == BATCHES_REASON, "12 batches were cut behind the slow one"
+    assert db.one("SELECT count(*) FROM firehose.progress") <= 2 * 2 + 2
+    flush(db, "hol", "60s")
+    assert sorted(r.records()) == sorted(x.encode() for x in sent)
+    assert reason() is None
+
+
 SPLUNK_TOKEN = "8f0e5b7a-1c2d-4e3f-9a8b-7c6d5e4f3a22"
 NEVER_CHANNEL = "5e1a6c0e-0000-4000-8000-00000000b001"
 
