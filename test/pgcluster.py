@@ -22,8 +22,9 @@ installed; FIREHOSE_PRELOAD=0 forces it off, FIREHOSE_PRELOAD=1 forces it on.
 FIREHOSE_SANITIZE=DIR (test/run --sanitize, whose extension is built with
 gcc's -fsanitize=address,undefined): the server starts with gcc's ASan and
 UBSan runtimes preloaded (PostgreSQL itself is not instrumented, and the
-ASan runtime must be the first library of the process), and every report
-of every server process goes to a file DIR/asan.PID or DIR/ubsan.PID.
+ASan runtime must be the first library of the process); their reports go to
+the server's stderr, that is its log.  DIR holds a helper library built
+for it (test/asan_initfirst.c).
 
 Command line (used by test/run and demo scripts):
 
@@ -106,9 +107,8 @@ def sanitizer_env():
         if not os.path.isabs(path):
             raise ClusterError("gcc has no %s (install libasan8 and libubsan1)" % name)
         libs.append(os.path.realpath(path))
-    # test/asan_initfirst.c, built once per run beside the reports (in a
-    # directory of its own, as only reports are files of DIR)
-    shim = os.path.join(out, "lib", "asan_initfirst.so")
+    # test/asan_initfirst.c, built once per run
+    shim = os.path.join(out, "asan_initfirst.so")
     if not os.path.exists(shim):
         os.makedirs(os.path.dirname(shim), exist_ok=True)
         src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "asan_initfirst.c")
@@ -117,10 +117,8 @@ def sanitizer_env():
         os.replace(shim + ".tmp", shim)
     return {
         "LD_PRELOAD": " ".join([libs[0], shim, libs[1]]),
-        "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:verify_asan_link_order=0:"
-                        "log_path=" + os.path.join(out, "asan"),
-        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=0:log_path="
-                         + os.path.join(out, "ubsan"),
+        "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:verify_asan_link_order=0",
+        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=0",
     }
 
 
