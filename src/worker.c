@@ -1115,8 +1115,14 @@ schedule_stream(FhWorkerStream *ws, TimestampTz now)
 
 	if (ws->paused || !fh_enabled)
 	{
-		/* a paused stream answers flush() at once: nothing will move */
-		if (flush_req > ws->flush_seen && ws->paused)
+		/*
+		 * A paused stream answers flush() at once: nothing will move.  Not
+		 * while a reload is pending: the stream may have been resumed since
+		 * this pass loaded it, and a flush() called after the resume must
+		 * wait for delivery (the resume sets the reload before it returns).
+		 */
+		if (flush_req > ws->flush_seen && ws->paused &&
+			pg_atomic_read_u32(&my_slot->reload) == 0)
 		{
 			ws->flush_seen = flush_req;
 			fh_atomic_max_u64(&ws->slot->flush_done, flush_req);
