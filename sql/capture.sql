@@ -267,13 +267,18 @@ SET ROLE regress_capture_writer;
 SELECT firehose.capture_table('cap_bad', 'capture');
 RESET ROLE;
 GRANT EXECUTE ON FUNCTION firehose.capture_table(regclass, text, jsonb),
-    firehose.uncapture_table(regclass), firehose._stream_id(text) TO regress_capture_writer;
-GRANT SELECT ON firehose.stream TO regress_capture_writer;
+    firehose.uncapture_table(regclass) TO regress_capture_writer;
 SELECT firehose.capture_table('cap_t', 'capture');
+-- capturing into a stream needs to be its owner (or a member, or a superuser)
+SET ROLE regress_capture_writer;
+SELECT firehose.capture_table('cap_bad', 'capture');
+RESET ROLE;
+SELECT firehose.alter_stream_owner('capture', 'regress_capture_writer');
 SET ROLE regress_capture_writer;
 SELECT firehose.capture_table('cap_bad', 'capture');
 SELECT firehose.uncapture_table('cap_t');
 RESET ROLE;
+SELECT firehose.alter_stream_owner('capture', current_user::regrole);
 SELECT firehose.uncapture_table('cap_t');
 
 SELECT * FROM capture_events();
@@ -285,6 +290,5 @@ DROP TYPE cap_mood, cap_point;
 DROP DOMAIN cap_posint;
 DROP FUNCTION capture_events(boolean);
 REVOKE ALL ON FUNCTION firehose.capture_table(regclass, text, jsonb),
-    firehose.uncapture_table(regclass), firehose._stream_id(text) FROM regress_capture_writer;
-REVOKE ALL ON firehose.stream FROM regress_capture_writer;
+    firehose.uncapture_table(regclass) FROM regress_capture_writer;
 DROP ROLE regress_capture_writer;

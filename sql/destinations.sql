@@ -145,3 +145,98 @@ SELECT d, firehose._target(d, firehose._normalize_options(d, NULL, o, current_us
                ('elastic', '{"api_key": "k", "url": "https://d1.es.eu-west-1.aws.elastic-cloud.com"}'),
                ('datadog', '{"api_key": "k", "url": "http://127.0.0.1:8080/dd"}')
        ) AS t(d, o);
+
+--
+-- secrets belong to where they were given for: alter_stream that changes
+-- where records go (url, endpoint, bucket, region, a preset's site,
+-- region or deployment) drops the stored secrets it does not give again;
+-- if the destination then lacks one, the error says they were dropped
+--
+-- moved(destination, create options, changes): the secret options left
+-- after the alter (values shown), or the error with its detail
+CREATE FUNCTION pg_temp.moved(dest text, opts jsonb, changes jsonb) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    r text;
+    detail text;
+BEGIN
+    BEGIN
+        PERFORM firehose.create_stream('probe', dest, opts);
+        PERFORM firehose.alter_stream('probe', changes);
+        SELECT coalesce(string_agg(e.key || '=' || e.value::text, ', ' ORDER BY e.key), '(none)')
+          INTO r
+          FROM firehose.stream s, jsonb_each(s.options) e
+         WHERE s.name = 'probe'
+           AND e.key IN ('access_key', 'headers', 'token', 'username', 'password',
+                         'access_key_id', 'secret_access_key', 'session_token', 'api_key',
+                         'license_key', 'access_token', 'private_key');
+        RAISE SQLSTATE 'ZZ000';
+    EXCEPTION WHEN OTHERS THEN
+        IF SQLSTATE = 'ZZ000' THEN
+            RETURN r;
+        END IF;
+        GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+        RETURN SQLSTATE || ': ' || SQLERRM
+               || CASE WHEN detail <> '' THEN ' / ' || detail ELSE '' END;
+    END;
+END
+$$;
+SELECT d, c, pg_temp.moved(d, o, c) AS secrets_after
+  FROM (VALUES
+    ('http', '{"url": "http://a:1/", "access_key": "k", "headers": {"Authorization": "Bearer b"}}'::jsonb,
+             '{"url": "http://b:1/"}'::jsonb),
+    ('http', '{"url": "http://a:1/", "access_key": "k", "headers": {"Authorization": "Bearer b"}}',
+             '{"url": "http://b:1/", "access_key": "k2"}'),
+    ('http', '{"url": "http://a:1/", "access_key": "k", "headers": {"Authorization": "Bearer b"}}',
+             '{"url": "http://a:1/"}'),
+    ('http', '{"url": "http://a:1/", "access_key": "k", "headers": {"Authorization": "Bearer b"}}',
+             '{"buffer_size": "1MB", "format": "firehose"}'),
+    ('splunk', '{"endpoint": "https://s:8088", "token": "t"}', '{"endpoint": "https://evil:8088"}'),
+    ('splunk', '{"endpoint": "https://s:8088", "token": "t"}', '{"endpoint": "https://s2:8088", "token": "t2"}'),
+    ('splunk', '{"endpoint": "https://s:8088", "token": "t"}', '{"endpoint_type": "event"}'),
+    ('opensearch', '{"endpoint": "https://os:9200", "index": "l", "username": "u", "password": "p"}',
+                   '{"endpoint": "https://evil:9200"}'),
+    ('opensearch', '{"endpoint": "https://os:9200", "index": "l", "username": "u", "password": "p"}',
+                   '{"endpoint": "https://os2:9200", "password": "p2"}'),
+    ('opensearch', '{"endpoint": "https://os:9200", "index": "l", "aws_region": "eu-west-1", "credentials": "static", "access_key_id": "A", "secret_access_key": "S"}',
+                   '{"endpoint": "https://evil:9200"}'),
+    ('s3', '{"bucket": "bkt-1", "access_key_id": "A", "secret_access_key": "S"}', '{"bucket": "evil"}'),
+    ('s3', '{"bucket": "bkt-1", "access_key_id": "A", "secret_access_key": "S"}', '{"region": "eu-west-1"}'),
+    ('s3', '{"bucket": "bkt-1", "access_key_id": "A", "secret_access_key": "S"}', '{"endpoint": "http://evil:9000"}'),
+    ('s3', '{"bucket": "bkt-1", "access_key_id": "A", "secret_access_key": "S"}',
+           '{"bucket": "bkt-2", "access_key_id": "A2", "secret_access_key": "S2"}'),
+    ('s3', '{"bucket": "bkt-1", "access_key_id": "A", "secret_access_key": "S"}', '{"prefix": "p/"}'),
+    ('s3', '{"bucket": "bkt-1", "region": "eu-west-1", "access_key_id": "A", "secret_access_key": "S"}',
+           '{"region": null}'),
+    ('datadog', '{"api_key": "k"}', '{"url": "http://evil:1/"}'),
+    ('datadog', '{"api_key": "k"}', '{"site": "eu"}'),
+    ('datadog', '{"api_key": "k"}', '{"kind": "metrics"}'),
+    ('datadog', '{"api_key": "k", "url": "http://proxy:1/"}', '{"url": null}'),
+    ('newrelic', '{"license_key": "k"}', '{"region": "eu"}'),
+    ('coralogix', '{"private_key": "k"}', '{"region": "us1"}'),
+    ('sumologic', '{"access_token": "t", "deployment": "us2"}', '{"deployment": "eu"}'),
+    ('elastic', '{"api_key": "k", "url": "https://d1.es.eu-west-1.aws.elastic-cloud.com"}',
+                '{"url": "https://evil.example.com", "api_key": "k2"}')
+  ) AS t(d, o, c);
+-- the stored options of a backup are replaced as a whole: its old keys do
+-- not carry over to a new backup store
+SELECT pg_temp.moved('http', '{"url": "http://a:1/", "backup": {"s3": {"bucket": "bkt-1", "access_key_id": "A", "secret_access_key": "S"}}}',
+                     '{"backup": {"s3": {"bucket": "evil", "credentials": "environment"}}}') AS secrets_after,
+       (SELECT firehose._normalize_options('http', NULL,
+                '{"url": "http://a:1/", "backup": {"s3": {"bucket": "bkt-1", "access_key_id": "A", "secret_access_key": "S"}}}',
+                current_user::regrole) #> '{backup,s3}') ? 'access_key_id' AS had_keys;
+SELECT firehose._normalize_options('http',
+           firehose._normalize_options('http', NULL,
+               '{"url": "http://a:1/", "backup": {"s3": {"bucket": "bkt-1", "access_key_id": "A", "secret_access_key": "S"}}}',
+               current_user::regrole),
+           '{"backup": {"s3": {"bucket": "evil", "credentials": "environment"}}}',
+           current_user::regrole) #> '{backup,s3}' ? 'access_key_id' AS keys_carried;
+-- the notice that says which secrets were dropped
+SET client_min_messages = notice;
+SELECT firehose.create_stream('moving', 'http', '{"url": "http://a:1/", "access_key": "k", "headers": {"X-Token": "t"}}');
+SELECT firehose.alter_stream('moving', '{"url": "http://b:1/"}');
+SELECT options->>'url' AS url, options ? 'access_key' AS has_access_key,
+       options ? 'headers' AS has_headers
+  FROM firehose.streams WHERE name = 'moving';
+SELECT firehose.drop_stream('moving');
+SET client_min_messages = warning;

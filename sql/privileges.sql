@@ -49,7 +49,9 @@ SELECT stmt, sqlstate_of(stmt)
     ($$SELECT firehose._stream_changed()$$)
   ) v(stmt);
 RESET ROLE;
--- PUBLIC may execute _slot_status alone (firehose.stream_status calls it)
+-- PUBLIC may execute _slot_status (firehose.stream_status calls it) and
+-- _check_owner (capture_table, which runs as its caller, asks it whether the
+-- caller may manage the stream), nothing else
 SELECT p.oid::regprocedure AS executable_by_public
   FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
  WHERE p.pronamespace = 'firehose'::regnamespace
@@ -113,3 +115,117 @@ DROP ROLE regress_fh_nobody;
 DROP ROLE regress_fh_producer;
 DROP OWNED BY regress_fh_monitor;
 DROP ROLE regress_fh_monitor;
+
+--
+-- streams have owners: the creator, shown in firehose.streams.owner.
+-- Changing, dropping, pausing, resuming, flushing, redriving and capturing
+-- into a stream is for its owner, a member of the owner role and
+-- superusers (42501 for others); put needs only EXECUTE.
+--
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS regress_fh_owner;
+DROP ROLE IF EXISTS regress_fh_other;
+DROP ROLE IF EXISTS regress_fh_member;
+RESET client_min_messages;
+CREATE ROLE regress_fh_owner;
+CREATE ROLE regress_fh_other;
+CREATE ROLE regress_fh_member IN ROLE regress_fh_owner;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA firehose
+   TO regress_fh_owner, regress_fh_other, regress_fh_member;
+GRANT SELECT ON firehose.streams TO regress_fh_owner, regress_fh_other;
+CREATE TABLE owned_t (id int);
+GRANT ALL ON owned_t TO regress_fh_owner, regress_fh_other, regress_fh_member;
+
+SELECT firehose.create_stream('guarded', 'http', '{
+    "url": "http://127.0.0.1:9/", "buffer_interval": "1 day",
+    "retry_duration": "2 hours", "retry_base": "1 hour", "access_key": "top-secret"}');
+SET ROLE regress_fh_owner;
+SELECT firehose.create_stream('owned', 'http', '{
+    "url": "http://127.0.0.1:9/", "buffer_interval": "1 day",
+    "retry_duration": "2 hours", "retry_base": "1 hour", "access_key": "top-secret"}');
+SELECT name, owner FROM firehose.streams WHERE name = 'owned';
+RESET ROLE;
+SELECT name, owner = current_user::regrole AS owned_by_creator
+  FROM firehose.streams WHERE name = 'guarded';
+
+-- another role may put, and nothing else
+SET ROLE regress_fh_other;
+SELECT firehose.put('owned', 'from other'::text) > 0 AS put;
+SELECT firehose.alter_stream('owned', '{"url": "http://127.0.0.1:10/"}');
+SELECT stmt, sqlstate_of(stmt)
+  FROM (VALUES
+    ($$SELECT firehose.alter_stream('owned', '{"url": "http://127.0.0.1:10/"}')$$),
+    ($$SELECT firehose.drop_stream('owned', true)$$),
+    ($$SELECT firehose.pause('owned')$$),
+    ($$SELECT firehose.resume('owned')$$),
+    ($$SELECT firehose.flush('owned')$$),
+    ($$SELECT firehose.flush('owned', wait => true, timeout => '1 ms')$$),
+    ($$SELECT firehose.redrive('owned')$$),
+    ($$SELECT firehose.capture_table('owned_t', 'owned')$$),
+    ($$SELECT firehose.alter_stream_owner('owned', 'regress_fh_other')$$),
+    ($$SELECT firehose.alter_stream('guarded', '{"buffer_size": 1}')$$),
+    ($$SELECT firehose.drop_stream('guarded', true)$$),
+    ($$SELECT firehose.alter_stream('nope', '{"buffer_size": 1}')$$)
+  ) v(stmt);
+-- the internal functions behind them take the caller as an argument, but
+-- only the one the functions above pass: even with EXECUTE on everything
+-- granted, the caller cannot be forged
+SELECT firehose._alter_stream('owned', '{"url": "http://127.0.0.1:10/"}', 'regress_fh_owner');
+SELECT firehose._owned_stream_id('owned', 'regress_fh_owner');
+SELECT firehose._create_stream('forged', 'http', '{"url": "http://127.0.0.1:9/"}', 'regress_fh_owner');
+SELECT firehose._check_caller('regress_fh_other');
+-- flush() of all streams flushes only those the caller may manage
+SELECT firehose.flush();
+RESET ROLE;
+SELECT name, owner = current_user::regrole AS by_superuser, status, version,
+       options->>'url' AS url, options->>'buffer_size' AS buffer_size
+  FROM firehose.streams WHERE name IN ('owned', 'guarded') ORDER BY name;
+
+-- the owner, a member of the owner role, a superuser may
+SET ROLE regress_fh_owner;
+SELECT firehose.pause('owned');
+SELECT firehose.alter_stream('owned', '{"buffer_size": 2}');
+SELECT firehose.capture_table('owned_t', 'owned');
+SET ROLE regress_fh_member;
+SELECT firehose.resume('owned');
+SELECT firehose.alter_stream('owned', '{"buffer_size": 3}');
+SELECT firehose.redrive('owned');
+SELECT firehose.flush('owned');
+RESET ROLE;
+SELECT firehose.pause('owned');
+SELECT firehose.resume('owned');
+SELECT firehose.alter_stream('owned', '{"buffer_size": 4}');
+SELECT firehose.uncapture_table('owned_t');
+SELECT name, owner, status, version, options->>'buffer_size' AS buffer_size
+  FROM firehose.streams WHERE name = 'owned';
+
+-- alter_stream_owner: by the owner (or a superuser), to a role the caller
+-- is a member of (a superuser: to any role)
+SET ROLE regress_fh_owner;
+SELECT firehose.alter_stream_owner('owned', 'regress_fh_other');
+SELECT sqlstate_of($$SELECT firehose.alter_stream_owner('owned', 'regress_fh_other')$$);
+SELECT firehose.alter_stream_owner('owned', NULL);
+SELECT firehose.alter_stream_owner('owned', 'regress_fh_owner');
+SET ROLE regress_fh_member;
+SELECT firehose.alter_stream_owner('owned', 'regress_fh_member');
+SELECT name, owner FROM firehose.streams WHERE name = 'owned';
+-- now the member owns it; the former owner (not a member of the member)
+-- may no longer alter it
+SET ROLE regress_fh_owner;
+SELECT sqlstate_of($$SELECT firehose.alter_stream('owned', '{"buffer_size": 5}')$$);
+RESET ROLE;
+SELECT firehose.alter_stream_owner('owned', 'regress_fh_other');
+SET ROLE regress_fh_other;
+SELECT firehose.alter_stream('owned', '{"buffer_size": 5}');
+SELECT name, owner, options->>'buffer_size' AS buffer_size
+  FROM firehose.streams WHERE name = 'owned';
+SELECT firehose.drop_stream('owned', force => true);
+RESET ROLE;
+SELECT count(*) AS owned_streams FROM firehose.streams WHERE name = 'owned';
+
+SELECT firehose.drop_stream('guarded', force => true);
+DROP TABLE owned_t;
+DROP OWNED BY regress_fh_owner, regress_fh_other, regress_fh_member;
+DROP ROLE regress_fh_member;
+DROP ROLE regress_fh_owner;
+DROP ROLE regress_fh_other;

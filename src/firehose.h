@@ -174,6 +174,8 @@ typedef struct FhOptionDef
 	const char *const *choices; /* FH_OPT_ENUM: NULL-terminated */
 	bool		secret;			/* redacted in views and logs */
 	bool		required;
+	bool		location;		/* names where records go: a change drops
+								 * the stored secrets (see stream.c) */
 } FhOptionDef;
 
 /* parsed common options, from the normalized options of a stream */
@@ -208,6 +210,7 @@ extern bool fh_jsonb_get_text(Jsonb *obj, const char *key, char **out);
 extern bool fh_jsonb_get_bool(Jsonb *obj, const char *key, bool def);
 extern int64 fh_jsonb_get_int(Jsonb *obj, const char *key, int64 def);
 extern JsonbValue *fh_jsonb_get(Jsonb *obj, const char *key);
+extern int32 fh_owned_stream_id(text *name, Oid role);
 
 /* ---------- staging (staging.c) ---------- */
 

@@ -41,7 +41,7 @@ static const char *const formats[] = {"firehose", "raw", NULL};
 static const char *const encodings[] = {"none", "gzip", NULL};
 
 static const FhOptionDef http_options[] = {
-	{"url", FH_OPT_URL, 0, 1000, NULL, NULL, false, true},
+	{"url", FH_OPT_URL, 0, 1000, NULL, NULL, false, true, .location = true},
 	{"format", FH_OPT_ENUM, 0, 0, "\"firehose\"", formats},
 	{"access_key", FH_OPT_STRING, 0, 4096, NULL, NULL, true},
 	{"common_attributes", FH_OPT_STRMAP, 0, 0, NULL},

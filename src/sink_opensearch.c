@@ -50,7 +50,7 @@ static const char *const services[] = {"es", "aoss", NULL};
 static const char *const credential_sources[] = {"static", "environment", NULL};
 
 static const FhOptionDef os_options[] = {
-	{"endpoint", FH_OPT_URL, 0, 1000, NULL, NULL, false, true},
+	{"endpoint", FH_OPT_URL, 0, 1000, NULL, NULL, false, true, .location = true},
 	{"index", FH_OPT_STRING, 0, 255, NULL, NULL, false, true},
 	{"index_rotation", FH_OPT_ENUM, 0, 0, "\"day\"", rotations},
 	{"type_name", FH_OPT_STRING, 0, 100, NULL},

@@ -26,7 +26,7 @@ static const char *const cx_regions[] = {"us1", "us2", "eu1", "eu2", "ap1", "ap2
 
 /* options every preset has, after its own */
 #define PRESET_COMMON_OPTIONS \
-	{"url", FH_OPT_URL, 0, 1000, NULL}, \
+	{"url", FH_OPT_URL, 0, 1000, NULL, .location = true}, \
 	{"common_attributes", FH_OPT_STRMAP, 0, 0, NULL}, \
 	{"content_encoding", FH_OPT_ENUM, 0, 0, "\"gzip\"", encodings}, \
 	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"}, \
@@ -221,13 +221,13 @@ DEFINE_PRESET(elastic)
 
 static const FhOptionDef datadog_options[] = {
 	{"api_key", FH_OPT_STRING, 0, 4096, NULL, NULL, true, true},
-	{"site", FH_OPT_ENUM, 0, 0, "\"us1\"", dd_sites},
+	{"site", FH_OPT_ENUM, 0, 0, "\"us1\"", dd_sites, .location = true},
 	{"kind", FH_OPT_ENUM, 0, 0, "\"logs\"", kinds},
 	PRESET_COMMON_OPTIONS
 };
 static const FhOptionDef newrelic_options[] = {
 	{"license_key", FH_OPT_STRING, 0, 4096, NULL, NULL, true, true},
-	{"region", FH_OPT_ENUM, 0, 0, "\"us\"", nr_regions},
+	{"region", FH_OPT_ENUM, 0, 0, "\"us\"", nr_regions, .location = true},
 	{"kind", FH_OPT_ENUM, 0, 0, "\"logs\"", kinds},
 	PRESET_COMMON_OPTIONS
 };
@@ -239,13 +239,14 @@ static const FhOptionDef honeycomb_options[] = {
 static const FhOptionDef sumologic_options[] = {
 	{"access_token", FH_OPT_STRING, 0, 4096, NULL, NULL, true, true},
 	{"deployment", FH_OPT_ENUM, 0, 0, NULL,
-	(const char *const[]) {"au", "ca", "ch", "de", "eu", "fed", "in", "jp", "kr", "us1", "us2", NULL}, false, true},
+	(const char *const[]) {"au", "ca", "ch", "de", "eu", "fed", "in", "jp", "kr", "us1", "us2", NULL}, false, true,
+	.location = true},
 	{"data_type", FH_OPT_ENUM, 0, 0, "\"logs\"", kinds},
 	PRESET_COMMON_OPTIONS
 };
 static const FhOptionDef coralogix_options[] = {
 	{"private_key", FH_OPT_STRING, 0, 4096, NULL, NULL, true, true},
-	{"region", FH_OPT_ENUM, 0, 0, "\"eu1\"", cx_regions},
+	{"region", FH_OPT_ENUM, 0, 0, "\"eu1\"", cx_regions, .location = true},
 	PRESET_COMMON_OPTIONS
 };
 static const FhOptionDef elastic_options[] = {

@@ -58,9 +58,9 @@ static const char *const sse_modes[] = {"AES256", "aws:kms", "aws:kms:dsse", NUL
 static const char *const backup_modes[] = {"failed", "all", NULL};
 
 static const FhOptionDef s3_options[] = {
-	{"bucket", FH_OPT_STRING, 0, 63, NULL, NULL, false, true},
-	{"region", FH_OPT_STRING, 0, 64, "\"us-east-1\""},
-	{"endpoint", FH_OPT_URL, 0, 1000, NULL},
+	{"bucket", FH_OPT_STRING, 0, 63, NULL, NULL, false, true, .location = true},
+	{"region", FH_OPT_STRING, 0, 64, "\"us-east-1\"", .location = true},
+	{"endpoint", FH_OPT_URL, 0, 1000, NULL, .location = true},
 	{"path_style", FH_OPT_BOOL, 0, 0, "false"},
 	{"prefix", FH_OPT_STRING, 0, 4096, "\"\""},
 	{"error_output_prefix", FH_OPT_STRING, 0, 4096, NULL},

@@ -41,7 +41,7 @@
 static const char *const endpoint_types[] = {"raw", "event", NULL};
 
 static const FhOptionDef splunk_options[] = {
-	{"endpoint", FH_OPT_URL, 0, 1000, NULL, NULL, false, true},
+	{"endpoint", FH_OPT_URL, 0, 1000, NULL, NULL, false, true, .location = true},
 	{"token", FH_OPT_STRING, 0, 2048, NULL, NULL, true, true},
 	{"endpoint_type", FH_OPT_ENUM, 0, 0, "\"raw\"", endpoint_types},
 	{"host", FH_OPT_STRING, 0, 1024, NULL},

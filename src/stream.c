@@ -417,46 +417,74 @@ fh_options_normalize(const char *destination, Jsonb *current, Jsonb *changes)
 }
 
 /*
- * fh_options_normalize_sink
- *		The same for a sink, and with with_common false its own options
- *		only (an S3 backup store's options).
+ * The value an option has after changes are merged into current, as
+ * normalized JSON text; "" when it has none.
  */
-Jsonb *
-fh_options_normalize_sink(const FhSink *sink, Jsonb *current, Jsonb *changes,
-						  bool with_common)
+static char *
+merged_value_text(const FhOptionDef *d, Jsonb *current, Jsonb *changes)
+{
+	JsonbValue *v = fh_jsonb_get(changes, d->name);
+	StringInfoData out;
+
+	if (v == NULL)
+		v = fh_jsonb_get(current, d->name);
+	else if (v->type == jbvNull)
+		return d->default_value ? pstrdup(d->default_value) : "";
+	if (v == NULL)
+		return "";
+	initStringInfo(&out);
+	normalize_value(d, v, &out);
+	return out.data;
+}
+
+/*
+ * The first option of the sink that says where records go (url, endpoint,
+ * bucket, region, ...) whose value changes from current to the merged
+ * options; NULL if none does.
+ */
+static const char *
+changed_location(const FhSink *sink, Jsonb *current, Jsonb *changes)
+{
+	for (const FhOptionDef *d = sink->options; d->name; d++)
+	{
+		if (!d->location || fh_jsonb_get(changes, d->name) == NULL)
+			continue;
+		if (strcmp(merged_value_text(d, current, NULL),
+				   merged_value_text(d, current, changes)) != 0)
+			return d->name;
+	}
+	return NULL;
+}
+
+/*
+ * The stored secret options that changes does not give again, as a list
+ * for a message ("\"access_key\", \"headers\""); NULL if none.
+ */
+static char *
+secrets_not_given(const FhSink *sink, Jsonb *current, Jsonb *changes)
+{
+	StringInfoData names;
+
+	initStringInfo(&names);
+	for (const FhOptionDef *d = sink->options; d->name; d++)
+		if (d->secret && fh_jsonb_get(current, d->name) &&
+			fh_jsonb_get(changes, d->name) == NULL)
+			appendStringInfo(&names, "%s\"%s\"", names.len ? ", " : "", d->name);
+	return names.len ? names.data : NULL;
+}
+
+/*
+ * Merge, check defaults and required options, and validate; with
+ * drop_secrets, the stored secret options are left out unless changes
+ * gives them again.
+ */
+static Jsonb *
+build_options(const FhSink *sink, Jsonb *current, Jsonb *changes,
+			  bool with_common, bool drop_secrets)
 {
 	StringInfoData out;
 	int			pass;
 	Jsonb	   *result;
-
-	if (changes && !JB_ROOT_IS_OBJECT(changes))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("stream options must be a JSON object"),
-				 errhint("Pass options such as '{\"url\": \"https://example.com\"}'::jsonb.")));
-
-	/* unknown options first: they are the likeliest mistake */
-	if (changes)
-	{
-		JsonbIterator *it = JsonbIteratorInit(&changes->root);
-		JsonbValue	kv;
-		JsonbIteratorToken tok;
-
-		while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
-		{
-			char	   *key;
-
-			if (tok != WJB_KEY)
-				continue;
-			key = pnstrdup(kv.val.string.val, kv.val.string.len);
-			if ((!with_common || !find_option(common_options, key)) &&
-				!find_option(sink->options, key))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("unknown option \"%s\" for destination \"%s\"", key, sink->name),
-						 errhint("Valid options are: %s.", option_names(sink))));
-		}
-	}
 
 	initStringInfo(&out);
 	appendStringInfoChar(&out, '{');
@@ -471,7 +499,7 @@ fh_options_normalize_sink(const FhSink *sink, Jsonb *current, Jsonb *changes,
 
 			if (v && v->type == jbvNull)
 				v = NULL;		/* reset to default */
-			else if (v == NULL)
+			else if (v == NULL && !(drop_secrets && d->secret))
 				v = fh_jsonb_get(current, d->name);
 
 			initStringInfo(&val);
@@ -505,6 +533,90 @@ fh_options_normalize_sink(const FhSink *sink, Jsonb *current, Jsonb *changes,
 	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
 	if (sink->validate)
 		sink->validate(result);
+	return result;
+}
+
+/*
+ * fh_options_normalize_sink
+ *		The same for a sink, and with with_common false its own options
+ *		only (an S3 backup store's options).
+ *
+ * Secrets belong to the place they were given for: when changes moves the
+ * stream elsewhere (a location option such as url changes), the stored
+ * secrets are dropped unless changes gives them again, so that they never
+ * reach the new place.  A NOTICE names them; an error the new options
+ * raise for lack of them says they were dropped.  ("backup" is replaced as
+ * a whole, its secrets with it.)
+ */
+Jsonb *
+fh_options_normalize_sink(const FhSink *sink, Jsonb *current, Jsonb *changes,
+						  bool with_common)
+{
+	const char *moved;
+	char	   *dropped = NULL;
+	Jsonb	   *result = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (changes && !JB_ROOT_IS_OBJECT(changes))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stream options must be a JSON object"),
+				 errhint("Pass options such as '{\"url\": \"https://example.com\"}'::jsonb.")));
+
+	/* unknown options first: they are the likeliest mistake */
+	if (changes)
+	{
+		JsonbIterator *it = JsonbIteratorInit(&changes->root);
+		JsonbValue	kv;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+		{
+			char	   *key;
+
+			if (tok != WJB_KEY)
+				continue;
+			key = pnstrdup(kv.val.string.val, kv.val.string.len);
+			if ((!with_common || !find_option(common_options, key)) &&
+				!find_option(sink->options, key))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unknown option \"%s\" for destination \"%s\"", key, sink->name),
+						 errhint("Valid options are: %s.", option_names(sink))));
+		}
+	}
+
+	moved = current ? changed_location(sink, current, changes) : NULL;
+	if (moved)
+		dropped = secrets_not_given(sink, current, changes);
+	if (dropped == NULL)
+		return build_options(sink, current, changes, with_common, false);
+
+	PG_TRY();
+	{
+		result = build_options(sink, current, changes, with_common, true);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(e->sqlerrcode),
+				 errmsg_internal("%s", e->message),
+				 errdetail("%s%sChanging option \"%s\" dropped the stored secret options %s.",
+						   e->detail ? e->detail : "", e->detail ? " " : "",
+						   moved, dropped),
+				 errhint("Give the secrets the new destination needs again in the same call.")));
+	}
+	PG_END_TRY();
+	ereport(NOTICE,
+			(errmsg("changing option \"%s\" dropped the stored secret options %s",
+					moved, dropped),
+			 errdetail("Secrets given for one destination are not sent to another."),
+			 errhint("Give them again in the same call if the new destination needs them.")));
 	return result;
 }
 
@@ -621,6 +733,86 @@ fh_normalize_options_sql(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(result);
 }
 
+/* ---------- stream ownership ---------- */
+
+/*
+ * The role fh_call_with_caller (or fh_owned_stream_id) passes to the
+ * internal function it runs now; InvalidOid when none runs.
+ */
+static Oid	calling_role = InvalidOid;
+
+/*
+ * _check_caller(caller): refuse a caller other than the one passed by
+ * fh_call_with_caller or fh_owned_stream_id.  The internal functions that
+ * take a caller are executable by no one else; this keeps a role that was
+ * granted EXECUTE on them anyway from passing for another role.
+ */
+PG_FUNCTION_INFO_V1(fh_check_caller_sql);
+Datum
+fh_check_caller_sql(PG_FUNCTION_ARGS)
+{
+	if (!OidIsValid(calling_role) || PG_ARGISNULL(0) ||
+		PG_GETARG_OID(0) != calling_role)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("firehose's internal stream functions take the caller from firehose's own functions only"),
+				 errhint("Call firehose.create_stream(), alter_stream() and the like, not the functions behind them.")));
+	PG_RETURN_VOID();
+}
+
+/*
+ * fh_owned_stream_id
+ *		The id of the named stream if role may manage it (its owner, a role
+ *		with the owner's privileges, a superuser); ERROR 42501 if not, 42704
+ *		if there is no such stream.  The policy is firehose._owned_stream_id.
+ */
+int32
+fh_owned_stream_id(text *name, Oid role)
+{
+	FhCatalogAccess ca;
+	Oid			types[2] = {TEXTOID, REGROLEOID};
+	Datum		values[2] = {PointerGetDatum(name), ObjectIdGetDatum(role)};
+	Oid			save_role = calling_role;
+	bool		isnull;
+	int32		id = 0;
+
+	fh_catalog_access_begin(&ca);
+	SPI_connect();
+	calling_role = role;
+	PG_TRY();
+	{
+		if (SPI_execute_with_args("SELECT firehose._owned_stream_id($1, $2)",
+								  2, types, values, NULL, true, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "could not check the owner of a firehose stream");
+		id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	PG_FINALLY();
+	{
+		calling_role = save_role;
+	}
+	PG_END_TRY();
+	SPI_finish();
+	fh_catalog_access_end(&ca);
+	return id;
+}
+
+/*
+ * _check_owner(stream): the stream's id if the calling role may manage it.
+ * For capture_table(), which runs as its caller.
+ */
+PG_FUNCTION_INFO_V1(fh_check_owner_sql);
+Datum
+fh_check_owner_sql(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream name must not be NULL")));
+	PG_RETURN_INT32(fh_owned_stream_id(PG_GETARG_TEXT_PP(0), GetUserId()));
+}
+
 /*
  * fh_call_with_caller
  *		The C body of a user-facing function such as firehose.create_stream:
@@ -645,6 +837,7 @@ fh_call_with_caller(PG_FUNCTION_ARGS)
 	FmgrInfo   *inner = fcinfo->flinfo->fn_extra;
 	LOCAL_FCINFO(call, FH_CALL_MAX_ARGS);
 	Datum		result;
+	Oid			save_role;
 
 	if (inner == NULL)
 	{
@@ -676,7 +869,17 @@ fh_call_with_caller(PG_FUNCTION_ARGS)
 		call->args[i] = fcinfo->args[i];
 	call->args[fcinfo->nargs].value = ObjectIdGetDatum(GetUserId());
 	call->args[fcinfo->nargs].isnull = false;
-	result = FunctionCallInvoke(call);
+	save_role = calling_role;
+	calling_role = GetUserId();
+	PG_TRY();
+	{
+		result = FunctionCallInvoke(call);
+	}
+	PG_FINALLY();
+	{
+		calling_role = save_role;
+	}
+	PG_END_TRY();
 	fcinfo->isnull = call->isnull;
 	return result;
 }
@@ -946,7 +1149,8 @@ fh_slot_status_sql(PG_FUNCTION_ARGS)
 /*
  * flush(stream, wait, timeout): ask the worker to cut a batch now; with
  * wait, return once everything committed before the call was delivered or
- * failed (true), or when the timeout passed (false).
+ * failed (true), or when the timeout passed (false).  For the streams the
+ * caller may manage: one (else 42501), or with stream NULL all of those.
  */
 PG_FUNCTION_INFO_V1(fh_flush_sql);
 Datum
@@ -969,7 +1173,10 @@ fh_flush_sql(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(0))
 	{
 		bool		paused;
-		int32		id = fh_stream_id_by_name(PG_GETARG_TEXT_PP(0), &paused);
+		int32		id;
+
+		(void) fh_owned_stream_id(PG_GETARG_TEXT_PP(0), GetUserId());
+		id = fh_stream_id_by_name(PG_GETARG_TEXT_PP(0), &paused);
 
 		if (paused)
 		{
@@ -984,10 +1191,16 @@ fh_flush_sql(PG_FUNCTION_ARGS)
 	{
 		FhCatalogAccess ca;
 		MemoryContext outer = CurrentMemoryContext;
+		Oid			argtypes[1] = {OIDOID};
+		Datum		args[1] = {ObjectIdGetDatum(GetUserId())};
 
+		/* all streams: those the caller may manage, as for one */
 		fh_catalog_access_begin(&ca);
 		SPI_connect();
-		SPI_execute("SELECT id FROM firehose.stream WHERE status OPERATOR(pg_catalog.=) 'ACTIVE'", true, 0);
+		SPI_execute_with_args("SELECT id FROM firehose.stream "
+							  "WHERE status OPERATOR(pg_catalog.=) 'ACTIVE' "
+							  "AND firehose._may_manage(owner, $1)",
+							  1, argtypes, args, NULL, true, 0);
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			bool		isnull;

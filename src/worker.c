@@ -663,10 +663,10 @@ record_part(FhPart *part)
 		Datum	   *messages = palloc(sizeof(Datum) * nfailed);
 		bool	   *code_nulls = palloc(sizeof(bool) * nfailed);
 		bool	   *message_nulls = palloc(sizeof(bool) * nfailed);
-		Oid			ftypes[9] = {TEXTOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, BYTEAARRAYOID,
-		INT4OID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID};
-		Datum		fvals[9];
-		char		fnulls[9];
+		Oid			ftypes[10] = {TEXTOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, BYTEAARRAYOID,
+		INT4OID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, INT4OID};
+		Datum		fvals[10];
+		char		fnulls[10];
 		int			n = 0;
 		int			dims[1];
 		int			lbs[1] = {1};
@@ -707,14 +707,16 @@ record_part(FhPart *part)
 													  TEXTOID, -1, false, TYPALIGN_INT));
 		fvals[7] = vals[3];
 		fvals[8] = TimestampTzGetDatum(part->first_attempt);
-		if (SPI_execute_with_args("INSERT INTO firehose.failed_records (stream, record_id, arrival_time, data, "
+		/* by id too: redrive and drop_stream find them by the stream's id */
+		fvals[9] = Int32GetDatum(ws->id);
+		if (SPI_execute_with_args("INSERT INTO firehose.failed_records (stream_id, stream, record_id, arrival_time, data, "
 								  "attempts_made, error_code, error_message, request_id, first_attempt_at) "
-								  "SELECT $1, r.id, r.arrival, r.data, $5, r.code, r.message, "
+								  "SELECT $10, $1, r.id, r.arrival, r.data, $5, r.code, r.message, "
 								  "$8::pg_catalog.uuid, $9 "
 								  "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), "
 								  "pg_catalog.unnest($4), pg_catalog.unnest($6), pg_catalog.unnest($7)) "
 								  "AS r(id, arrival, data, code, message)",
-								  9, ftypes, fvals, fnulls, false, 0) != SPI_OK_INSERT)
+								  10, ftypes, fvals, fnulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not record failed records");
 	}
 

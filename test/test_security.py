@@ -11,6 +11,10 @@ gains nothing.  Sections, one per part of the privilege model:
   or the error texts the worker stores
 - view grants and pg_dump: a monitor's SELECT * on every view, PUBLIC's
   functions, a dump and restore that go on delivering
+- ownership: streams have owners; other roles may put but not alter, drop,
+  pause, resume, flush, redrive or capture into a stream; a stream moved
+  elsewhere leaves its secrets behind; failed records belong to their stream
+  by id, so a new stream of the same name never redrives them
 """
 
 import base64
@@ -586,15 +590,18 @@ class TestViewGrants:
             drop_role(db, monitor)
 
     def test_public_executes_no_internal_function_but_slot_status(self, db):
-        """PUBLIC may execute only _slot_status (stream_status needs it), and
-        that answers only roles that may read stream_status."""
+        """PUBLIC may execute only _slot_status (stream_status needs it), which
+        answers only roles that may read stream_status, and _check_owner
+        (capture_table runs as its caller and asks it whether the caller may
+        manage the stream; it answers nothing else)."""
         public = db.q("""
             SELECT p.oid::regprocedure::text
               FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
              WHERE p.pronamespace = 'firehose'::regnamespace
                AND a.grantee = 0 AND a.privilege_type = 'EXECUTE'
              ORDER BY 1""")
-        assert [f for (f,) in public] == ["firehose._slot_status(integer)"]
+        assert sorted(f for (f,) in public) == ["firehose._check_owner(text)",
+                                                "firehose._slot_status(integer)"]
         # nor any table, view or sequence
         assert db.q("""
             SELECT c.relname, a.privilege_type
@@ -916,3 +923,272 @@ def test_a_secret_read_from_a_table_stays_out_of_activity_and_logs(db, cluster, 
     assert key not in log
     assert key not in db.one("SELECT options::text FROM firehose.streams WHERE name = 't'")
     c.close()
+
+
+# == Ownership: streams have owners (issue 8, section 3) ========================
+#
+# Roles here are used with SET ROLE on the test's superuser connection, which
+# is what current_user-based checks see; they need no LOGIN.
+
+@pytest.fixture
+def roles(db):
+    """roles(*suffixes): new roles, each with EXECUTE on every firehose
+    function and SELECT on firehose.streams (so that only ownership stands in
+    the way); dropped at teardown."""
+    made = []
+
+    def make(*suffixes):
+        names = []
+        for suffix in suffixes:
+            name = "fh_own_%s_%d" % (suffix, os.getpid())
+            db.execute('DROP ROLE IF EXISTS "%s"' % name)
+            db.execute('CREATE ROLE "%s"' % name)
+            made.append(name)
+            db.execute('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA firehose TO "%s"' % name)
+            db.execute('GRANT SELECT ON firehose.streams, firehose.failed_records TO "%s"' % name)
+            names.append(name)
+        return names
+
+    yield make
+    db.close_all()
+    for name in reversed(made):
+        db.execute('DROP OWNED BY "%s"' % name)
+        db.execute('DROP ROLE "%s"' % name)
+    db.close_all()
+
+
+def role_conn(db, role):
+    """A new connection of db whose current_user is role."""
+    c = db.conn()
+    c.cursor().execute('SET ROLE "%s"' % role)
+    return c
+
+
+def conn_run(conn, sql, params=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall() if cur.description is not None else None
+
+
+def conn_sqlstate(conn, sql, params=None):
+    """The SQLSTATE sql fails with, or None if it succeeds."""
+    try:
+        conn_run(conn, sql, params)
+        return None
+    except psycopg2.Error as e:
+        return e.pgcode
+
+
+def stream_row(db, name):
+    return db.q("SELECT owner::text, status, version, options->>'url' FROM firehose.streams "
+                "WHERE name = %s", (name,))
+
+
+# every call that needs ownership, on stream 's' and table owned_t
+OWNER_CALLS = [
+    "SELECT firehose.alter_stream('s', '{\"url\": \"http://127.0.0.1:9/elsewhere\"}')",
+    "SELECT firehose.pause('s')",
+    "SELECT firehose.resume('s')",
+    "SELECT firehose.flush('s')",
+    "SELECT firehose.flush('s', wait => true, timeout => '30s')",
+    "SELECT firehose.redrive('s')",
+    "SELECT firehose.capture_table('owned_t', 's')",
+    "SELECT firehose.drop_stream('s', force => true)",
+]
+
+
+class TestOwnership:
+    """Streams have owners: only the owner, a member of the owner role or a
+    superuser may change, drop, pause, resume, flush, redrive or capture into
+    a stream; failed records belong to the stream by id."""
+
+    def test_non_owner_is_refused_42501(self, db, roles, receiver):
+        """Another role with EXECUTE on everything may put into a stream, but not
+        alter, pause, resume, flush, redrive, capture into, give away or drop it."""
+        owner, other = roles("owner", "other")
+        r = receiver()
+        o = role_conn(db, owner)
+        conn_run(o, "SELECT firehose.create_stream('s', 'http', %s::jsonb)",
+                 (json.dumps(dict(FAST, url=r.url, access_key="k-owner")),))
+        db.execute("CREATE TABLE owned_t (id int)")
+        db.execute('GRANT ALL ON owned_t TO "%s"' % other)
+        before = stream_row(db, "s")
+        assert before == [(owner, "ACTIVE", 1, r.url)]
+
+        x = role_conn(db, other)
+        assert conn_run(x, "SELECT firehose.put('s', 'from other'::text) > 0") == [(True,)]
+        for sql in OWNER_CALLS + ["SELECT firehose.alter_stream_owner('s', '%s')" % other]:
+            assert conn_sqlstate(x, sql) == "42501", sql
+        with pytest.raises(psycopg2.Error, match='must be owner of stream "s"'):
+            conn_run(x, OWNER_CALLS[0])
+
+        assert stream_row(db, "s") == before
+        assert db.q("SELECT tgname FROM pg_trigger WHERE tgrelid = 'owned_t'::regclass") == []
+        # the record other put is delivered to the owner's URL, once flushed
+        flush(db, "s")
+        assert r.records() == [b"from other"]
+
+
+    def test_flush_of_all_streams_is_only_the_callers(self, db, roles, receiver):
+        """flush() without a stream asks only for the streams the caller may manage."""
+        owner, other = roles("owner", "other")
+        r = receiver()
+        o = role_conn(db, owner)
+        x = role_conn(db, other)
+        for c, name in ((o, "s"), (x, "mine")):
+            conn_run(c, "SELECT firehose.create_stream(%s, 'http', %s::jsonb)",
+                     (name, json.dumps(dict(FAST, url=r.url, buffer_interval="1 day"))))
+        # the worker runs and has seen both streams
+        conn_run(x, "SELECT firehose.put('mine', 'first'::text)")
+        assert conn_run(x, "SELECT firehose.flush('mine', true, '60s')") == [(True,)]
+        assert r.records() == [b"first"]
+        r.reset()
+        conn_run(o, "SELECT firehose.put('s', 'waits'::text)")
+        conn_run(x, "SELECT firehose.put('mine', 'flushed'::text)")
+        # other's flush of everything delivers its own stream, and not the owner's
+        assert conn_run(x, "SELECT firehose.flush(NULL, wait => true, timeout => '60s')") == [(True,)]
+        assert r.records() == [b"flushed"]
+        assert db.one("SELECT buffered_records FROM firehose.stream_status WHERE stream = 's'") == 1
+        assert conn_run(o, "SELECT firehose.flush(NULL, wait => true, timeout => '60s')") == [(True,)]
+        assert sorted(r.records()) == [b"flushed", b"waits"]
+
+    def test_member_of_owner_role_and_superuser_may(self, db, roles, receiver):
+        """A member of the owner role, and a superuser, may do what the owner may;
+        alter_stream_owner gives a stream only to a role the caller is a member of."""
+        owner, member, other = roles("owner", "member", "other")
+        db.execute('GRANT "%s" TO "%s"' % (owner, member))
+        r = receiver()
+        o = role_conn(db, owner)
+        conn_run(o, "SELECT firehose.create_stream('s', 'http', %s::jsonb)",
+                 (json.dumps(dict(FAST, url=r.url)),))
+        db.execute("CREATE TABLE owned_t (id int)")
+        db.execute('GRANT ALL ON owned_t TO "%s"' % member)
+
+        m = role_conn(db, member)
+        for sql in OWNER_CALLS[1:-1]:
+            assert conn_sqlstate(m, sql) is None, sql
+        assert db.one("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'owned_t'::regclass") == 2
+        db.execute("SELECT firehose.uncapture_table('owned_t')")
+        conn_run(m, "INSERT INTO owned_t VALUES (1)")
+
+        # the owner can give the stream to a role it is a member of, not to others
+        assert conn_sqlstate(o, "SELECT firehose.alter_stream_owner('s', '%s')" % other) == "42501"
+        assert conn_sqlstate(m, "SELECT firehose.alter_stream_owner('s', '%s')" % member) is None
+        assert stream_row(db, "s")[0][0] == member
+        # the former owner is not a member of member: it lost the stream
+        assert conn_sqlstate(o, "SELECT firehose.pause('s')") == "42501"
+
+        # a superuser may do everything, and give the stream to anyone
+        for sql in OWNER_CALLS[1:3]:
+            db.execute(sql)
+        db.execute("SELECT firehose.alter_stream_owner('s', '%s')" % other)
+        assert stream_row(db, "s")[0][0] == other
+        x = role_conn(db, other)
+        conn_run(x, "SELECT firehose.drop_stream('s', force => true)")
+        assert stream_row(db, "s") == []
+
+
+    def test_name_reuse_does_not_redrive_old_records(self, db, roles, receiver):
+        """Stream s fails records and is dropped; another role creates a stream of
+        the same name at its own URL and redrives: nothing of the old stream's
+        records reaches the new URL."""
+        owner, other = roles("owner", "other")
+        old = receiver()
+        old.faults([{"status": 400, "error_message": "rejected for good"}])
+        o = role_conn(db, owner)
+        conn_run(o, "SELECT firehose.create_stream('s', 'http', %s::jsonb)",
+                 (json.dumps(dict(FAST, url=old.url)),))
+        conn_run(o, "SELECT firehose.put_batch('s', ARRAY['old secret 1', 'old secret 2'])")
+        assert conn_run(o, "SELECT firehose.flush('s', true, '60s')") == [(True,)]
+        assert [x["data"] for x in failed(db, "s")] == [b"old secret 1", b"old secret 2"]
+        conn_run(o, "SELECT firehose.drop_stream('s')")
+        # the dropped stream's failed records went with it
+        assert db.one("SELECT count(*) FROM firehose.failed_records") == 0
+
+        new = receiver()
+        x = role_conn(db, other)
+        conn_run(x, "SELECT firehose.create_stream('s', 'http', %s::jsonb)",
+                 (json.dumps(dict(FAST, url=new.url)),))
+        assert conn_run(x, "SELECT firehose.redrive('s')") == [(0,)]
+        conn_run(x, "SELECT firehose.put('s', 'new marker'::text)")
+        assert conn_run(x, "SELECT firehose.flush('s', true, '60s')") == [(True,)]
+        assert new.records() == [b"new marker"]
+        assert [q["records"] for q in new.requests(records=True)] == [[b"new marker"]]
+
+
+    def test_redrive_takes_only_the_streams_own_failed_records(self, db, roles, receiver):
+        """Failed records carry their stream's id: a stream's redrive puts back its
+        own, and those of another stream stay where they are."""
+        owner, = roles("owner")
+        bad = receiver()
+        bad.faults([{"status": 400}])
+        o = role_conn(db, owner)
+        for name in ("a", "b"):
+            conn_run(o, "SELECT firehose.create_stream(%s, 'http', %s::jsonb)",
+                     (name, json.dumps(dict(FAST, url=bad.url))))
+            conn_run(o, "SELECT firehose.put(%s, %s::text)", (name, "rec of " + name))
+            assert conn_run(o, "SELECT firehose.flush(%s, true, '60s')", (name,)) == [(True,)]
+        ids = dict(db.q("SELECT name, id FROM firehose.stream"))
+        assert sorted(db.q("SELECT stream, stream_id FROM firehose.failed_records")) == \
+            [("a", ids["a"]), ("b", ids["b"])]
+        good = receiver()
+        conn_run(o, "SELECT firehose.alter_stream('a', %s::jsonb)", (json.dumps({"url": good.url}),))
+        assert conn_run(o, "SELECT firehose.redrive('a')") == [(1,)]
+        assert conn_run(o, "SELECT firehose.flush('a', true, '60s')") == [(True,)]
+        assert good.records() == [b"rec of a"]
+        assert db.q("SELECT stream, stream_id FROM firehose.failed_records") == [("b", ids["b"])]
+
+    def test_redirected_stream_does_not_carry_its_secrets(self, db, roles, receiver):
+        """The owner points a stream with an access key and a secret header at
+        another URL without giving them again: the new URL never receives
+        them (they are dropped, with a notice); given again, the new ones go."""
+        owner, = roles("owner")
+        old = receiver(access_key="k-old-secret")
+        new = receiver()
+        o = role_conn(db, owner)
+        conn_run(o, "SELECT firehose.create_stream('s', 'http', %s::jsonb)",
+                 (json.dumps(dict(FAST, url=old.url, access_key="k-old-secret",
+                                  headers={"X-Api-Token": "h-old-secret"})),))
+        conn_run(o, "SELECT firehose.put('s', 'to old'::text)")
+        assert conn_run(o, "SELECT firehose.flush('s', true, '60s')") == [(True,)]
+        assert old.records() == [b"to old"]
+
+        del o.notices[:]
+        conn_run(o, "SELECT firehose.alter_stream('s', %s::jsonb)",
+                 (json.dumps({"url": new.url}),))
+        assert any('dropped the stored secret options "access_key", "headers"' in n
+                   for n in o.notices), o.notices
+        opts = db.one("SELECT options FROM firehose.stream WHERE name = 's'")
+        assert "access_key" not in opts and "headers" not in opts
+        conn_run(o, "SELECT firehose.put('s', 'to new'::text)")
+        assert conn_run(o, "SELECT firehose.flush('s', true, '60s')") == [(True,)]
+        assert new.records() == [b"to new"]
+        sent = json.dumps([q["headers"] for q in new.requests()])
+        assert "k-old-secret" not in sent and "h-old-secret" not in sent
+
+        # a key given again in the same call is the one sent
+        conn_run(o, "SELECT firehose.alter_stream('s', %s::jsonb)",
+                 (json.dumps({"url": new.url + "/v2", "access_key": "k-new"}),))
+        conn_run(o, "SELECT firehose.put('s', 'with new key'::text)")
+        assert conn_run(o, "SELECT firehose.flush('s', true, '60s')") == [(True,)]
+        last = new.requests()[-1]["headers"]
+        assert {k.lower(): v for k, v in last.items()}["x-amz-firehose-access-key"] == "k-new"
+        assert "k-old-secret" not in json.dumps([q["headers"] for q in new.requests()])
+        assert old.records() == [b"to old"]
+
+    def test_redirect_needing_a_secret_is_refused(self, db, roles, receiver):
+        """A destination whose secret is required (Splunk's token) cannot be
+        moved without giving it again: the error names the dropped option,
+        and the stream stays as it was."""
+        owner, = roles("owner")
+        o = role_conn(db, owner)
+        conn_run(o, "SELECT firehose.create_stream('hec', 'splunk', %s::jsonb)",
+                 (json.dumps({"endpoint": "http://127.0.0.1:9/", "token": "hec-secret"}),))
+        with pytest.raises(psycopg2.Error) as e:
+            conn_run(o, "SELECT firehose.alter_stream('hec', %s::jsonb)",
+                     (json.dumps({"endpoint": "http://127.0.0.1:10/"}),))
+        assert e.value.pgcode == "22023"
+        assert 'option "token" is required' in e.value.pgerror
+        assert 'dropped the stored secret options "token"' in e.value.diag.message_detail
+        assert db.q("SELECT options->>'endpoint', options->>'token' FROM firehose.stream "
+                    "WHERE name = 'hec'") == [("http://127.0.0.1:9/", "hec-secret")]

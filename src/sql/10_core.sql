@@ -9,6 +9,10 @@
 CREATE TABLE firehose.stream (
     id          serial PRIMARY KEY,
     name        text NOT NULL UNIQUE,
+    -- the role that may alter, drop, pause, resume, flush, redrive and
+    -- capture into the stream (with its members and superusers); regrole so
+    -- that pg_dump writes the role's name, not its oid
+    owner       regrole NOT NULL,
     destination text NOT NULL,
     options     jsonb NOT NULL,
     status      text NOT NULL DEFAULT 'ACTIVE' CHECK (status IN ('ACTIVE', 'PAUSED')),
@@ -71,8 +75,11 @@ CREATE TABLE firehose.deliveries (
 CREATE INDEX ON firehose.deliveries (finished_at);
 COMMENT ON TABLE firehose.deliveries IS 'One row per delivered or failed request; kept for firehose.deliveries_retention';
 
+-- rows belong to their stream by id: dropping the stream deletes them, and
+-- a new stream of the same name never sees (or redrives) them
 CREATE TABLE firehose.failed_records (
     id               bigserial PRIMARY KEY,
+    stream_id        integer NOT NULL REFERENCES firehose.stream (id) ON DELETE CASCADE,
     stream           text NOT NULL,
     record_id        bigint NOT NULL,
     data             bytea NOT NULL,
@@ -85,6 +92,7 @@ CREATE TABLE firehose.failed_records (
     request_id       uuid
 );
 CREATE INDEX ON firehose.failed_records (stream);
+CREATE INDEX ON firehose.failed_records (stream_id);
 COMMENT ON TABLE firehose.failed_records IS 'Records whose delivery failed for good; firehose.redrive() puts them back';
 
 CREATE SEQUENCE firehose.record_id_seq;
@@ -184,6 +192,43 @@ $$;
 -- the same name with an underscore, passing the calling role last.  Inside
 -- that one current_user is the extension's owner, and session_user need not
 -- be the caller; the underscore functions are executable by no one else.
+-- Should a role be granted EXECUTE on them anyway (GRANT ... ON ALL
+-- FUNCTIONS IN SCHEMA firehose), _check_caller() refuses a caller that is
+-- not the one fh_call_with_caller passed.
+CREATE FUNCTION firehose._check_caller(caller regrole) RETURNS void
+LANGUAGE c AS 'MODULE_PATHNAME', 'fh_check_caller_sql';
+
+-- may caller act as the owner of a stream owned by owner: the owner itself,
+-- a role that has the owner's privileges (a member that inherits them), a
+-- superuser; what PostgreSQL asks of the owner of a table
+CREATE FUNCTION firehose._may_manage(owner oid, caller oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+RETURN pg_catalog.pg_has_role(caller, owner, 'USAGE');
+
+-- the id of a stream that caller may manage; 42501 otherwise
+CREATE FUNCTION firehose._owned_stream_id(stream text, caller regrole) RETURNS integer
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sid integer;
+    owner regrole;
+BEGIN
+    PERFORM firehose._check_caller(caller);
+    sid := firehose._stream_id(stream);
+    SELECT s.owner INTO owner FROM firehose.stream s WHERE s.id = sid;
+    IF NOT firehose._may_manage(owner, caller) THEN
+        RAISE EXCEPTION 'must be owner of stream "%"', stream
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Its owner (firehose.streams.owner), a member of the owner role or a superuser may do this.';
+    END IF;
+    RETURN sid;
+END
+$$;
+
+-- the same for the calling role, for capture_table(), which runs as its
+-- caller
+CREATE FUNCTION firehose._check_owner(stream text) RETURNS integer
+LANGUAGE c AS 'MODULE_PATHNAME', 'fh_check_owner_sql';
+
 CREATE FUNCTION firehose.create_stream(name text, destination text, options jsonb DEFAULT '{}')
 RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'fh_call_with_caller';
 
@@ -194,6 +239,7 @@ DECLARE
     opts jsonb;
     sid integer;
 BEGIN
+    PERFORM firehose._check_caller(caller);
     IF name IS NULL OR destination IS NULL THEN
         RAISE EXCEPTION 'stream name and destination must not be NULL'
             USING ERRCODE = 'null_value_not_allowed';
@@ -211,8 +257,8 @@ BEGIN
     END IF;
     opts := firehose._normalize_options(destination, NULL, coalesce(options, '{}'), caller);
 
-    INSERT INTO firehose.stream (name, destination, options)
-    VALUES (name, destination, opts) RETURNING id INTO sid;
+    INSERT INTO firehose.stream (name, owner, destination, options)
+    VALUES (name, caller, destination, opts) RETURNING id INTO sid;
     INSERT INTO firehose.stream_stats (stream_id) VALUES (sid);
     PERFORM firehose._forget_slot(sid);
     FOR k IN 0..2 LOOP
@@ -256,7 +302,7 @@ DECLARE
     waiting bigint;
 BEGIN
     SELECT * INTO s FROM firehose.stream st
-     WHERE st.id = firehose._stream_id(_alter_stream.name) FOR UPDATE;
+     WHERE st.id = firehose._owned_stream_id(_alter_stream.name, caller) FOR UPDATE;
     opts := firehose._normalize_options(s.destination, s.options, coalesce(options, '{}'), caller);
     IF (opts->>'durable')::boolean IS DISTINCT FROM (s.options->>'durable')::boolean THEN
         -- SET LOGGED/UNLOGGED rewrites the staging tables: rows move (those
@@ -288,10 +334,38 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION firehose.drop_stream(name text, force boolean DEFAULT false)
+-- like ALTER TABLE ... OWNER TO: the caller may manage the stream and is a
+-- member of the new owner role (a superuser may give it to any role)
+CREATE FUNCTION firehose.alter_stream_owner(stream text, new_owner regrole)
+RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'fh_call_with_caller';
+
+CREATE FUNCTION firehose._alter_stream_owner(stream text, new_owner regrole, caller regrole)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    sid integer := firehose._stream_id(name);
+    sid integer := firehose._owned_stream_id(stream, caller);
+BEGIN
+    IF new_owner IS NULL THEN
+        RAISE EXCEPTION 'new owner of stream "%" must not be NULL', stream
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT pg_has_role(caller, new_owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'must be member of role "%"', new_owner
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Giving stream "%s" to a role needs membership in that role.', stream),
+                  HINT = 'A superuser may give a stream to any role.';
+    END IF;
+    UPDATE firehose.stream SET owner = new_owner, updated_at = now() WHERE id = sid;
+    PERFORM firehose._stream_changed();
+END
+$$;
+
+CREATE FUNCTION firehose.drop_stream(name text, force boolean DEFAULT false)
+RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'fh_call_with_caller';
+
+CREATE FUNCTION firehose._drop_stream(name text, force boolean, caller regrole)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sid integer := firehose._owned_stream_id(name, caller);
     consumed pg_snapshot;
     captured text;
     waiting bigint;
@@ -303,7 +377,7 @@ BEGIN
       FROM pg_trigger t
      WHERE t.tgfoid = 'firehose.capture()'::regprocedure
        AND t.tgnargs > 0
-       AND split_part(encode(t.tgargs, 'escape'), '\000', 1) = drop_stream.name;
+       AND split_part(encode(t.tgargs, 'escape'), '\000', 1) = _drop_stream.name;
     IF captured IS NOT NULL THEN
         RAISE EXCEPTION 'stream "%" is used by capture triggers', name
             USING ERRCODE = 'dependent_objects_still_exist',
@@ -317,6 +391,7 @@ BEGIN
                   DETAIL = format('%s committed record(s) are buffered or in flight.', waiting),
                   HINT = 'Wait for delivery with firehose.flush(''' || name || ''', wait => true), or drop it anyway with force => true (those records are lost).';
     END IF;
+    -- its failed_records go with it (ON DELETE CASCADE)
     DELETE FROM firehose.stream WHERE id = sid;
     FOR k IN 0..2 LOOP
         EXECUTE format('DROP TABLE firehose.%I', 'stage_' || sid || '_' || k);
@@ -325,25 +400,31 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION firehose._set_status(stream text, status text) RETURNS void
+CREATE FUNCTION firehose._set_status(stream text, status text, caller regrole) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     UPDATE firehose.stream s SET status = _set_status.status, updated_at = now()
-     WHERE s.id = firehose._stream_id(_set_status.stream);
+     WHERE s.id = firehose._owned_stream_id(_set_status.stream, caller);
     PERFORM firehose._stream_changed();
 END
 $$;
 
 CREATE FUNCTION firehose.pause(stream text) RETURNS void
+LANGUAGE c AS 'MODULE_PATHNAME', 'fh_call_with_caller';
+
+CREATE FUNCTION firehose._pause(stream text, caller regrole) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    SELECT firehose._set_status(stream, 'PAUSED');
+    SELECT firehose._set_status(stream, 'PAUSED', caller);
 END;
 
 CREATE FUNCTION firehose.resume(stream text) RETURNS void
+LANGUAGE c AS 'MODULE_PATHNAME', 'fh_call_with_caller';
+
+CREATE FUNCTION firehose._resume(stream text, caller regrole) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    SELECT firehose._set_status(stream, 'ACTIVE');
+    SELECT firehose._set_status(stream, 'ACTIVE', caller);
 END;
 
 -- ---------------------------------------------------------------------
@@ -369,16 +450,21 @@ CREATE FUNCTION firehose.flush(stream text DEFAULT NULL, wait boolean DEFAULT fa
 RETURNS boolean LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'fh_flush_sql';
 
 CREATE FUNCTION firehose.redrive(stream text, ids bigint[] DEFAULT NULL) RETURNS bigint
+LANGUAGE c AS 'MODULE_PATHNAME', 'fh_call_with_caller';
+
+-- the stream's own failed records (by id: not those of an earlier stream
+-- of the same name) back into it
+CREATE FUNCTION firehose._redrive(stream text, ids bigint[], caller regrole) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    sid integer := firehose._owned_stream_id(stream, caller);
     n bigint;
 BEGIN
-    PERFORM firehose._stream_id(stream);
     WITH gone AS (
         DELETE FROM firehose.failed_records f
-         WHERE f.stream = redrive.stream AND (ids IS NULL OR f.id = ANY (ids))
+         WHERE f.stream_id = sid AND (ids IS NULL OR f.id = ANY (ids))
         RETURNING f.id, f.data)
-    SELECT count(firehose.put(redrive.stream, g.data)) INTO n
+    SELECT count(firehose.put(_redrive.stream, g.data)) INTO n
       FROM (SELECT * FROM gone ORDER BY id) g;
     RETURN n;
 END
@@ -403,7 +489,7 @@ ALTER TABLE firehose.stream
         GENERATED ALWAYS AS (firehose._target(destination, options)) STORED;
 
 CREATE VIEW firehose.streams AS
-SELECT s.name, s.destination, s.status, s.version,
+SELECT s.name, s.owner, s.destination, s.status, s.version,
        s.shown_options AS options,
        s.created_at, s.updated_at,
        s.target

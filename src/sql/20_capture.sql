@@ -30,7 +30,8 @@ BEGIN
         RAISE EXCEPTION 'table and stream must not be NULL'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM firehose._stream_id(stream);
+    -- capturing into a stream is for those who may manage it
+    PERFORM firehose._check_owner(stream);
     IF (SELECT c.relkind FROM pg_class c WHERE c.oid = tbl) NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'cannot capture changes of "%"', tbl
             USING ERRCODE = 'wrong_object_type',
