@@ -148,7 +148,7 @@ typedef struct FhCatalogAccess
 extern void fh_catalog_access_begin(FhCatalogAccess *ca);
 extern void fh_catalog_access_end(FhCatalogAccess *ca);
 
-/* ---------- options (stream.c) ---------- */
+/* ---------- options (options.c) ---------- */
 
 typedef enum FhOptType
 {
@@ -161,10 +161,14 @@ typedef enum FhOptType
 	FH_OPT_ENUM,				/* one of the strings in choices */
 	FH_OPT_URL,					/* http:// or https:// URL */
 	FH_OPT_STRMAP,				/* object of string values */
-	FH_OPT_BACKUP				/* {mode, s3: {...}}: see sink_s3.c */
+	FH_OPT_OBJECT				/* an object with its own table (nested) */
 } FhOptType;
 
-typedef struct FhOptionDef
+/* deepest nesting of option tables that redaction follows */
+#define FH_MAX_OPTION_DEPTH 4
+
+typedef struct FhOptionDef FhOptionDef;
+struct FhOptionDef
 {
 	const char *name;
 	FhOptType	type;
@@ -175,16 +179,28 @@ typedef struct FhOptionDef
 	bool		secret;			/* redacted in views and logs */
 	bool		required;
 	bool		location;		/* names where records go: a change drops
-								 * the stored secrets (see stream.c) */
-} FhOptionDef;
+								 * the stored secrets (see options.c) */
+	/* the field fh_options_load() writes the value into (FH_FIELD) */
+	bool		has_field;
+	size_t		offset;
+	/* FH_OPT_OBJECT: the table of its keys, the function that checks and
+	 * normalizes it, and what it is, for an error message */
+	const FhOptionDef *nested;
+	Jsonb	   *(*normalize) (Jsonb *value);
+	const char *what;
+};
+
+/* in an option table: the value goes into this member of the config struct */
+#define FH_FIELD(type, member) .has_field = true, .offset = offsetof(type, member)
 
 /* parsed common options, from the normalized options of a stream */
 typedef struct FhStreamConfig
 {
 	int64		buffer_size;
 	int64		buffer_interval_ms;
-	int64		retry_duration_ms;
-	int			max_concurrency;
+	int64		retry_duration_s;
+	int64		retry_duration_ms;	/* the same in milliseconds */
+	int64		max_concurrency;
 	int64		max_record_size;
 	int64		max_buffered_bytes;
 	bool		durable;
@@ -194,10 +210,9 @@ typedef struct FhStreamConfig
 } FhStreamConfig;
 
 typedef struct FhSink FhSink;
-extern Jsonb *fh_options_normalize(const char *destination, Jsonb *current,
-								   Jsonb *changes);
 extern Jsonb *fh_options_normalize_sink(const FhSink *sink, Jsonb *current,
 										Jsonb *changes, bool with_common);
+extern void fh_options_load(const FhOptionDef *defs, Jsonb *opts, void *config);
 extern void fh_config_from_options(Jsonb *options, FhStreamConfig *cfg);
 
 /*
@@ -210,6 +225,11 @@ extern bool fh_jsonb_get_text(Jsonb *obj, const char *key, char **out);
 extern bool fh_jsonb_get_bool(Jsonb *obj, const char *key, bool def);
 extern int64 fh_jsonb_get_int(Jsonb *obj, const char *key, int64 def);
 extern JsonbValue *fh_jsonb_get(Jsonb *obj, const char *key);
+
+/* ---------- streams (stream.c) ---------- */
+
+extern Jsonb *fh_options_normalize(const char *destination, Jsonb *current,
+								   Jsonb *changes);
 extern int32 fh_owned_stream_id(text *name, Oid role);
 
 /* ---------- staging (staging.c) ---------- */
@@ -418,6 +438,13 @@ extern Jsonb *fh_backup_normalize(Jsonb *backup);
 extern FhBackup *fh_backup_configure(Jsonb *backup, const char *stream, int32 version,
 									 const FhSink *primary, void *primary_config);
 extern void fh_s3_error_record(void *s3_config, FhPart *part, int i, StringInfo out);
+extern const FhOptionDef fh_backup_options[];
+
+/* the "backup" option of a destination's table */
+#define FH_BACKUP_OPTION \
+	{"backup", FH_OPT_OBJECT, .nested = fh_backup_options, \
+	 .normalize = fh_backup_normalize, \
+	 .what = "an object such as {\"mode\": \"failed\", \"s3\": {\"bucket\": ...}}"}
 
 /* ---------- AWS requests (aws_request.c) ---------- */
 

@@ -305,6 +305,7 @@ put_cache_lookup(text *name_text)
 		Oid			argtypes[1] = {TEXTOID};
 		Datum		args[1] = {PointerGetDatum(name_text)};
 		PutCacheEntry tmp;
+		FhStreamConfig cfg;
 		bool		isnull;
 		Jsonb	   *opts;
 		HeapTuple	tup;
@@ -330,9 +331,10 @@ put_cache_lookup(text *name_text)
 		tmp.stream_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
 		tmp.paused = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
 		opts = DatumGetJsonbP(SPI_getbinval(tup, desc, 3, &isnull));
-		tmp.max_record_size = fh_jsonb_get_int(opts, "max_record_size", 1024000);
-		tmp.max_buffered_bytes = fh_jsonb_get_int(opts, "max_buffered_bytes", 0);
-		tmp.buffer_size = fh_jsonb_get_int(opts, "buffer_size", 5242880);
+		fh_config_from_options(opts, &cfg);
+		tmp.max_record_size = cfg.max_record_size;
+		tmp.max_buffered_bytes = cfg.max_buffered_bytes;
+		tmp.buffer_size = cfg.buffer_size;
 		SPI_finish();
 		fh_catalog_access_end(&ca);
 

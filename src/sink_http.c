@@ -50,7 +50,7 @@ static const FhOptionDef http_options[] = {
 	{"headers", FH_OPT_STRMAP, 0, 0, NULL, NULL, true},
 	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"},
 	{"ca_file", FH_OPT_STRING, 0, 4096, NULL},
-	{"backup", FH_OPT_BACKUP, 0, 0, NULL},
+	FH_BACKUP_OPTION,
 	{NULL}
 };
 

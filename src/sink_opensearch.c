@@ -68,7 +68,7 @@ static const FhOptionDef os_options[] = {
 	{"session_token", FH_OPT_STRING, 0, 8192, NULL, NULL, true},
 	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"},
 	{"ca_file", FH_OPT_STRING, 0, 4096, NULL},
-	{"backup", FH_OPT_BACKUP, 0, 0, NULL},
+	FH_BACKUP_OPTION,
 	{NULL}
 };
 

@@ -31,7 +31,7 @@ static const char *const cx_regions[] = {"us1", "us2", "eu1", "eu2", "ap1", "ap2
 	{"content_encoding", FH_OPT_ENUM, 0, 0, "\"gzip\"", encodings}, \
 	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"}, \
 	{"ca_file", FH_OPT_STRING, 0, 4096, NULL}, \
-	{"backup", FH_OPT_BACKUP, 0, 0, NULL}, \
+	FH_BACKUP_OPTION, \
 	{NULL}
 
 /* ---------- the intake URLs ---------- */

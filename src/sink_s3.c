@@ -83,6 +83,16 @@ static const FhOptionDef s3_options[] = {
 	{NULL}
 };
 
+/*
+ * The keys of option "backup" of the other destinations: the options of an
+ * S3 store nested in it.  (fh_backup_normalize checks them.)
+ */
+const FhOptionDef fh_backup_options[] = {
+	{"mode", FH_OPT_ENUM, 0, 0, "\"failed\"", backup_modes},
+	{"s3", FH_OPT_OBJECT, .nested = s3_options, .required = true},
+	{NULL}
+};
+
 typedef struct S3Config
 {
 	char	   *bucket;

@@ -55,7 +55,7 @@ static const FhOptionDef splunk_options[] = {
 	{"ack_wait_limit", FH_OPT_SECONDS, 1, 172800, NULL},
 	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"},
 	{"ca_file", FH_OPT_STRING, 0, 4096, NULL},
-	{"backup", FH_OPT_BACKUP, 0, 0, NULL},
+	FH_BACKUP_OPTION,
 	{NULL}
 };
 
