@@ -339,7 +339,9 @@ typedef struct FhResponse
 	bool		has_content_length;
 	char	   *etag;
 	StringInfoData body;
-	bool		body_truncated;
+	bool		body_truncated; /* longer than the limit: cut off there */
+	int64		header_bytes;
+	bool		headers_too_large;	/* cut off: no response (status 0) */
 	/* firehose.allowed_destinations refused this host or address ("" if not) */
 	char		refused[64];
 	bool		refused_host;	/* the URL's host itself: no connection at all */
@@ -561,6 +563,7 @@ extern char *fh_url_redact(const char *url);
 /* longest error text stored in deliveries, failed_records, stream_stats */
 #define FH_MAX_ERROR_LEN 8192
 extern char *fh_error_text(const char *msg, List *secrets);
+extern void fh_append_answer(StringInfo out, const FhResponse *resp, int max);
 
 /* ---------- compression (compress.c) ---------- */
 

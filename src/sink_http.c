@@ -257,10 +257,13 @@ fh_http_encode(void *config, FhPart *part, FhRequest *req)
 static char *
 endpoint_said(FhResponse *resp)
 {
-	int			len = Min(resp->body.len, ERROR_BODY_MAX);
+	StringInfoData s;
 
-	return psprintf("Received the following response from the endpoint destination. %ld: %.*s",
-					resp->status, len, resp->body.data ? resp->body.data : "");
+	initStringInfo(&s);
+	appendStringInfo(&s, "Received the following response from the endpoint destination. %ld: ",
+					 resp->status);
+	fh_append_answer(&s, resp, ERROR_BODY_MAX);
+	return s.data;
 }
 
 static void
@@ -278,6 +281,13 @@ no_response(FhResponse *resp, FhVerdict *v)
 		case CURLE_SSL_CIPHER:
 		case CURLE_SSL_CACERT_BADFILE:
 			v->error_code = "HttpEndpoint.SSLHandshakeFailure";
+			break;
+		case CURLE_UNSUPPORTED_PROTOCOL:	/* "HTTP/0.9": not HTTP at all */
+		case CURLE_WEIRD_SERVER_REPLY:
+			v->error_code = "HttpEndpoint.InvalidResponseFromDestination";
+			break;
+		case CURLE_WRITE_ERROR:	/* transport.c: headers over its limit */
+			v->error_code = "HttpEndpoint.ResponseTooLarge";
 			break;
 		case CURLE_RECV_ERROR:
 		case CURLE_SEND_ERROR:

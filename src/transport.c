@@ -33,6 +33,7 @@
 
 #define MAX_SOCKETS		1024
 #define MAX_RESPONSE	(1024 * 1024)
+#define MAX_HEADERS		(64 * 1024) /* of one answer, all header lines */
 
 typedef struct SockWatch
 {
@@ -100,12 +101,37 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 									   part->request.max_response : MAX_RESPONSE) ||
 		response_bytes + (int64) n > budget)
 	{
+		/*
+		 * Stop reading: draining the rest of an answer that may never end
+		 * (or be 2 GB) would only hold the connection until the timeout.
+		 * complete() still reports the status.
+		 */
 		part->response.body_truncated = true;
-		return n;				/* keep reading, drop the rest */
+		return 0;
 	}
 	/* appendBinaryStringInfo can only fail on > 1 GB, ruled out above */
 	appendBinaryStringInfo(&part->response.body, ptr, n);
 	response_bytes += n;
+	return n;
+}
+
+/*
+ * CURLOPT_HEADERFUNCTION: count the answer's header bytes and stop at
+ * MAX_HEADERS.  libcurl keeps every header for curl_easy_header(); it bounds
+ * them itself only since 8.3 (CVE-2023-38039), at 300 kB.
+ */
+static size_t
+header_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	FhPart	   *part = userdata;
+	size_t		n = size * nmemb;
+
+	part->response.header_bytes += n;
+	if (part->response.header_bytes > MAX_HEADERS)
+	{
+		part->response.headers_too_large = true;
+		return 0;
+	}
 	return n;
 }
 
@@ -227,11 +253,14 @@ fh_transport_start(FhPart *part, FhRequest *req, int64 timeout_ms)
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(timeout_ms, 30000));
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	/* a 3xx is the answer (the sink judges it), never followed elsewhere */
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "firehose-postgresql/0.1");
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, part);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, part);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, part);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, req->tls_verify ? 1L : 0L);
@@ -284,7 +313,13 @@ complete(FhPart *part, CURLcode code)
 	CURL	   *easy = part->easy;
 
 	part->response.curl_code = code;
-	if (code == CURLE_OK)
+
+	/*
+	 * An answer cut off by write_cb is still an answer: the sinks judge its
+	 * status and body_truncated.  One whose headers overflow is none.
+	 */
+	if (code == CURLE_OK ||
+		(code == CURLE_WRITE_ERROR && part->response.body_truncated))
 	{
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &part->response.status);
 		if (curl_easy_header(easy, "Content-Type", 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
@@ -299,7 +334,10 @@ complete(FhPart *part, CURLcode code)
 	else
 	{
 		part->response.status = 0;
-		if (part->response.curl_error[0] == '\0')
+		if (part->response.headers_too_large)
+			snprintf(part->response.curl_error, CURL_ERROR_SIZE,
+					 "The response headers exceeded %d kB.", MAX_HEADERS / 1024);
+		else if (part->response.curl_error[0] == '\0')
 			strlcpy(part->response.curl_error, curl_easy_strerror(code), CURL_ERROR_SIZE);
 	}
 	release_easy(part);

@@ -363,3 +363,28 @@ fh_error_text(const char *msg, List *secrets)
 		appendStringInfoString(&out, "...");
 	return out.data;
 }
+
+/*
+ * fh_append_answer
+ *		Append the first max bytes of resp's body to out, for an error text
+ *		that quotes the destination, each NUL byte as U+FFFD: fh_error_text
+ *		ends a text at its first NUL, and an answer must not hide what
+ *		follows one.  Other invalid bytes are fh_error_text's to replace.
+ */
+void
+fh_append_answer(StringInfo out, const FhResponse *resp, int max)
+{
+	const char *p = resp->body.data;
+	const char *end = p ? p + Min(resp->body.len, max) : NULL;
+
+	while (p < end)
+	{
+		const char *nul = memchr(p, '\0', end - p);
+
+		appendBinaryStringInfo(out, p, (nul ? nul : end) - p);
+		if (nul == NULL)
+			break;
+		appendStringInfoString(out, "\xEF\xBF\xBD");
+		p = nul + 1;
+	}
+}

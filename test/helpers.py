@@ -1,6 +1,7 @@
 """Small helpers shared by the integration tests."""
 
 import json
+import re
 import socket
 import time
 
@@ -87,3 +88,33 @@ def failed(db, stream, order_by="id"):
         d["data"] = bytes(d["data"])
         out.append(d)
     return out
+
+
+def alter_system(pg, name, value=None):
+    """ALTER SYSTEM SET name = value (RESET when value is None), then reload."""
+    c = pg()
+    try:
+        cur = c.cursor()
+        if value is None:
+            cur.execute("ALTER SYSTEM RESET %s" % name)
+        else:
+            cur.execute("ALTER SYSTEM SET %s = %%s" % name, (str(value),))
+        cur.execute("SELECT pg_reload_conf()")
+    finally:
+        c.close()
+
+
+def memory_kb(pid):
+    """The kB figures of /proc/<pid>/status (VmHWM, VmRSS, RssFile, ...).  The
+    file is world-readable: a test run as root reads the postgres user's
+    processes as well as its own."""
+    with open("/proc/%d/status" % pid) as f:
+        return {m.group(1): int(m.group(2))
+                for m in re.finditer(r"^(\w+):\s+(\d+) kB", f.read(), re.M)}
+
+
+def private_peak_mb(pid):
+    """The worker's peak resident memory of its own (VmHWM less the shared and
+    file-backed pages resident now, which only grow), in MiB."""
+    kb = memory_kb(pid)
+    return (kb["VmHWM"] - kb.get("RssFile", 0) - kb.get("RssShmem", 0)) / 1024

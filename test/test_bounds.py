@@ -14,27 +14,13 @@ worker's other streams, loop forever, or grow without bound.
 """
 
 import json
-import re
 
 import pytest
 
-from helpers import FAST, failed, flush, make_stream, one_worker, setting, worker_pids
+from helpers import (FAST, alter_system, failed, flush, make_stream, one_worker,
+                     private_peak_mb, setting, worker_pids)
 from opensearch_receiver import OpenSearchReceiver
 from splunk_receiver import SplunkReceiver
-
-
-def alter_system(pg, name, value=None):
-    """ALTER SYSTEM SET name = value (RESET when value is None), then reload."""
-    c = pg()
-    try:
-        cur = c.cursor()
-        if value is None:
-            cur.execute("ALTER SYSTEM RESET %s" % name)
-        else:
-            cur.execute("ALTER SYSTEM SET %s = %%s" % name, (str(value),))
-        cur.execute("SELECT pg_reload_conf()")
-    finally:
-        c.close()
 
 
 @pytest.fixture
@@ -249,15 +235,6 @@ def test_failed_records_retention_removes_old_rows(db, receiver, guc):
 
 
 # -- 5. worker memory ----------------------------------------------------------------------
-
-def private_peak_mb(pid):
-    """The worker's peak resident memory of its own (VmHWM less the shared and
-    file-backed pages resident now, which only grow), in MiB."""
-    with open("/proc/%d/status" % pid) as f:
-        kb = {m.group(1): int(m.group(2))
-              for m in re.finditer(r"^(\w+):\s+(\d+) kB", f.read(), re.M)}
-    return (kb["VmHWM"] - kb.get("RssFile", 0) - kb.get("RssShmem", 0)) / 1024
-
 
 def test_huge_bulk_answer_stays_within_worker_memory(db, pg, wait_until):
     """An OpenSearch answer of 200 MB ("errors": true, so it must be read item by
