@@ -350,13 +350,36 @@ fh_catalog_access_end(FhCatalogAccess *ca)
 }
 
 /*
+ * A process that reached a "wait:" fault point stays there, its activity
+ * saying so, until it is killed: the crash matrix (test/test_crash_matrix.py)
+ * waits for that, then kills the worker or stops the server, so each round
+ * stops the worker at the same step.  Interrupts are served: SIGTERM ends it
+ * as it would end the worker anywhere else.
+ */
+static void
+fault_wait(const char *point)
+{
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf("firehose: waiting at fault point %s", point));
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
  * fh_fault_point
- *		Raise an ERROR if firehose.test_fault names this point.
+ *		Raise an ERROR, or wait to be killed, if firehose.test_fault names
+ *		this point.
  *
- * For the fault tests only (test/test_faults.py): the setting is
- * superuser-only and empty by default, and then this costs one test of a
- * byte.  A point sits where a failure must not lose records, e.g. between
- * two steps that are not in one transaction.
+ * For the fault tests only (test/test_faults.py, test/test_crash_matrix.py):
+ * the setting is superuser-only and empty by default, and then this costs
+ * one test of a byte.  A point sits where a failure must not lose records,
+ * e.g. between two steps that are not in one transaction.  "name" raises an
+ * ERROR there, "wait:name" stops there (fault_wait).
  */
 void
 fh_fault_point(const char *point)
@@ -372,7 +395,11 @@ fh_fault_point(const char *point)
 		elog(ERROR, "invalid firehose.test_fault: %s", fh_test_fault);
 	foreach(lc, names)
 	{
-		if (strcmp((char *) lfirst(lc), point) == 0)
+		const char *name = lfirst(lc);
+
+		if (strncmp(name, "wait:", 5) == 0 && strcmp(name + 5, point) == 0)
+			fault_wait(point);
+		if (strcmp(name, point) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
 					 errmsg("firehose.test_fault: injected failure at \"%s\"", point)));
@@ -654,7 +681,8 @@ _PG_init(void)
 	DefineCustomStringVariable("firehose.test_fault",
 							   "For tests only: fail at the named fault points.",
 							   "A comma-separated list of fault point names; "
-							   "the process that reaches one raises an ERROR.",
+							   "the process that reaches one raises an ERROR, "
+							   "or waits to be killed when the name has the prefix \"wait:\".",
 							   &fh_test_fault, "", PGC_SUSET,
 							   GUC_NOT_IN_SAMPLE | GUC_LIST_INPUT,
 							   NULL, NULL, NULL);

@@ -719,6 +719,8 @@ record_part(FhPart *part)
 								  10, ftypes, fvals, fnulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not record failed records");
 	}
+	/* the delivery and failed records are written, the progress not yet */
+	fh_fault_point("in_recording");
 
 	/* where this part lies in its batch, for a worker that resumes it */
 	{
@@ -1172,6 +1174,8 @@ schedule_stream(FhWorkerStream *ws, TimestampTz now)
 				!should_cut(ws, now, pg_atomic_read_u64(&ws->slot->flush_requested)))
 				break;
 		}
+		else
+			fh_fault_point("after_cut");	/* a part read, not yet sent */
 	}
 }
 
@@ -1315,6 +1319,7 @@ finish_part(FhPart *part, TimestampTz now)
 	part->attempts = part->primary_attempts;
 	dlist_delete(&part->node);
 	dlist_push_tail(&finished_parts, &part->node);
+	fh_fault_point("after_answer"); /* judged, not yet recorded */
 }
 
 /* judge a finished request: done, or back to waiting with a backoff */
@@ -1325,8 +1330,11 @@ handle_response(FhPart *part)
 	TimestampTz now = GetCurrentTimestamp();
 	void	   *config;
 	const FhSink *sink = part_sink(part, &config);
-	MemoryContext old = MemoryContextSwitchTo(part->cxt);
+	MemoryContext old;
 
+	/* the request went out and its answer is in, not yet judged */
+	fh_fault_point("after_send");
+	old = MemoryContextSwitchTo(part->cxt);
 	part->last_status = part->response.status;
 	part->verdict.waited_ms = 0;
 	if (part->response.status == 0 && part->response.refused[0] != '\0')
