@@ -370,6 +370,27 @@ fault_wait(const char *point)
 	}
 }
 
+/* how often this process reached each fault point named in the setting */
+static struct
+{
+	const char *point;
+	int			hits;
+}			fault_hits[8];
+
+static int
+fault_hit(const char *point)
+{
+	for (int i = 0; i < lengthof(fault_hits); i++)
+	{
+		if (fault_hits[i].point == NULL)
+			fault_hits[i].point = point;
+		if (strcmp(fault_hits[i].point, point) == 0)
+			return ++fault_hits[i].hits;
+	}
+	elog(ERROR, "firehose.test_fault: too many fault points");
+	return 0;					/* keep the compiler quiet */
+}
+
 /*
  * fh_fault_point
  *		Raise an ERROR, or wait to be killed, if firehose.test_fault names
@@ -378,8 +399,11 @@ fault_wait(const char *point)
  * For the fault tests only (test/test_faults.py, test/test_crash_matrix.py):
  * the setting is superuser-only and empty by default, and then this costs
  * one test of a byte.  A point sits where a failure must not lose records,
- * e.g. between two steps that are not in one transaction.  "name" raises an
- * ERROR there, "wait:name" stops there (fault_wait).
+ * e.g. between two steps that are not in one transaction.  An entry
+ * "[wait:]name[#n]" acts the n-th time (default the first) this process
+ * reaches the point, and every time after: with "wait:" it stops there
+ * (fault_wait), else it raises an ERROR.  The count lets a test stop the
+ * worker in the middle of a batch, after some of its parts were recorded.
  */
 void
 fh_fault_point(const char *point)
@@ -395,14 +419,25 @@ fh_fault_point(const char *point)
 		elog(ERROR, "invalid firehose.test_fault: %s", fh_test_fault);
 	foreach(lc, names)
 	{
-		const char *name = lfirst(lc);
+		char	   *name = lfirst(lc);
+		bool		wait = strncmp(name, "wait:", 5) == 0;
+		char	   *count;
+		int			nth = 1;
 
-		if (strncmp(name, "wait:", 5) == 0 && strcmp(name + 5, point) == 0)
+		if (wait)
+			name += 5;
+		if ((count = strchr(name, '#')) != NULL)
+		{
+			*count = '\0';
+			nth = atoi(count + 1);
+		}
+		if (strcmp(name, point) != 0 || fault_hit(point) < nth)
+			continue;
+		if (wait)
 			fault_wait(point);
-		if (strcmp(name, point) == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("firehose.test_fault: injected failure at \"%s\"", point)));
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("firehose.test_fault: injected failure at \"%s\"", point)));
 	}
 	list_free(names);
 	pfree(list);
@@ -682,7 +717,8 @@ _PG_init(void)
 							   "For tests only: fail at the named fault points.",
 							   "A comma-separated list of fault point names; "
 							   "the process that reaches one raises an ERROR, "
-							   "or waits to be killed when the name has the prefix \"wait:\".",
+							   "or waits to be killed when the name has the prefix \"wait:\"; "
+							   "\"name#n\" acts from the n-th time the process reaches it.",
 							   &fh_test_fault, "", PGC_SUSET,
 							   GUC_NOT_IN_SAMPLE | GUC_LIST_INPUT,
 							   NULL, NULL, NULL);

@@ -59,23 +59,39 @@ class Site:
         self.wait_until = wait_until
         self.dbname = "crash_%d_%s" % (os.getpid(), point)
         self.conn = None
+        self.sessions = []
         cluster.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % self.dbname)
         cluster.psql('CREATE DATABASE "%s"' % self.dbname)
         self.receiver = receiver()
+        self.reconnect()
         self.execute("CREATE EXTENSION firehose")
+        self.make_streams()
+
+    def make_streams(self):
         for stream in STREAMS:
-            # parts of about five records, two in flight, cut at once
+            # parts of about four records, two in flight, cut at once
             make_stream(self, stream, self.url(stream), durable=(stream == "dur"),
                         buffer_size=60, buffer_interval=20,
                         max_concurrency=MAX_CONCURRENCY, retry_duration=60)
+
+    def renew_streams(self):
+        """New streams, whose staging tables are all empty: the worker then
+        truncates none before the round's batches complete."""
+        for stream in STREAMS:
+            self.q("SELECT firehose.drop_stream(%s)", (stream,))
+        self.make_streams()
 
     def connect(self, autocommit=True):
         return self.cluster.connect(self.dbname, autocommit=autocommit)
 
     def reconnect(self):
-        if self.conn is not None:
-            self.conn.close()
+        """New connections (after a restart): the main one and three
+        producer sessions."""
+        for conn in [self.conn] + self.sessions:
+            if conn is not None:
+                conn.close()
         self.conn = self.connect()
+        self.sessions = [self.connect(autocommit=False) for _ in range(3)]
 
     def q(self, sql, params=None):
         if self.conn is None or self.conn.closed:
@@ -101,54 +117,64 @@ class Site:
             "SELECT data FROM firehose.failed_records WHERE stream = %s "
             "AND starts_with(convert_from(data, 'UTF8'), %s)", (stream, tag))}
 
-    def put_wave(self, tag):
-        """Records of several sessions into both streams; {stream: committed}."""
-        a, b, c = (self.connect(autocommit=False) for _ in range(3))
+    def put_wave(self, tag, hold=False):
+        """Records of several sessions into both streams: (committed, held),
+        committed = {stream: records}.  With hold, one session's transaction
+        is left open: held, to be committed by the caller (its records are
+        in committed)."""
+        a, b, c = self.sessions
         ca, cb, cc = a.cursor(), b.cursor(), c.cursor()
         committed = {}
-        try:
-            for stream in STREAMS:
-                def rec(session, i):
-                    return "%s-%s-%s-%d" % (stream, tag, session, i)
-                put_batch = "SELECT firehose.put_batch(%s, %s::text[])"
-                put = "SELECT firehose.put(%s, %s::text)"
-                # interleaved open transactions: a commits, b rolls back, c
-                # commits but what it put under a rolled-back savepoint
-                ca.execute(put_batch, (stream, [rec("a", i) for i in range(3)]))
-                cb.execute(put, (stream, rec("b", 0)))
-                cc.execute(put, (stream, rec("c", 0)))
-                cc.execute("SAVEPOINT s")
-                cc.execute(put_batch, (stream, [rec("c", i) for i in (1, 2)]))
-                cb.execute(put, (stream, rec("b", 1)))
-                cc.execute("ROLLBACK TO SAVEPOINT s")
-                ca.execute(put, (stream, rec("a", 3)))
-                cc.execute(put_batch, (stream, [rec("c", i) for i in (3, 4)]))
-                self.q(put_batch, (stream, [rec("x", i) for i in range(3)]))
-                committed[stream] = ({rec("a", i) for i in range(4)} |
-                                     {rec("c", i) for i in (0, 3, 4)} |
-                                     {rec("x", i) for i in range(3)})
+        for stream in STREAMS:
+            def rec(session, i):
+                return "%s-%s-%s-%d" % (stream, tag, session, i)
+            put_batch = "SELECT firehose.put_batch(%s, %s::text[])"
+            put = "SELECT firehose.put(%s, %s::text)"
+            # interleaved open transactions: a commits (last), b rolls
+            # back, c commits but what it put under a rolled-back
+            # savepoint
+            ca.execute(put_batch, (stream, [rec("a", i) for i in range(3)]))
+            cb.execute(put, (stream, rec("b", 0)))
+            cc.execute(put, (stream, rec("c", 0)))
+            cc.execute("SAVEPOINT s")
+            cc.execute(put_batch, (stream, [rec("c", i) for i in (1, 2)]))
+            cb.execute(put, (stream, rec("b", 1)))
+            cc.execute("ROLLBACK TO SAVEPOINT s")
+            ca.execute(put, (stream, rec("a", 3)))
+            cc.execute(put_batch, (stream, [rec("c", i) for i in (3, 4)]))
+            self.q(put_batch, (stream, [rec("x", i) for i in range(3)]))
+            committed[stream] = ({rec("a", i) for i in range(4)} |
+                                 {rec("c", i) for i in (0, 3, 4)} |
+                                 {rec("x", i) for i in range(3)})
+        b.rollback()
+        c.commit()
+        if not hold:
             a.commit()
-            b.rollback()
-            c.commit()
-        finally:
-            for conn in (a, b, c):
-                conn.close()
-        return committed
+        return committed, a if hold else None
 
     def play(self, seq):
         """A round up to the stop: arm the receiver, put two waves, wait
         for the worker at its point, note what was stored and recorded."""
+        # a part of each stream fails for good (answered 400) ...
+        fail = [{"status": 400, "count": len(STREAMS)}]
         self.receiver.reset()
-        self.receiver.faults([{"status": 400, "count": 1}])     # one part fails for good
-        committed = self.put_wave("r%d-a" % seq)
-        # after_truncate needs a batch to complete after the producers moved
-        # on to the next table: a second wave once the first is done (or
-        # the worker waits already)
+        if self.point != "after_truncate":
+            self.receiver.faults(fail)
+        committed, held = self.put_wave("r%d-a" % seq, hold=True)
+        # ... and after_truncate's are those of the held transaction.  Its
+        # rows lie in a staging table that the producers leave when the
+        # batch of the others completes; so the table is truncated right
+        # after the failed records of its last batch are recorded, and a
+        # truncation done before their recording commits would lose them.
         self.wait_until(lambda: self.parked() or self.q(
             "SELECT sum(buffered_records + in_flight_records) FROM firehose.stream_status")
             == [(0,)], timeout=60,
             message="%s: the first wave was neither delivered nor stopped" % self.point)
-        for stream, recs in self.put_wave("r%d-b" % seq).items():
+        if self.point == "after_truncate":
+            self.receiver.faults(fail)
+        held.commit()
+        more, _ = self.put_wave("r%d-b" % seq)
+        for stream, recs in more.items():
             committed[stream] |= recs
         self.wait_until(self.parked, timeout=60,
                         message="%s: the worker did not reach its fault point" % self.point)
@@ -167,7 +193,8 @@ class Site:
 
     def finish(self, kind, seq, committed, at_stop, problems, counts):
         """After the restart: wait for delivery, check each stream."""
-        self.reconnect()
+        if kind != "term":
+            self.reconnect()
         assert self.q("SELECT firehose.flush(NULL, true, '60s')") == [(True,)], \
             "%s/%s: delivery did not finish after the restart" % (kind, self.point)
         reqs = self.receiver.requests(records=True)
@@ -271,10 +298,22 @@ def wait_workers(cluster, sites, wait_until, other_than=None):
     return wait_until(check, timeout=60, message="not every matrix database has a (new) worker")
 
 
+def fault(point, seq):
+    """The setting that stops the worker at point in round seq: from the
+    first to the third time it gets there, so that some rounds stop it in
+    the middle of a batch, after parts of it were recorded."""
+    if point == "after_truncate":
+        return "wait:" + point
+    return "wait:%s#%d" % (point, 1 + seq % 3)
+
+
 def run_round(cluster, sites, pool, kind, seq, pids, wait_until, problems, counts):
     # arm each database's point: a new worker reads the setting
     for s in sites:
-        s.q('ALTER DATABASE "%s" SET firehose.test_fault = %%s' % s.dbname, ("wait:" + s.point,))
+        if s.point == "after_truncate":
+            s.renew_streams()
+        s.q('ALTER DATABASE "%s" SET firehose.test_fault = %%s' % s.dbname,
+            (fault(s.point, seq),))
         s.q("SELECT pg_terminate_backend(%s)", (pids[s.point],))
     pids = wait_workers(cluster, sites, wait_until, other_than=pids)
     played = list(pool.map(lambda s: s.play(seq), sites))
@@ -307,13 +346,8 @@ def test_crash_matrix(cluster, receiver, wait_until, capsys):
     sites = []
     pool = ThreadPoolExecutor(len(POINTS))
     try:
-        sites = [Site(cluster, p, receiver, wait_until) for p in POINTS]
+        sites = list(pool.map(lambda p: Site(cluster, p, receiver, wait_until), POINTS))
         pids = wait_workers(cluster, sites, wait_until)
-        # a staging table rotated and not yet truncated, for after_truncate
-        for s in sites:
-            for stream in STREAMS:
-                s.q("SELECT firehose.put(%s, 'warm-up')", (stream,))
-                assert s.q("SELECT firehose.flush(%s, true, '60s')", (stream,)) == [(True,)]
         seq = 0
         for kind in KINDS:
             for _ in range(rounds):
@@ -326,8 +360,8 @@ def test_crash_matrix(cluster, receiver, wait_until, capsys):
         with capsys.disabled():
             print("\n" + table)
         for s in sites:
-            if s.conn is not None:
-                s.conn.close()
+            for conn in [s.conn] + s.sessions:
+                conn.close()
             cluster.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % s.dbname)
     assert not problems, "\n".join(problems[:40])
     # every point, kind and stream ran every round
