@@ -23,6 +23,7 @@ src/s3_keys.o: src/s3_keys.h
 src/sink_s3.o: src/aws_sigv4.h src/s3_keys.h
 src/os_index.o src/sink_opensearch.o: src/os_index.h
 src/aws_request.o: src/aws_sigv4.h
+src/parquet_writer.o: src/parquet_writer.h
 
 # unit tests of the pure C files (no PostgreSQL needed)
 .PHONY: unit

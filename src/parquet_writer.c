@@ -37,8 +37,9 @@
  * Statistics: each column chunk has its null count, and min_value and
  * max_value for the types whose order is plain (signed integers, floats,
  * and the UTF-8 / bytes types, compared as unsigned bytes), with
- * column_orders saying TYPE_ORDER.  They are bounds: a value dropped by
- * fh_pq_abandon_row may widen them, which readers allow.
+ * column_orders saying TYPE_ORDER.  They are taken from each page as it
+ * is closed, so a row dropped by fh_pq_abandon_row leaves no trace in them
+ * (its new values stay in the dictionary page, referenced by no index).
  *
  *-------------------------------------------------------------------------
  */
@@ -162,6 +163,11 @@ struct FhPqWriter
 	char		error[FH_PQ_ERROR_LEN];
 };
 
+#ifdef __GNUC__
+static int	fail(FhPqWriter *w, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+#endif
+
+/* sets the writer's error message; returns -1 */
 static int
 fail(FhPqWriter *w, const char *fmt,...)
 {
@@ -627,6 +633,49 @@ update_stats(Column *c, const uint8_t *value, size_t len)
 
 /* ---- dictionary ---- */
 
+static const uint8_t *dict_entry(const Column *c, uint32_t i, size_t *len);
+
+/* widens the chunk's min/max with the values of the current page */
+static void
+page_stats(Column *c)
+{
+	if (!has_order(c))
+		return;
+	if (c->indices.len)
+	{
+		for (size_t i = 0; i < c->indices.len / 4; i++)
+		{
+			uint32_t	idx;
+			size_t		len;
+			const uint8_t *p;
+
+			memcpy(&idx, c->indices.data + 4 * i, 4);
+			p = dict_entry(c, idx, &len);
+			update_stats(c, p, len);
+		}
+	}
+	else
+	{
+		size_t		width = c->physical == PT_INT64 || c->physical == PT_DOUBLE ? 8 : 4;
+
+		for (size_t off = 0; off < c->values.len;)
+		{
+			size_t		len = width;
+
+			if (c->physical == PT_BYTE_ARRAY)
+			{
+				const uint8_t *p = c->values.data + off;
+
+				len = (size_t) p[0] | (size_t) p[1] << 8 |
+					(size_t) p[2] << 16 | (size_t) p[3] << 24;
+				off += 4;
+			}
+			update_stats(c, c->values.data + off, len);
+			off += len;
+		}
+	}
+}
+
 static uint64_t
 hash_bytes(const uint8_t *p, size_t len)
 {
@@ -728,7 +777,6 @@ add_entry(FhPqWriter *w, Column *c, int rep, int def,
 	buf_byte(&c->def, (uint8_t) def);
 	if (def == c->max_def)
 	{
-		update_stats(c, value, len);
 		if (c->dict_on)
 		{
 			int64_t		idx = dict_index(c, value, len);
@@ -1170,6 +1218,7 @@ close_page(FhPqWriter *w, Column *c)
 
 	/* an all-NULL page has no index to encode: PLAIN (nothing) then */
 	c->page_dict = c->indices.len > 0;
+	page_stats(c);
 	encoding = c->page_dict ? ENC_RLE_DICTIONARY : ENC_PLAIN;
 
 	page->len = 0;
@@ -1826,4 +1875,21 @@ int64_t
 fh_pq_rows(const FhPqWriter *w)
 {
 	return w->rows;
+}
+
+size_t
+fh_pq_rle_hybrid(const uint32_t *values, size_t n, int bit_width,
+				 uint8_t *out, size_t outsize)
+{
+	Buf			b = {0};
+	size_t		len = 0;
+
+	rle_hybrid(&b, (const uint8_t *) values, 4, n, bit_width);
+	if (!b.failed && b.len <= outsize)
+	{
+		memcpy(out, b.data, b.len);
+		len = b.len;
+	}
+	buf_free(&b);
+	return len;
 }

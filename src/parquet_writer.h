@@ -144,4 +144,12 @@ extern int	fh_pq_finish(FhPqWriter *w);
 
 extern int64_t fh_pq_rows(const FhPqWriter *w);
 
+/*
+ * The RLE/bit-packed hybrid encoding of n values of bit_width bits, as the
+ * writer uses it for levels and dictionary indices (exposed for the unit
+ * test).  Returns the encoded length, or 0 when out is too small.
+ */
+extern size_t fh_pq_rle_hybrid(const uint32_t *values, size_t n,
+							   int bit_width, uint8_t *out, size_t outsize);
+
 #endif							/* PARQUET_WRITER_H */
