@@ -12,6 +12,8 @@ module_receiver (module) one firehose-mode Receiver shared by a test module
 wait_until(function) wait_until(fn, timeout=30, interval=0.05, message=None).
 s3_server (session)  a signature-checking S3 server (OpenStack Swift + s3api,
                      test/s3server.py); skips when Swift is not installed.
+read_parquet (session) read_parquet(*files, sql=None): the files read back by
+                     DuckDB (test/node/readparquet.mjs); see that script.
 """
 
 import base64
@@ -374,3 +376,36 @@ def s3_server():
         yield s
     finally:
         s.stop()
+
+
+# -- Parquet reader -------------------------------------------------------------
+
+NODE_DIR = os.path.join(TEST_DIR, "node")
+
+
+@pytest.fixture(scope="session")
+def read_parquet():
+    """read_parquet(*files, sql=None) -> {file: {rows, types, schema, metadata}}:
+    Parquet files read back by DuckDB (@duckdb/node-api in test/node, which
+    scripts/install-deps --tests installs).  A checkout without
+    test/node/node_modules (a fresh clone) gets it from npm's cache, offline,
+    as package-lock.json pins it."""
+    if not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "@duckdb", "node-api")):
+        r = subprocess.run(["npm", "ci", "--offline", "--no-audit", "--no-fund",
+                            "--loglevel=error", "--prefix", NODE_DIR],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.fail("DuckDB for Node is not installed in test/node and npm's cache "
+                        "cannot install it offline: run scripts/install-deps --tests\n"
+                        + r.stderr[-2000:])
+
+    def read(*files, sql=None):
+        cmd = ["node", os.path.join(NODE_DIR, "readparquet.mjs")]
+        if sql:
+            cmd += ["--sql", sql]
+        r = subprocess.run(cmd + [str(f) for f in files], capture_output=True,
+                           text=True, timeout=300)
+        if r.returncode != 0:
+            raise AssertionError("DuckDB could not read %s:\n%s" % (files, r.stderr[-4000:]))
+        return json.loads(r.stdout)
+    return read
