@@ -574,7 +574,8 @@ compare_plain(const Column *c, const uint8_t *a, size_t alen,
 			}
 		default:
 			{
-				int			r = memcmp(a, b, alen < blen ? alen : blen);
+				/* an empty value's buffer may be NULL: no memcmp then */
+				int			r = alen && blen ? memcmp(a, b, alen < blen ? alen : blen) : 0;
 
 				return r ? r : (alen > blen) - (alen < blen);
 			}

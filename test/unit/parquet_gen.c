@@ -26,8 +26,6 @@
  *
  *-------------------------------------------------------------------------
  */
-#define _POSIX_C_SOURCE 200809L
-
 #include "parquet_writer.h"
 
 #include <stdio.h>
@@ -161,7 +159,7 @@ main(int argc, char **argv)
 		}
 		else
 		{
-			char	   *spec = strdup(a);
+			char	   *spec = argv[i];	/* cut in place: names live on in argv */
 			char	   *name = strtok(spec, ":");
 			char	   *type = strtok(NULL, ":");
 			char	   *p = strtok(NULL, ":");
