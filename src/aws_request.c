@@ -98,16 +98,15 @@ fh_aws_sign_request(const FhAwsTarget *t, FhRequest *req, const char *method,
 
 /*
  * Are t's keys missing (credentials 'environment' with AWS_* unset)?  Then
- * part fails at once with code: no request can be signed.
+ * verdict says the part fails at once with code: no request can be signed.
  */
 bool
-fh_aws_missing_credentials(const FhAwsTarget *t, FhPart *part, const char *code)
+fh_aws_missing_credentials(const FhAwsTarget *t, FhVerdict *verdict, const char *code)
 {
 	if (t->access_key_id != NULL && t->secret_access_key != NULL)
 		return false;
-	part->verdict.outcome = FH_OUTCOME_FAIL;
-	part->verdict.error_code = code;
-	part->verdict.error_message = "AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is not set in the server's environment.";
+	fh_verdict_set(verdict, FH_OUTCOME_FAIL, code,
+				   "AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is not set in the server's environment.");
 	return true;
 }
 

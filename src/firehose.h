@@ -12,10 +12,25 @@
  *	- put() (put.c) inserts straight into the stream's current staging
  *	  table and counts what the transaction added; a commit callback adds
  *	  the counts to the stream slot and wakes the database's worker;
- *	- the worker (worker.c) cuts batches by transaction visibility
- *	  (staging.c), splits them into parts that one request can carry,
- *	  hands each part to its sink (sink_*.c) to encode, sends it with the
- *	  curl multi handle (transport.c) and records the outcome.
+ *	- the worker (worker.c) cuts batches by transaction visibility and
+ *	  splits them into parts that one request can carry; each part then
+ *	  goes through one pipeline of stages, each with one job and one
+ *	  direction:
+ *	    read      staging.c: the part's records, from the staging tables;
+ *	    process   (the hook where processors go: records in, records out);
+ *	    encode    the sink (sink_*.c): a request in the destination's
+ *	              format, from a read-only view of the records (FhPartView);
+ *	    send      transport.c: the request, on the curl multi handle;
+ *	    classify  the sink: a verdict on the response (FhVerdict, and for
+ *	              protocols that answer per record, verdicts of records);
+ *	    record    worker.c alone: deliveries, failed_records, progress.
+ *	  A backup store (backup.c) is a second sink instance the worker sends
+ *	  the part's failures (or all of it) to, after the destination.
+ *
+ * Files call each other in one direction only (scripts/callgraph checks
+ * that the graph of src/ files has no cycle): the worker calls the stages,
+ * sinks call options.c, verdict.c and the pure helpers, and none of them
+ * calls back into the worker.
  *
  *-------------------------------------------------------------------------
  */
@@ -370,6 +385,40 @@ typedef struct FhVerdict
 
 typedef struct FhPart FhPart;
 
+/*
+ * What a sink sees of a part.  The records and the part's identity are the
+ * worker's, read only.  The rest is the sink's answer besides the verdicts
+ * its encode() and classify() return: its own state across retries and
+ * steps, and, for protocols that answer per record, the records it decided
+ * alone (fh_view_deliver/fh_view_fail, verdict.c).  The worker alone turns
+ * all that into outcomes (deliveries, failed_records, progress).
+ */
+typedef struct FhPartView
+{
+	const FhRecord *records;
+	int			nrecords;
+	const char *request_id;
+	const unsigned char *object_id; /* 16 bytes, the same across retries and
+									 * worker restarts */
+	TimestampTz oldest_arrival;
+
+	/*
+	 * Not NULL when the records are the error records of another
+	 * destination's failures (a backup store's): their
+	 * !{firehose:error-output-type}.  Error records end in their own line
+	 * feed.
+	 */
+	const char *error_output_type;
+	MemoryContext cxt;			/* the part's: what the sink keeps lives here */
+	/* the sink's: */
+	void	   *state;			/* NULL before the first encode() */
+	uint8	   *rec_state;		/* FH_REC_*; NULL: the verdict is every
+								 * record's */
+	FhVerdict  *rec_verdict;	/* of FH_REC_FAILED records */
+	int64		possible_duplicates;	/* records sent again after an
+										 * ambiguous outcome */
+} FhPartView;
+
 struct FhSink
 {
 	const char *name;
@@ -394,22 +443,35 @@ struct FhSink
 	void		(*limits) (void *config, int *max_records, int64 *max_bytes);
 
 	/*
-	 * Build the next request for part (its records, request_id, object_id;
-	 * part->sink_state is the sink's own, NULL before the first call and
-	 * kept across retries and steps, in the part's memory context).
+	 * Build the next request for part (in the part's memory context).  When
+	 * it makes none (req->url left NULL), verdict says why (or that nothing
+	 * was left to send).
 	 */
-	void		(*encode) (void *config, FhPart *part, FhRequest *req);
+	void		(*encode) (void *config, FhPartView *part, FhRequest *req,
+						   FhVerdict *verdict);
 	/* judge the response: OK, RETRY, FAIL, or NEXT (send the next step) */
-	void		(*classify) (void *config, FhPart *part, FhResponse *resp,
+	void		(*classify) (void *config, FhPartView *part, FhResponse *resp,
 							 FhVerdict *verdict);
-	/* optional: part is failing for good; true if one more (clean-up)
-	 * request is to be sent, whose classify() returns the final verdict */
-	bool		(*give_up) (void *config, FhPart *part);
+	/* optional: part is failing for good with verdict; true if one more
+	 * (clean-up) request is to be sent, whose classify() has the final one */
+	bool		(*give_up) (void *config, FhPartView *part, const FhVerdict *verdict);
 	/* where records go, for people (no secrets): a URL */
 	char	   *(*target) (Jsonb *options);
-	/* optional: the destination's own fields of an error record */
-	void		(*error_fields) (void *config, FhPart *part, int i, StringInfo out);
+	/* optional: the destination's own fields of record i's error record */
+	void		(*error_fields) (void *config, const FhPartView *part, int i,
+								 StringInfo out);
 };
+
+/* in verdict.c: a sink's decisions on single records */
+extern bool fh_view_pending(const FhPartView *part, int i);
+extern void fh_view_deliver(FhPartView *part, int i);
+extern void fh_view_fail(FhPartView *part, int i, const char *code, char *message);
+extern const FhVerdict *fh_view_verdict(const FhPartView *part, int i,
+										const FhVerdict *part_verdict);
+extern bool fh_view_failed(const FhPartView *part, int i,
+						   const FhVerdict *part_verdict);
+extern void fh_verdict_set(FhVerdict *v, FhOutcome outcome, const char *code,
+						   char *message);
 
 extern const FhSink *fh_sink_lookup(const char *name, bool missing_ok);
 extern const char *fh_sink_names(void);
@@ -417,9 +479,9 @@ extern const FhSink fh_sink_http;
 /* the http sink's parts, which the partner presets (sink_presets.c) share */
 extern void *fh_http_configure(Jsonb *options, const char *stream, int32 version);
 extern void fh_http_limits(void *config, int *max_records, int64 *max_bytes);
-extern void fh_http_encode(void *config, FhPart *part, FhRequest *req);
-extern void fh_http_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v);
-extern void fh_http_error_fields(void *config, FhPart *part, int i, StringInfo out);
+extern void fh_http_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *v);
+extern void fh_http_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v);
+extern void fh_http_error_fields(void *config, const FhPartView *part, int i, StringInfo out);
 extern const FhSink fh_sink_datadog;
 extern const FhSink fh_sink_newrelic;
 extern const FhSink fh_sink_honeycomb;
@@ -430,16 +492,25 @@ extern const FhSink fh_sink_s3;
 extern const FhSink fh_sink_opensearch;
 extern const FhSink fh_sink_splunk;
 
-/* S3 as the backup store of another destination (sink_s3.c) */
+extern const FhOptionDef fh_s3_options[];
+
+/*
+ * The backup store of a destination (backup.c): a second sink instance, an
+ * S3 one, configured from option "backup" like any destination, that
+ * receives the error records of the failed records (and with mode "all" a
+ * copy of every record).
+ */
 typedef struct FhBackup
 {
 	bool		all;			/* every record, not only the failed ones */
-	void	   *s3_config;		/* fh_sink_s3's config */
+	const FhSink *sink;
+	void	   *config;
 } FhBackup;
 extern Jsonb *fh_backup_normalize(Jsonb *backup);
-extern FhBackup *fh_backup_configure(Jsonb *backup, const char *stream, int32 version,
-									 const FhSink *primary, void *primary_config);
-extern void fh_s3_error_record(void *s3_config, FhPart *part, int i, StringInfo out);
+extern FhBackup *fh_backup_configure(Jsonb *backup, const char *stream, int32 version);
+extern bytea *fh_error_record(const FhRecord *r, const FhVerdict *v, int attempts,
+							  TimestampTz attempt_end, const FhSink *sink,
+							  void *config, const FhPartView *part, int i);
 extern const FhOptionDef fh_backup_options[];
 
 /* the "backup" option of a destination's table */
@@ -467,7 +538,8 @@ extern void fh_aws_sign_request(const FhAwsTarget *t, FhRequest *req, const char
 								const char *const *extra, int nextra,
 								const char *content_type);
 extern void fh_aws_credentials(Jsonb *o, FhAwsTarget *t);
-extern bool fh_aws_missing_credentials(const FhAwsTarget *t, FhPart *part, const char *code);
+extern bool fh_aws_missing_credentials(const FhAwsTarget *t, FhVerdict *verdict,
+									   const char *code);
 extern void fh_aws_validate_credentials(Jsonb *o, const char *what);
 
 /* ---------- transport (transport.c) ---------- */
@@ -497,17 +569,14 @@ struct FhPart
 	char		request_id[40];
 	unsigned char object_id[16];	/* the same for this part's records
 									 * across retries and worker restarts */
-	void	   *sink_state;		/* the sink's, across retries and steps */
+	FhPartView	view;			/* what the destination's sink sees */
 	bool		stepping;		/* the last answer was NEXT */
-	/* per-record outcomes (NULL: the part's verdict is every record's) */
-	uint8	   *rec_state;		/* FH_REC_*, made by fh_part_*_record() */
-	FhVerdict  *rec_verdict;	/* of FH_REC_FAILED records */
-	int64		possible_duplicates;	/* records sent again after an
-										 * ambiguous outcome */
 	FhVerdict	last_retry;		/* the last error retried, if any */
 	/* the backup phases: the failed records' error records, then (mode
-	 * all) a copy of every record, written to the S3 backup store */
+	 * all) a copy of every record, written to the backup store, which
+	 * sees them through backup_view */
 	int			backup_phase;	/* 0: the destination; FH_BACKUP_* */
+	FhPartView	backup_view;
 	FhVerdict	primary;		/* the destination's verdict meanwhile */
 	int			primary_attempts;
 	char	   *backup_error;	/* why the backup failed, or NULL */
@@ -532,11 +601,6 @@ struct FhPart
 #define FH_BACKUP_ALL		2
 #define FH_BACKUP_DONE		3
 
-extern bool fh_record_failed(FhPart *part, int i);
-extern bool fh_record_pending(FhPart *part, int i);
-extern void fh_part_deliver_record(FhPart *part, int i);
-extern void fh_part_fail_record(FhPart *part, int i, const char *code, char *message);
-extern const FhVerdict *fh_record_verdict(FhPart *part, int i);
 
 PGDLLEXPORT void fh_launcher_main(Datum arg);
 /* in put.c */

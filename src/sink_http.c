@@ -191,11 +191,11 @@ fh_http_limits(void *config, int *max_records, int64 *max_bytes)
 }
 
 void
-fh_http_encode(void *config, FhPart *part, FhRequest *req)
+fh_http_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *v)
 {
 	HttpConfig *c = config;
 	const char *request_id = part->request_id;
-	FhRecord   *records = part->records;
+	const FhRecord *records = part->records;
 	int			nrecords = part->nrecords;
 	StringInfoData body;
 	ListCell   *lc;
@@ -342,7 +342,7 @@ valid_firehose_answer(const char *request_id, FhResponse *resp, char **why)
 }
 
 void
-fh_http_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
+fh_http_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 {
 	HttpConfig *c = config;
 	const char *request_id = part->request_id;
@@ -410,7 +410,7 @@ fh_http_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
 
 /* an error record's fields of the HTTP endpoint destination (firehose.md 3.8) */
 void
-fh_http_error_fields(void *config, FhPart *part, int i, StringInfo out)
+fh_http_error_fields(void *config, const FhPartView *part, int i, StringInfo out)
 {
 	appendStringInfo(out, ",\"subsequenceNumber\":%d,\"dataId\":\"" INT64_FORMAT "\"",
 					 i, part->records[i].id);

@@ -282,9 +282,9 @@ path_value(Jsonb *doc, Datum path)
  * it for good.  Returns whether it was appended.
  */
 static bool
-append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
+append_document(OsConfig *c, FhPartView *part, int i, StringInfo body)
 {
-	FhRecord   *r = &part->records[i];
+	const FhRecord *r = &part->records[i];
 	char	   *data = VARDATA_ANY(r->data);
 	int			len = VARSIZE_ANY_EXHDR(r->data);
 	char	   *text;
@@ -296,7 +296,7 @@ append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
 
 	if (pg_verifymbstr(data, len, true) == false || memchr(data, '\0', len))
 	{
-		fh_part_fail_record(part, i, "OpenSearch.InvalidDocument",
+		fh_view_fail(part, i, "OpenSearch.InvalidDocument",
 					"The record is not valid UTF-8 text.");
 		return false;
 	}
@@ -305,7 +305,7 @@ append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
 		;
 	if (!fh_is_json(text, len) || k == len || text[k] != '{')
 	{
-		fh_part_fail_record(part, i, "OpenSearch.InvalidDocument",
+		fh_view_fail(part, i, "OpenSearch.InvalidDocument",
 					"The record is not a JSON object; OpenSearch indexes JSON objects only.");
 		return false;
 	}
@@ -325,7 +325,7 @@ append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
 			MemoryContextSwitchTo(cxt);
 			ed = CopyErrorData();
 			FlushErrorState();
-			fh_part_fail_record(part, i, "OpenSearch.InvalidDocument",
+			fh_view_fail(part, i, "OpenSearch.InvalidDocument",
 						psprintf("The document_id or routing path cannot be applied to the record: %s",
 								 ed->message));
 			FreeErrorData(ed);
@@ -338,13 +338,13 @@ append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
 		id = path_value(doc, c->id_path);
 		if (id == NULL)
 		{
-			fh_part_fail_record(part, i, "OpenSearch.MissingDocumentId",
+			fh_view_fail(part, i, "OpenSearch.MissingDocumentId",
 						"The record has no string or number at the document_id path.");
 			return false;
 		}
 		if (id[0] == '\0' || strlen(id) > OS_MAX_ID_BYTES)
 		{
-			fh_part_fail_record(part, i, "OpenSearch.InvalidDocumentId",
+			fh_view_fail(part, i, "OpenSearch.InvalidDocumentId",
 						psprintf("The document id at the document_id path has %d bytes; OpenSearch takes 1 to 512.",
 								 (int) strlen(id)));
 			return false;
@@ -356,7 +356,7 @@ append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
 		routing = path_value(doc, c->routing_path);
 	if (fh_os_index_name(c->index, c->rotation, fh_epoch_ms(r->arrival), index, sizeof(index)) == 0)
 	{
-		fh_part_fail_record(part, i, "OpenSearch.InvalidIndex",
+		fh_view_fail(part, i, "OpenSearch.InvalidIndex",
 					"No index name could be made for the record's arrival time.");
 		return false;
 	}
@@ -394,31 +394,29 @@ append_document(OsConfig *c, FhPart *part, int i, StringInfo body)
 }
 
 static void
-os_encode(void *config, FhPart *part, FhRequest *req)
+os_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 {
 	OsConfig   *c = config;
-	OsState    *st = part->sink_state;
+	OsState    *st = part->state;
 	StringInfoData body;
 
-	if (c->sigv4 && fh_aws_missing_credentials(&c->aws, part, "OpenSearch.MissingCredentials"))
+	if (c->sigv4 && fh_aws_missing_credentials(&c->aws, verdict, "OpenSearch.MissingCredentials"))
 		return;					/* req->url stays NULL: fails at once */
 	if (st == NULL)
 	{
 		st = palloc0(sizeof(OsState));
 		st->sent = palloc(sizeof(int) * part->nrecords);
-		part->sink_state = st;
+		part->state = st;
 	}
 	initStringInfo(&body);
 	st->nsent = 0;
 	for (int i = 0; i < part->nrecords; i++)
-		if (fh_record_pending(part, i) && append_document(c, part, i, &body))
+		if (fh_view_pending(part, i) && append_document(c, part, i, &body))
 			st->sent[st->nsent++] = i;
 	if (st->nsent == 0)
 	{
 		/* nothing (left) to send: the part is done, its failures recorded */
-		part->verdict.outcome = FH_OUTCOME_OK;
-		part->verdict.error_code = NULL;
-		part->verdict.error_message = NULL;
+		fh_verdict_set(verdict, FH_OUTCOME_OK, NULL, NULL);
 		return;
 	}
 
@@ -623,7 +621,7 @@ bulk_scan(FhResponse *resp, int nsent, BulkScan *b)
 
 /* the items of a 2xx bulk answer: per record outcomes; verdict for the rest */
 static void
-judge_items(FhPart *part, OsState *st, FhResponse *resp, FhVerdict *v)
+judge_items(FhPartView *part, OsState *st, FhResponse *resp, FhVerdict *v)
 {
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "firehose bulk answer",
 											  ALLOCSET_DEFAULT_SIZES);
@@ -653,7 +651,7 @@ judge_items(FhPart *part, OsState *st, FhResponse *resp, FhVerdict *v)
 	{
 		/* as OpenSearch says when no item failed: all went in */
 		for (int k = 0; k < st->nsent; k++)
-			fh_part_deliver_record(part, st->sent[k]);
+			fh_view_deliver(part, st->sent[k]);
 		v->outcome = FH_OUTCOME_OK;
 	}
 	else
@@ -672,7 +670,7 @@ judge_items(FhPart *part, OsState *st, FhResponse *resp, FhVerdict *v)
 			}
 			if ((s >= 200 && s < 300) || s == 409)
 			{
-				fh_part_deliver_record(part, st->sent[k]);
+				fh_view_deliver(part, st->sent[k]);
 				continue;
 			}
 			code = psprintf("OpenSearch.%s", it->type ? it->type : psprintf("HTTP%ld", s));
@@ -688,7 +686,7 @@ judge_items(FhPart *part, OsState *st, FhResponse *resp, FhVerdict *v)
 				}
 			}
 			else
-				fh_part_fail_record(part, st->sent[k], code, message);
+				fh_view_fail(part, st->sent[k], code, message);
 		}
 		if (pending == 0)
 			v->outcome = FH_OUTCOME_OK;
@@ -704,9 +702,9 @@ judge_items(FhPart *part, OsState *st, FhResponse *resp, FhVerdict *v)
 }
 
 static void
-os_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
+os_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 {
-	OsState    *st = part->sink_state;
+	OsState    *st = part->state;
 	long		s = resp->status;
 
 	v->error_code = NULL;
@@ -738,7 +736,7 @@ os_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
 
 /* an error record's fields of OpenSearch (firehose.md 3.8) */
 static void
-os_error_fields(void *config, FhPart *part, int i, StringInfo out)
+os_error_fields(void *config, const FhPartView *part, int i, StringInfo out)
 {
 	OsConfig   *c = config;
 	char		index[FH_OS_INDEX_BUFSIZE];

@@ -55,9 +55,8 @@ static const char *const storage_classes[] = {
 	"INTELLIGENT_TIERING", "GLACIER", "GLACIER_IR", "DEEP_ARCHIVE", NULL
 };
 static const char *const sse_modes[] = {"AES256", "aws:kms", "aws:kms:dsse", NULL};
-static const char *const backup_modes[] = {"failed", "all", NULL};
 
-static const FhOptionDef s3_options[] = {
+const FhOptionDef fh_s3_options[] = {
 	{"bucket", FH_OPT_STRING, 0, 63, NULL, NULL, false, true, .location = true},
 	{"region", FH_OPT_STRING, 0, 64, "\"us-east-1\"", .location = true},
 	{"endpoint", FH_OPT_URL, 0, 1000, NULL, .location = true},
@@ -83,16 +82,6 @@ static const FhOptionDef s3_options[] = {
 	{NULL}
 };
 
-/*
- * The keys of option "backup" of the other destinations: the options of an
- * S3 store nested in it.  (fh_backup_normalize checks them.)
- */
-const FhOptionDef fh_backup_options[] = {
-	{"mode", FH_OPT_ENUM, 0, 0, "\"failed\"", backup_modes},
-	{"s3", FH_OPT_OBJECT, .nested = s3_options, .required = true},
-	{NULL}
-};
-
 typedef struct S3Config
 {
 	char	   *bucket;
@@ -115,10 +104,6 @@ typedef struct S3Config
 	char	   *ca_file;
 	char	   *stream;
 	int32		version;
-	/* as the backup store of another destination */
-	const char *error_output_type;
-	void		(*error_fields) (void *config, FhPart *part, int i, StringInfo out);
-	void	   *error_fields_config;
 } S3Config;
 
 typedef enum S3Step
@@ -329,31 +314,9 @@ s3_limits(void *config, int *max_records, int64 *max_bytes)
 
 /* ---------- encoding ---------- */
 
-/* one Firehose error record (firehose.md 3.8) of record i, as a JSON line */
-void
-fh_s3_error_record(void *config, FhPart *part, int i, StringInfo out)
-{
-	S3Config   *c = config;
-	FhRecord   *r = &part->records[i];
-	const FhVerdict *v = fh_record_verdict(part, i);
-
-	appendStringInfo(out, "{\"attemptsMade\":%d,\"arrivalTimestamp\":" INT64_FORMAT ",\"errorCode\":",
-					 part->primary_attempts, fh_epoch_ms(r->arrival));
-	escape_json(out, v->error_code ? v->error_code : "");
-	appendStringInfoString(out, ",\"errorMessage\":");
-	escape_json(out, v->error_message ? v->error_message : "");
-	appendStringInfo(out, ",\"attemptEndingTimestamp\":" INT64_FORMAT ",\"rawData\":\"",
-					 fh_epoch_ms(part->last_attempt_end));
-	fh_base64_append(out, VARDATA_ANY(r->data), VARSIZE_ANY_EXHDR(r->data));
-	appendStringInfoChar(out, '"');
-	if (c->error_fields)
-		c->error_fields(c->error_fields_config, part, i, out);
-	appendStringInfoString(out, "}\n");
-}
-
 /* the key of part's object; false with the reason in *why */
 static bool
-object_key(S3Config *c, FhPart *part, const char *error_type, char **key, char **why)
+object_key(S3Config *c, FhPartView *part, const char *error_type, char **key, char **why)
 {
 	FhS3KeyTime t;
 	char		rnd[FH_S3KEY_MAX_RANDOM][FH_S3KEY_RANDOM_LEN + 1];
@@ -388,29 +351,23 @@ object_key(S3Config *c, FhPart *part, const char *error_type, char **key, char *
 	return true;
 }
 
-/* the object: records (or their error records) delimited and compressed */
+/*
+ * The object: records delimited and compressed.  Error records (a backup
+ * store's) end in their own line feed and take no delimiter.
+ */
 static bool
-build_object(S3Config *c, FhPart *part, StringInfo object)
+build_object(S3Config *c, FhPartView *part, StringInfo object)
 {
 	StringInfoData raw;
-	bool		errors = part->backup_phase == FH_BACKUP_ERRORS;
-	int			dlen = strlen(c->delimiter);
+	int			dlen = part->error_output_type ? 0 : strlen(c->delimiter);
 	bool		ok;
 
 	initStringInfo(&raw);
 	for (int i = 0; i < part->nrecords; i++)
 	{
-		if (errors)
-		{
-			if (fh_record_failed(part, i))
-				fh_s3_error_record(c, part, i, &raw);
-		}
-		else
-		{
-			appendBinaryStringInfo(&raw, VARDATA_ANY(part->records[i].data),
-								   VARSIZE_ANY_EXHDR(part->records[i].data));
-			appendBinaryStringInfo(&raw, c->delimiter, dlen);
-		}
+		appendBinaryStringInfo(&raw, VARDATA_ANY(part->records[i].data),
+							   VARSIZE_ANY_EXHDR(part->records[i].data));
+		appendBinaryStringInfo(&raw, c->delimiter, dlen);
 	}
 	if (c->compression == FH_COMPRESS_NONE)
 	{
@@ -474,26 +431,24 @@ upload_query(S3State *st, bool with_part)
 }
 
 static void
-s3_encode(void *config, FhPart *part, FhRequest *req)
+s3_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 {
 	S3Config   *c = config;
-	S3State    *st = part->sink_state;
+	S3State    *st = part->state;
 	const char *extra[12];
 	int			nextra;
 
 	if (st == NULL)
 	{
-		bool		errors = part->backup_phase == FH_BACKUP_ERRORS;
 		char	   *why = NULL;
 
 		st = palloc0(sizeof(S3State));
-		if (fh_aws_missing_credentials(&c->aws, part, "S3.MissingCredentials"))
+		if (fh_aws_missing_credentials(&c->aws, verdict, "S3.MissingCredentials"))
 			return;				/* req->url stays NULL: fails at once */
-		if (!object_key(c, part, errors ? c->error_output_type : NULL, &st->key, &why))
+		if (!object_key(c, part, part->error_output_type, &st->key, &why))
 		{
-			part->verdict.outcome = FH_OUTCOME_FAIL;
-			part->verdict.error_code = "S3.InvalidObjectKey";
-			part->verdict.error_message = psprintf("The object key could not be made: %s", why);
+			fh_verdict_set(verdict, FH_OUTCOME_FAIL, "S3.InvalidObjectKey",
+						   psprintf("The object key could not be made: %s", why));
 			return;
 		}
 		if (!build_object(c, part, &st->object))
@@ -508,7 +463,7 @@ s3_encode(void *config, FhPart *part, FhRequest *req)
 		}
 		else
 			st->step = S3_PUT;
-		part->sink_state = st;
+		part->state = st;
 	}
 
 	switch (st->step)
@@ -648,9 +603,9 @@ s3_error_verdict(S3State *st, FhResponse *resp, FhVerdict *v)
 }
 
 static void
-s3_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
+s3_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 {
-	S3State    *st = part->sink_state;
+	S3State    *st = part->state;
 	long		s = resp->status;
 
 	v->error_code = NULL;
@@ -721,13 +676,13 @@ s3_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
 
 /* a part fails for good during a multipart upload: abort it first */
 static bool
-s3_give_up(void *config, FhPart *part)
+s3_give_up(void *config, FhPartView *part, const FhVerdict *verdict)
 {
-	S3State    *st = part->sink_state;
+	S3State    *st = part->state;
 
 	if (st == NULL || st->upload_id == NULL || st->step == S3_ABORT)
 		return false;
-	st->final = part->verdict;
+	st->final = *verdict;
 	st->final.outcome = FH_OUTCOME_FAIL;
 	st->step = S3_ABORT;
 	return true;
@@ -761,7 +716,7 @@ s3_target(Jsonb *o)
 
 const FhSink fh_sink_s3 = {
 	.name = "s3",
-	.options = s3_options,
+	.options = fh_s3_options,
 	.default_retry_duration_s = 86400,
 	.default_buffer_interval_ms = 300000,
 	.buffer_size_is_hint = true,
@@ -773,79 +728,3 @@ const FhSink fh_sink_s3 = {
 	.give_up = s3_give_up,
 	.target = s3_target,
 };
-
-/* ---------- S3 as a backup store ---------- */
-
-/*
- * fh_backup_normalize
- *		Check and normalize the option "backup":
- *		{"mode": "failed" | "all", "s3": {<options of destination s3>}}.
- */
-Jsonb *
-fh_backup_normalize(Jsonb *backup)
-{
-	JsonbIterator *it;
-	JsonbValue	kv;
-	JsonbIteratorToken tok;
-	JsonbValue *s3;
-	char	   *mode = "failed";
-	StringInfoData out;
-	Jsonb	   *norm;
-
-	it = JsonbIteratorInit(&backup->root);
-	while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY &&
-			!(kv.val.string.len == 4 && memcmp(kv.val.string.val, "mode", 4) == 0) &&
-			!(kv.val.string.len == 2 && memcmp(kv.val.string.val, "s3", 2) == 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown key \"%.*s\" in option \"backup\"", kv.val.string.len, kv.val.string.val),
-					 errhint("\"backup\" takes \"mode\" (\"failed\" or \"all\") and \"s3\" (the options of an s3 destination).")));
-	}
-	if (fh_jsonb_get(backup, "mode"))
-	{
-		JsonbValue *m = fh_jsonb_get(backup, "mode");
-		int			i;
-
-		mode = m->type == jbvString ? pnstrdup(m->val.string.val, m->val.string.len) : "";
-		for (i = 0; backup_modes[i]; i++)
-			if (strcmp(backup_modes[i], mode) == 0)
-				break;
-		if (backup_modes[i] == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("\"mode\" of option \"backup\" must be \"failed\" or \"all\""),
-					 errhint("\"failed\" keeps the records that could not be delivered, \"all\" every record.")));
-	}
-	s3 = fh_jsonb_get(backup, "s3");
-	if (s3 == NULL || s3->type != jbvBinary || !JsonContainerIsObject(s3->val.binary.data))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"backup\" needs \"s3\": an object of S3 options"),
-				 errhint("For example {\"mode\": \"failed\", \"s3\": {\"bucket\": \"my-bucket\", \"region\": \"eu-west-1\", ...}}.")));
-	norm = fh_options_normalize_sink(&fh_sink_s3, NULL, JsonbValueToJsonb(s3), false);
-	initStringInfo(&out);
-	appendStringInfo(&out, "{\"mode\": \"%s\", \"s3\": %s}", mode,
-					 JsonbToCString(NULL, &norm->root, VARSIZE(norm)));
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
-}
-
-FhBackup *
-fh_backup_configure(Jsonb *backup, const char *stream, int32 version,
-					const FhSink *primary, void *primary_config)
-{
-	FhBackup   *b = palloc0(sizeof(FhBackup));
-	JsonbValue *s3 = fh_jsonb_get(backup, "s3");
-	char	   *mode = "failed";
-	S3Config   *c;
-
-	fh_jsonb_get_text(backup, "mode", &mode);
-	b->all = strcmp(mode, "all") == 0;
-	c = s3_configure(JsonbValueToJsonb(s3), stream, version);
-	c->error_output_type = primary->error_output_type;
-	c->error_fields = primary->error_fields;
-	c->error_fields_config = primary_config;
-	b->s3_config = c;
-	return b;
-}

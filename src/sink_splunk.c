@@ -217,7 +217,7 @@ append_meta(StringInfo b, const char *key, const char *value)
  * events after it in the request: such records fail alone, unsent.
  */
 static void
-fail_blank_events(FhPart *part)
+fail_blank_events(FhPartView *part)
 {
 	for (int i = 0; i < part->nrecords; i++)
 	{
@@ -233,22 +233,22 @@ fail_blank_events(FhPart *part)
 		if (b == a || (b - a == 2 && memcmp(data + a, "\"\"", 2) == 0) ||
 			(b - a == 4 && memcmp(data + a, "null", 4) == 0 && is_json(data, len)))
 		{
-			fh_part_fail_record(part, i, "Splunk.InvalidDataFormat",
+			fh_view_fail(part, i, "Splunk.InvalidDataFormat",
 								"The record is an empty event (empty, \"\" or null), which HEC refuses.");
 		}
 	}
 }
 
 static void
-splunk_encode(void *config, FhPart *part, FhRequest *req)
+splunk_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 {
 	SplunkConfig *c = config;
-	SplunkState *st = part->sink_state;
+	SplunkState *st = part->state;
 	StringInfoData body;
 
 	if (st == NULL)
 	{
-		part->sink_state = st = palloc0(sizeof(SplunkState));
+		part->state = st = palloc0(sizeof(SplunkState));
 		if (c->event)
 			fail_blank_events(part);
 	}
@@ -271,24 +271,22 @@ splunk_encode(void *config, FhPart *part, FhRequest *req)
 		int			pending = 0;
 
 		for (int i = 0; i < part->nrecords; i++)
-			pending += fh_record_pending(part, i);
+			pending += fh_view_pending(part, i);
 		if (pending == 0)
 		{
 			/* nothing to send: the part is done, its failures recorded */
-			part->verdict.outcome = FH_OUTCOME_OK;
-			part->verdict.error_code = NULL;
-			part->verdict.error_message = NULL;
+			fh_verdict_set(verdict, FH_OUTCOME_OK, NULL, NULL);
 			return;
 		}
 
 		for (int i = 0; i < part->nrecords; i++)
 		{
-			FhRecord   *r = &part->records[i];
+			const FhRecord *r = &part->records[i];
 			char	   *data = VARDATA_ANY(r->data);
 			int			len = VARSIZE_ANY_EXHDR(r->data);
 			int64		ms = fh_epoch_ms(r->arrival);
 
-			if (!fh_record_pending(part, i))
+			if (!fh_view_pending(part, i))
 				continue;
 			if (!first)
 				appendStringInfoChar(&body, '\n');
@@ -390,10 +388,10 @@ error_code_of(int code, long status, bool *retry)
 }
 
 static void
-splunk_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
+splunk_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 {
 	SplunkConfig *c = config;
-	SplunkState *st = part->sink_state;
+	SplunkState *st = part->state;
 	long		s = resp->status;
 	int			code;
 	char	   *text;
@@ -509,7 +507,7 @@ splunk_classify(void *config, FhPart *part, FhResponse *resp, FhVerdict *v)
 
 /* an error record's fields of Splunk (firehose.md 3.8) */
 static void
-splunk_error_fields(void *config, FhPart *part, int i, StringInfo out)
+splunk_error_fields(void *config, const FhPartView *part, int i, StringInfo out)
 {
 	appendStringInfo(out, ",\"EventId\":\"" INT64_FORMAT "\"", part->records[i].id);
 }

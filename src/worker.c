@@ -423,8 +423,7 @@ load_streams(void)
 			ws->backup = NULL;
 			if (fh_jsonb_get(opts, "backup"))
 				ws->backup = fh_backup_configure(JsonbValueToJsonb(fh_jsonb_get(opts, "backup")),
-												 ws->name, version, ws->sink,
-												 ws->sink_config);
+												 ws->name, version);
 			MemoryContextSwitchTo(old);
 			ws->version = version;
 		}
@@ -515,60 +514,28 @@ lock_waiting(FhWorkerStream *ws, TimestampTz now)
 	return ws->lock_blocked_since != 0 && now < ws->lock_retry_at;
 }
 
-/* did record i of part fail (for good)? */
-bool
-fh_record_failed(FhPart *part, int i)
+/*
+ * The destination's verdict of a part: while the part is with its backup
+ * store, part->verdict is the store's.
+ */
+static const FhVerdict *
+primary_verdict(FhPart *part)
 {
-	if (part->rec_state && part->rec_state[i] == FH_REC_DELIVERED)
-		return false;
-	return fh_record_verdict(part, i)->outcome == FH_OUTCOME_FAIL;
-}
-
-/* per-record states, made when a sink first decides a record alone */
-static void
-track_records(FhPart *part)
-{
-	if (part->rec_state == NULL)
-	{
-		part->rec_state = MemoryContextAllocZero(part->cxt, part->nrecords);
-		part->rec_verdict = MemoryContextAllocZero(part->cxt,
-												   sizeof(FhVerdict) * part->nrecords);
-	}
-}
-
-/* is record i still to be sent (not decided alone)? */
-bool
-fh_record_pending(FhPart *part, int i)
-{
-	return part->rec_state == NULL || part->rec_state[i] == FH_REC_PENDING;
-}
-
-/* record i of part is delivered, whatever the rest of the part does */
-void
-fh_part_deliver_record(FhPart *part, int i)
-{
-	track_records(part);
-	part->rec_state[i] = FH_REC_DELIVERED;
-}
-
-/* record i of part fails for good, alone, with its own error */
-void
-fh_part_fail_record(FhPart *part, int i, const char *code, char *message)
-{
-	track_records(part);
-	part->rec_state[i] = FH_REC_FAILED;
-	part->rec_verdict[i].outcome = FH_OUTCOME_FAIL;
-	part->rec_verdict[i].error_code = code;
-	part->rec_verdict[i].error_message = message;
-}
-
-/* why record i failed: its own error, or its part's */
-const FhVerdict *
-fh_record_verdict(FhPart *part, int i)
-{
-	if (part->rec_state && part->rec_state[i] == FH_REC_FAILED && part->rec_verdict)
-		return &part->rec_verdict[i];
 	return part->backup_phase ? &part->primary : &part->verdict;
+}
+
+/* did record i of part fail (for good) at its destination? */
+static bool
+record_failed(FhPart *part, int i)
+{
+	return fh_view_failed(&part->view, i, primary_verdict(part));
+}
+
+/* why record i failed at its destination: its own error, or its part's */
+static const FhVerdict *
+record_verdict(FhPart *part, int i)
+{
+	return fh_view_verdict(&part->view, i, primary_verdict(part));
 }
 
 /* message, followed by why the S3 backup failed, if it did */
@@ -603,7 +570,7 @@ record_part(FhPart *part)
 	const char *message = part->verdict.error_message;
 
 	for (int i = 0; i < part->nrecords; i++)
-		if (fh_record_failed(part, i))
+		if (record_failed(part, i))
 		{
 			failed[nfailed++] = i;
 			failed_bytes += VARSIZE_ANY_EXHDR(part->records[i].data);
@@ -618,7 +585,7 @@ record_part(FhPart *part)
 	else if (code == NULL && nfailed > 0)
 	{
 		/* a part delivered but for some records: the first record's error */
-		const FhVerdict *first = fh_record_verdict(part, failed[0]);
+		const FhVerdict *first = record_verdict(part, failed[0]);
 
 		code = first->error_code;
 		message = first->error_message;
@@ -638,7 +605,7 @@ record_part(FhPart *part)
 	vals[8] = Int64GetDatum(TimestampDifferenceMilliseconds(part->first_attempt, now));
 	vals[9] = Int32GetDatum(nfailed);
 	vals[10] = Int64GetDatum(failed_bytes);
-	vals[11] = Int64GetDatum(part->possible_duplicates);
+	vals[11] = Int64GetDatum(part->view.possible_duplicates);
 	if (code)
 		vals[12] = CStringGetTextDatum(code);
 	else
@@ -676,7 +643,7 @@ record_part(FhPart *part)
 		for (n = 0; n < nfailed; n++)
 		{
 			int			i = failed[n];
-			const FhVerdict *v = fh_record_verdict(part, i);
+			const FhVerdict *v = record_verdict(part, i);
 
 			if (n == 0 || v->error_message != last_raw)
 			{
@@ -1014,6 +981,22 @@ part_byte_cap(FhWorkerStream *ws, FhBatch *b)
 	return left <= (uint64) (size + slack) ? size + slack : size;
 }
 
+/*
+ * The process stage: the records the destination's sink is to see, from
+ * the records read, in the part's view.  Processors (issue 10) go here;
+ * with none, the sink sees the records read, one for one.
+ */
+static void
+process_part(FhWorkerStream *ws, FhPart *part)
+{
+	part->view.records = part->records;
+	part->view.nrecords = part->nrecords;
+	part->view.request_id = part->request_id;
+	part->view.object_id = part->object_id;
+	part->view.oldest_arrival = part->oldest_arrival;
+	part->view.cxt = part->cxt;
+}
+
 /* read the next part of b; false when b had nothing more */
 static bool
 read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
@@ -1073,6 +1056,7 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 	for (int i = 1; i < part->nrecords; i++)
 		if (part->records[i].arrival < part->oldest_arrival)
 			part->oldest_arrival = part->records[i].arrival;
+	process_part(ws, part);
 	b->records += part->nrecords;
 	b->bytes += part->bytes;
 	dlist_push_tail(&waiting_parts, &part->node);
@@ -1181,22 +1165,71 @@ schedule_stream(FhWorkerStream *ws, TimestampTz now)
 
 /* ---------- sending ---------- */
 
-/* the sink a part is with now: its destination, or the backup store */
+/*
+ * The sink a part is with now, its destination or its backup store, with
+ * that sink's config and view of the part.
+ */
 static const FhSink *
-part_sink(FhPart *part, void **config)
+part_sink(FhPart *part, void **config, FhPartView **view)
 {
 	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
 
 	if (part->backup_phase > 0)
 	{
-		*config = ws->backup->s3_config;
-		return &fh_sink_s3;
+		*config = ws->backup->config;
+		*view = &part->backup_view;
+		return ws->backup->sink;
 	}
 	*config = ws->sink_config;
+	*view = &part->view;
 	return ws->sink;
 }
 
 static void finish_part(FhPart *part, TimestampTz now);
+
+/*
+ * Make the view the backup store has of part in its phase: the error
+ * records of the records that failed at the destination, or every record.
+ * The destination's verdicts are final (part->primary).
+ */
+static void
+backup_view(FhPart *part)
+{
+	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
+	FhPartView *v = &part->backup_view;
+	MemoryContext old = MemoryContextSwitchTo(part->cxt);
+
+	memset(v, 0, sizeof(*v));
+	v->request_id = part->request_id;
+	v->object_id = part->object_id;
+	v->oldest_arrival = part->oldest_arrival;
+	v->cxt = part->cxt;
+	if (part->backup_phase == FH_BACKUP_ERRORS)
+	{
+		FhRecord   *errors = palloc(sizeof(FhRecord) * part->nrecords);
+		int			n = 0;
+
+		for (int i = 0; i < part->nrecords; i++)
+		{
+			if (!record_failed(part, i))
+				continue;
+			errors[n] = part->records[i];
+			errors[n].data = fh_error_record(&part->records[i], record_verdict(part, i),
+											 part->primary_attempts, part->last_attempt_end,
+											 ws->sink, ws->sink_config, &part->view, i);
+			n++;
+		}
+		v->records = errors;
+		v->nrecords = n;
+		v->error_output_type = ws->sink->error_output_type;
+	}
+	else
+	{
+		v->records = part->records;
+		v->nrecords = part->nrecords;
+	}
+	MemoryContextSwitchTo(old);
+}
 
 /*
  * An ERROR inside a sink's encode() or classify(): caught here so that it
@@ -1226,13 +1259,14 @@ send_part(FhPart *part)
 {
 	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
 	void	   *config;
-	const FhSink *sink = part_sink(part, &config);
+	FhPartView *view;
+	const FhSink *sink = part_sink(part, &config, &view);
 	MemoryContext old = MemoryContextSwitchTo(part->cxt);
 
 	memset(&part->request, 0, sizeof(part->request));
 	PG_TRY();
 	{
-		sink->encode(config, part, &part->request);
+		sink->encode(config, view, &part->request, &part->verdict);
 	}
 	PG_CATCH();
 	{
@@ -1299,7 +1333,7 @@ finish_part(FhPart *part, TimestampTz now)
 		int			next;
 
 		for (int i = 0; i < part->nrecords && !any_failed; i++)
-			any_failed = fh_record_failed(part, i);
+			any_failed = record_failed(part, i);
 		for (next = part->backup_phase + 1; next < FH_BACKUP_DONE; next++)
 			if ((next == FH_BACKUP_ERRORS && any_failed) ||
 				(next == FH_BACKUP_ALL && ws->backup->all))
@@ -1307,7 +1341,7 @@ finish_part(FhPart *part, TimestampTz now)
 		part->backup_phase = next;
 		if (next < FH_BACKUP_DONE)
 		{
-			part->sink_state = NULL;
+			backup_view(part);
 			part->first_failure = 0;
 			part->attempts = 0;
 			part->stepping = false;
@@ -1329,7 +1363,8 @@ handle_response(FhPart *part)
 	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
 	TimestampTz now = GetCurrentTimestamp();
 	void	   *config;
-	const FhSink *sink = part_sink(part, &config);
+	FhPartView *view;
+	const FhSink *sink = part_sink(part, &config, &view);
 	MemoryContext old;
 
 	/* the request went out and its answer is in, not yet judged */
@@ -1352,7 +1387,7 @@ handle_response(FhPart *part)
 	{
 		PG_TRY();
 		{
-			sink->classify(config, part, &part->response, &part->verdict);
+			sink->classify(config, view, &part->response, &part->verdict);
 		}
 		PG_CATCH();
 		{
@@ -1390,7 +1425,7 @@ handle_response(FhPart *part)
 			part->verdict.outcome = FH_OUTCOME_FAIL;
 			/* FALLTHROUGH */
 		case FH_OUTCOME_FAIL:
-			if (sink->give_up && sink->give_up(config, part))
+			if (sink->give_up && sink->give_up(config, view, &part->verdict))
 			{
 				/* one clean-up request first; its classify() has the verdict */
 				part->stepping = true;

@@ -1,0 +1,78 @@
+/*-------------------------------------------------------------------------
+ *
+ * verdict.c
+ *	  The verdicts sinks return about a part and, for protocols that answer
+ *	  per record (OpenSearch's _bulk items, Splunk's refused events), about
+ *	  single records of it.
+ *
+ * A sink writes its decisions into the view it was given (FhPartView) and
+ * nowhere else; the worker reads them when the part is finished and alone
+ * records the outcomes.  This file calls no other file of the extension,
+ * so the sinks and the worker both call in here without a cycle.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "firehose.h"
+
+/* set a verdict's outcome and error (no error: code and message NULL) */
+void
+fh_verdict_set(FhVerdict *v, FhOutcome outcome, const char *code, char *message)
+{
+	v->outcome = outcome;
+	v->error_code = code;
+	v->error_message = message;
+}
+
+/* per-record states, made when a sink first decides a record alone */
+static void
+track_records(FhPartView *part)
+{
+	if (part->rec_state == NULL)
+	{
+		part->rec_state = MemoryContextAllocZero(part->cxt, part->nrecords);
+		part->rec_verdict = MemoryContextAllocZero(part->cxt,
+												   sizeof(FhVerdict) * part->nrecords);
+	}
+}
+
+/* is record i still to be sent (not decided alone)? */
+bool
+fh_view_pending(const FhPartView *part, int i)
+{
+	return part->rec_state == NULL || part->rec_state[i] == FH_REC_PENDING;
+}
+
+/* record i is delivered, whatever the rest of the part does */
+void
+fh_view_deliver(FhPartView *part, int i)
+{
+	track_records(part);
+	part->rec_state[i] = FH_REC_DELIVERED;
+}
+
+/* record i fails for good, alone, with its own error */
+void
+fh_view_fail(FhPartView *part, int i, const char *code, char *message)
+{
+	track_records(part);
+	part->rec_state[i] = FH_REC_FAILED;
+	fh_verdict_set(&part->rec_verdict[i], FH_OUTCOME_FAIL, code, message);
+}
+
+/* why record i failed: its own error, or part_verdict, the part's */
+const FhVerdict *
+fh_view_verdict(const FhPartView *part, int i, const FhVerdict *part_verdict)
+{
+	if (part->rec_state && part->rec_state[i] == FH_REC_FAILED)
+		return &part->rec_verdict[i];
+	return part_verdict;
+}
+
+/* did record i fail for good, when the part's verdict is part_verdict? */
+bool
+fh_view_failed(const FhPartView *part, int i, const FhVerdict *part_verdict)
+{
+	if (part->rec_state && part->rec_state[i] == FH_REC_DELIVERED)
+		return false;
+	return fh_view_verdict(part, i, part_verdict)->outcome == FH_OUTCOME_FAIL;
+}
