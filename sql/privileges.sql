@@ -49,9 +49,8 @@ SELECT stmt, sqlstate_of(stmt)
     ($$SELECT firehose._stream_changed()$$)
   ) v(stmt);
 RESET ROLE;
--- PUBLIC may execute _slot_status (firehose.stream_status calls it) and
--- _check_owner (capture_table, which runs as its caller, asks it whether the
--- caller may manage the stream), nothing else
+-- PUBLIC may execute _slot_status (firehose.stream_status calls it), nothing
+-- else (capture_table checks ownership in C)
 SELECT p.oid::regprocedure AS executable_by_public
   FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
  WHERE p.pronamespace = 'firehose'::regnamespace

@@ -216,18 +216,44 @@ fh_owned_stream_id(text *name, Oid role)
 }
 
 /*
- * _check_owner(stream): the stream's id if the calling role may manage it.
- * For capture_table(), which runs as its caller.
+ * inner_function
+ *		The FmgrInfo of the internal function behind the user-facing C
+ *		function being called: the one of the same name with an underscore,
+ *		taking the same arguments and, with add_caller, a regrole last.
+ *		Looked up once per call site (fn_extra).
  */
-PG_FUNCTION_INFO_V1(fh_check_owner_sql);
-Datum
-fh_check_owner_sql(PG_FUNCTION_ARGS)
+#define FH_CALL_MAX_ARGS 8
+
+static FmgrInfo *
+inner_function(FunctionCallInfo fcinfo, bool add_caller)
 {
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream name must not be NULL")));
-	PG_RETURN_INT32(fh_owned_stream_id(PG_GETARG_TEXT_PP(0), GetUserId()));
+	FmgrInfo   *inner = fcinfo->flinfo->fn_extra;
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	Oid			argtypes[FH_CALL_MAX_ARGS];
+	int			nargs;
+	List	   *name;
+
+	if (inner != NULL)
+		return inner;
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	if (proc->pronargs >= FH_CALL_MAX_ARGS)
+		elog(ERROR, "too many arguments for an internal firehose function");
+	memcpy(argtypes, proc->proargtypes.values, proc->pronargs * sizeof(Oid));
+	nargs = proc->pronargs;
+	if (add_caller)
+		argtypes[nargs++] = REGROLEOID;
+	name = list_make2(makeString(get_namespace_name(proc->pronamespace)),
+					  makeString(psprintf("_%s", NameStr(proc->proname))));
+	inner = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(FmgrInfo));
+	fmgr_info_cxt(LookupFuncName(name, nargs, argtypes, false),
+				  inner, fcinfo->flinfo->fn_mcxt);
+	ReleaseSysCache(tup);
+	fcinfo->flinfo->fn_extra = inner;
+	return inner;
 }
 
 /*
@@ -245,40 +271,14 @@ fh_check_owner_sql(PG_FUNCTION_ARGS)
  * call goes through fmgr, which checks no privilege, as PostgreSQL checked
  * EXECUTE on this function already.
  */
-#define FH_CALL_MAX_ARGS 8
-
 PG_FUNCTION_INFO_V1(fh_call_with_caller);
 Datum
 fh_call_with_caller(PG_FUNCTION_ARGS)
 {
-	FmgrInfo   *inner = fcinfo->flinfo->fn_extra;
+	FmgrInfo   *inner = inner_function(fcinfo, true);
 	LOCAL_FCINFO(call, FH_CALL_MAX_ARGS);
 	Datum		result;
 	Oid			save_role;
-
-	if (inner == NULL)
-	{
-		HeapTuple	tup = SearchSysCache1(PROCOID,
-										  ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
-		Form_pg_proc proc;
-		Oid			argtypes[FH_CALL_MAX_ARGS];
-		List	   *name;
-
-		if (!HeapTupleIsValid(tup))
-			elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
-		proc = (Form_pg_proc) GETSTRUCT(tup);
-		if (proc->pronargs >= FH_CALL_MAX_ARGS)
-			elog(ERROR, "too many arguments for fh_call_with_caller");
-		memcpy(argtypes, proc->proargtypes.values, proc->pronargs * sizeof(Oid));
-		argtypes[proc->pronargs] = REGROLEOID;
-		name = list_make2(makeString(get_namespace_name(proc->pronamespace)),
-						  makeString(psprintf("_%s", NameStr(proc->proname))));
-		inner = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(FmgrInfo));
-		fmgr_info_cxt(LookupFuncName(name, proc->pronargs + 1, argtypes, false),
-					  inner, fcinfo->flinfo->fn_mcxt);
-		ReleaseSysCache(tup);
-		fcinfo->flinfo->fn_extra = inner;
-	}
 
 	InitFunctionCallInfoData(*call, inner, fcinfo->nargs + 1,
 							 fcinfo->fncollation, NULL, NULL);
@@ -299,6 +299,35 @@ fh_call_with_caller(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 	fcinfo->isnull = call->isnull;
 	return result;
+}
+
+/*
+ * capture_table(tbl, stream, options): refused unless the calling role may
+ * manage the stream, then firehose._capture_table(tbl, stream, options),
+ * which creates the triggers in the caller's rights (neither function is
+ * SECURITY DEFINER).  The check is made here, in C, so that no internal
+ * function has to be executable by the roles that capture tables; the
+ * internal one is called through fmgr, which checks no privilege.
+ */
+PG_FUNCTION_INFO_V1(fh_capture_table);
+Datum
+fh_capture_table(PG_FUNCTION_ARGS)
+{
+	FmgrInfo   *inner;
+	LOCAL_FCINFO(call, 3);
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table and stream must not be NULL")));
+	(void) fh_owned_stream_id(PG_GETARG_TEXT_PP(1), GetUserId());
+
+	inner = inner_function(fcinfo, false);
+	InitFunctionCallInfoData(*call, inner, 3, fcinfo->fncollation, NULL, NULL);
+	for (int i = 0; i < 3; i++)
+		call->args[i] = fcinfo->args[i];
+	(void) FunctionCallInvoke(call);
+	PG_RETURN_VOID();
 }
 
 

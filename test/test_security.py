@@ -591,17 +591,15 @@ class TestViewGrants:
 
     def test_public_executes_no_internal_function_but_slot_status(self, db):
         """PUBLIC may execute only _slot_status (stream_status needs it), which
-        answers only roles that may read stream_status, and _check_owner
-        (capture_table runs as its caller and asks it whether the caller may
-        manage the stream; it answers nothing else)."""
+        answers only roles that may read stream_status (capture_table checks
+        ownership in C, with no internal function executable by its caller)."""
         public = db.q("""
             SELECT p.oid::regprocedure::text
               FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
              WHERE p.pronamespace = 'firehose'::regnamespace
                AND a.grantee = 0 AND a.privilege_type = 'EXECUTE'
              ORDER BY 1""")
-        assert sorted(f for (f,) in public) == ["firehose._check_owner(text)",
-                                                "firehose._slot_status(integer)"]
+        assert sorted(f for (f,) in public) == ["firehose._slot_status(integer)"]
         # nor any table, view or sequence
         assert db.q("""
             SELECT c.relname, a.privilege_type
@@ -1028,6 +1026,52 @@ class TestOwnership:
         flush(db, "s")
         assert r.records() == [b"from other"]
 
+
+    def test_capture_table_needs_only_its_own_execute(self, db, receiver):
+        """A role granted EXECUTE on create_stream and capture_table alone (and
+        capture, which its triggers name) captures a table of its own into its
+        own stream: the ownership check needs no internal function executable by
+        that role (none is, nor by PUBLIC), and is still made."""
+        name = "fh_capmin_%d" % os.getpid()
+        other = "fh_capother_%d" % os.getpid()
+        r = receiver()
+        for n in (name, other):
+            db.execute('DROP ROLE IF EXISTS "%s"' % n)
+            db.execute('CREATE ROLE "%s"' % n)
+            db.execute('GRANT CREATE ON SCHEMA public TO "%s"' % n)
+            db.execute('GRANT EXECUTE ON FUNCTION firehose.create_stream(text, text, jsonb), '
+                       'firehose.capture_table(regclass, text, jsonb), firehose.capture() '
+                       'TO "%s"' % n)
+        try:
+            c = role_conn(db, name)
+            conn_run(c, "SELECT firehose.create_stream('mine', 'http', %s::jsonb)",
+                     (json.dumps(dict(FAST, url=r.url)),))
+            conn_run(c, "CREATE TABLE public.capmin_t (id int)")
+            conn_run(c, "SELECT firehose.capture_table('public.capmin_t', 'mine')")
+            assert db.one("SELECT count(*) FROM pg_trigger "
+                          "WHERE tgrelid = 'public.capmin_t'::regclass") == 2
+            # the internal function is not callable by the role itself
+            assert conn_sqlstate(c, "SELECT firehose._capture_table("
+                                    "'public.capmin_t', 'mine', '{}')") == "42501"
+            # and the check is made: another role with the same grants, owning
+            # its own table, may not capture into 'mine'
+            x = role_conn(db, other)
+            conn_run(x, "CREATE TABLE public.capother_t (id int)")
+            assert conn_sqlstate(x, "SELECT firehose.capture_table("
+                                    "'public.capother_t', 'mine')") == "42501"
+            assert db.q("SELECT tgname FROM pg_trigger "
+                        "WHERE tgrelid = 'public.capother_t'::regclass") == []
+            conn_run(c, "INSERT INTO public.capmin_t VALUES (7)")
+            flush(db, "mine")
+            assert json.loads(r.records()[0])["after"] == {"id": 7}
+        finally:
+            db.close_all()
+            db.execute("DROP TABLE IF EXISTS public.capmin_t, public.capother_t")
+            db.execute("SELECT firehose.drop_stream('mine', force => true) "
+                       "WHERE EXISTS (SELECT FROM firehose.stream WHERE name = 'mine')")
+            for n in (name, other):
+                db.execute('DROP OWNED BY "%s"' % n)
+                db.execute('DROP ROLE "%s"' % n)
 
     def test_flush_of_all_streams_is_only_the_callers(self, db, roles, receiver):
         """flush() without a stream asks only for the streams the caller may manage."""

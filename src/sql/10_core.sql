@@ -224,11 +224,6 @@ BEGIN
 END
 $$;
 
--- the same for the calling role, for capture_table(), which runs as its
--- caller
-CREATE FUNCTION firehose._check_owner(stream text) RETURNS integer
-LANGUAGE c AS 'MODULE_PATHNAME', 'fh_check_owner_sql';
-
 CREATE FUNCTION firehose.create_stream(name text, destination text, options jsonb DEFAULT '{}')
 RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'fh_call_with_caller';
 

@@ -12,10 +12,15 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'fh_capture';
 COMMENT ON FUNCTION firehose.capture() IS
     'Trigger: puts each row change into the stream named by the first argument as a Debezium-style change event';
 
--- Not SECURITY DEFINER: CREATE TRIGGER runs as the caller, so PostgreSQL
--- checks that the caller may create triggers on tbl (TRIGGER privilege) and
--- may execute firehose.capture().
+-- capture_table() is C (fh_capture_table): in the caller's rights it checks
+-- that the caller may manage the stream, then calls _capture_table() with
+-- the same arguments.  Neither is SECURITY DEFINER: CREATE TRIGGER runs as
+-- the caller, so PostgreSQL checks that the caller may create triggers on
+-- tbl (TRIGGER privilege) and may execute firehose.capture().
 CREATE FUNCTION firehose.capture_table(tbl regclass, stream text, options jsonb DEFAULT '{}')
+RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'fh_capture_table';
+
+CREATE FUNCTION firehose._capture_table(tbl regclass, stream text, options jsonb)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     opts jsonb := coalesce(options, '{}');
@@ -26,12 +31,6 @@ DECLARE
     k text;
     v text;
 BEGIN
-    IF tbl IS NULL OR stream IS NULL THEN
-        RAISE EXCEPTION 'table and stream must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    -- capturing into a stream is for those who may manage it
-    PERFORM firehose._check_owner(stream);
     IF (SELECT c.relkind FROM pg_class c WHERE c.oid = tbl) NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'cannot capture changes of "%"', tbl
             USING ERRCODE = 'wrong_object_type',

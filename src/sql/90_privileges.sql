@@ -10,6 +10,3 @@ GRANT USAGE ON SCHEMA firehose TO PUBLIC;
 -- roles that may read the view (src/stream.c).  firehose.streams calls no
 -- function: its columns are stored with the rows.
 GRANT EXECUTE ON FUNCTION firehose._slot_status(integer) TO PUBLIC;
--- capture_table() runs as its caller and asks this whether the caller may
--- manage the stream; it answers only that
-GRANT EXECUTE ON FUNCTION firehose._check_owner(text) TO PUBLIC;
