@@ -199,10 +199,12 @@ class Site:
             "%s/%s: delivery did not finish after the restart" % (kind, self.point)
         reqs = self.receiver.requests(records=True)
         for stream in STREAMS:
-            received = [x.decode() for q in reqs if self.receiver.base + q["path"] == self.url(stream)
+            received = [x.decode() for q in reqs
+                        if self.receiver.base + q["path"] == self.url(stream)
                         for x in q["records"]]
+            failed = self.failed(stream, "%s-r%d-" % (stream, seq))
             check_round(kind, self.point, stream, committed[stream], at_stop[stream],
-                        (received, self.failed(stream, "%s-r%d-" % (stream, seq))), problems, counts)
+                        (received, failed), problems, counts)
         self.receiver.assert_no_violations()
 
 
