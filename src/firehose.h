@@ -17,7 +17,7 @@
  *	  goes through one pipeline of stages, each with one job and one
  *	  direction:
  *	    read      staging.c: the part's records, from the staging tables;
- *	    process   (the hook where processors go: records in, records out);
+ *	    process   processor.c: records in, records out (option processors);
  *	    encode    the sink (sink_*.c): a request in the destination's
  *	              format, from a read-only view of the records (FhPartView);
  *	    send      transport.c: the request, on the curl multi handle;
@@ -176,7 +176,8 @@ typedef enum FhOptType
 	FH_OPT_ENUM,				/* one of the strings in choices */
 	FH_OPT_URL,					/* http:// or https:// URL */
 	FH_OPT_STRMAP,				/* object of string values */
-	FH_OPT_OBJECT				/* an object with its own table (nested) */
+	FH_OPT_OBJECT,				/* an object with its own table (nested) */
+	FH_OPT_ARRAY				/* an array, checked by its normalize() */
 } FhOptType;
 
 /* deepest nesting of option tables that redaction follows */
@@ -198,8 +199,9 @@ struct FhOptionDef
 	/* the field fh_options_load() writes the value into (FH_FIELD) */
 	bool		has_field;
 	size_t		offset;
-	/* FH_OPT_OBJECT: the table of its keys, the function that checks and
-	 * normalizes it, and what it is, for an error message */
+	/* FH_OPT_OBJECT, FH_OPT_ARRAY: the table of its keys (objects), the
+	 * function that checks and normalizes it, and what it is, for an error
+	 * message */
 	const FhOptionDef *nested;
 	Jsonb	   *(*normalize) (Jsonb *value);
 	const char *what;
@@ -222,6 +224,7 @@ typedef struct FhStreamConfig
 	int64		request_timeout_ms;
 	int64		retry_base_ms;
 	int64		retry_max_ms;
+	Jsonb	   *processors;		/* NULL: none */
 } FhStreamConfig;
 
 typedef struct FhSink FhSink;
@@ -519,6 +522,31 @@ extern const FhOptionDef fh_backup_options[];
 	 .normalize = fh_backup_normalize, \
 	 .what = "an object such as {\"mode\": \"failed\", \"s3\": {\"bucket\": ...}}"}
 
+/* ---------- processors (processor.c) ---------- */
+
+typedef struct FhProcessors FhProcessors;
+
+/* what a processor made of a record */
+typedef enum FhProcResult
+{
+	FH_PROC_OK,					/* deliver data */
+	FH_PROC_DROPPED,			/* done, nothing sent */
+	FH_PROC_FAILED				/* into failed_records, with verdict */
+} FhProcResult;
+
+typedef struct FhProcessed
+{
+	FhProcResult result;
+	bytea	   *data;			/* FH_PROC_OK: what the destination gets */
+	FhVerdict	verdict;		/* FH_PROC_FAILED: why */
+} FhProcessed;
+
+extern Jsonb *fh_processors_normalize(Jsonb *value);
+extern void fh_processors_check_execute(Jsonb *processors, Oid role);
+extern FhProcessors *fh_processors_configure(Jsonb *processors);
+extern void fh_process(FhProcessors *ps, Oid owner, const FhRecord *records, int n,
+					   FhProcessed *out);
+
 /* ---------- AWS requests (aws_request.c) ---------- */
 
 typedef struct FhAwsTarget
@@ -570,6 +598,11 @@ struct FhPart
 	unsigned char object_id[16];	/* the same for this part's records
 									 * across retries and worker restarts */
 	FhPartView	view;			/* what the destination's sink sees */
+	/* the process stage's outcome of each record read (NULL: no processors:
+	 * the view's records are the records read) and its index in the view
+	 * (-1: dropped or failed) */
+	FhProcessed *processed;
+	int		   *view_index;
 	bool		stepping;		/* the last answer was NEXT */
 	FhVerdict	last_retry;		/* the last error retried, if any */
 	/* the backup phases: the failed records' error records, then (mode

@@ -53,6 +53,9 @@ static const FhOptionDef common_options[] = {
 	{"request_timeout", FH_OPT_MS, 1, 3600000LL, "180000", SC(request_timeout_ms)},
 	{"retry_base", FH_OPT_MS, 1, 3600000LL, "1000", SC(retry_base_ms)},
 	{"retry_max", FH_OPT_MS, 1, 86400000LL, "120000", SC(retry_max_ms)},
+	{"processors", FH_OPT_ARRAY, .normalize = fh_processors_normalize,
+		.what = "an array of processors such as [{\"type\": \"function\", \"function\": \"myschema.transform\"}]",
+	SC(processors)},
 	{NULL}
 };
 #undef SC
@@ -155,6 +158,8 @@ type_description(const FhOptionDef *d)
 			return "an object whose values are strings";
 		case FH_OPT_OBJECT:
 			return d->what ? d->what : "an object";
+		case FH_OPT_ARRAY:
+			return d->what ? d->what : "an array";
 	}
 	return "?";
 }
@@ -358,6 +363,7 @@ normalize_value(const FhOptionDef *d, JsonbValue *v, StringInfo out)
 				break;
 			}
 		case FH_OPT_OBJECT:
+		case FH_OPT_ARRAY:
 			if (v->type != jbvBinary)
 				option_type_error(d, v);
 			{
@@ -604,7 +610,7 @@ fh_options_normalize_sink(const FhSink *sink, Jsonb *current, Jsonb *changes,
  *		Write the options of the table defs that have a field (FH_FIELD) into
  *		config, a struct of the type the table names: integers as int64,
  *		booleans as bool, strings (and enums) as char * (NULL when unset),
- *		objects as Jsonb * (NULL when unset).  opts are normalized options;
+ *		objects and arrays as Jsonb * (NULL when unset).  opts are normalized options;
  *		an option they lack takes the table's default, or leaves its field
  *		as the caller set it when there is none.  Allocates in
  *		CurrentMemoryContext.
@@ -653,6 +659,7 @@ fh_options_load(const FhOptionDef *defs, Jsonb *opts, void *config)
 				break;
 			case FH_OPT_STRMAP:
 			case FH_OPT_OBJECT:
+			case FH_OPT_ARRAY:
 				*(Jsonb **) field = JsonbValueToJsonb(v);
 				break;
 		}

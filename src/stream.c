@@ -104,7 +104,11 @@ check_option_privileges(Jsonb *opts, Oid caller, const char *prefix)
 {
 	char	   *s;
 	JsonbValue *backup;
+	JsonbValue *processors = fh_jsonb_get(opts, "processors");
 
+	/* the stream's owner runs them: the one who sets them must be able to */
+	if (processors && processors->type == jbvBinary)
+		fh_processors_check_execute(JsonbValueToJsonb(processors), caller);
 	if (superuser_arg(caller))
 		return;
 	if (fh_jsonb_get_text(opts, "credentials", &s) && strcmp(s, "environment") == 0)

@@ -59,6 +59,8 @@ typedef struct FhWorkerStream
 	const FhSink *sink;
 	void	   *sink_config;
 	FhBackup   *backup;			/* S3 backup store, or NULL */
+	FhProcessors *processors;	/* or NULL */
+	Oid			owner;			/* runs the processors */
 	FhStreamConfig cfg;
 	int32		version;
 	bool		paused;
@@ -350,7 +352,7 @@ load_streams(void)
 		((FhWorkerStream *) lfirst(lc))->seen = false;
 
 	if (SPI_execute("SELECT id, name, destination, options, "
-					"status OPERATOR(pg_catalog.=) 'PAUSED', version, consumed "
+					"status OPERATOR(pg_catalog.=) 'PAUSED', version, consumed, owner "
 					"FROM firehose.stream", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read firehose.stream");
 
@@ -404,6 +406,7 @@ load_streams(void)
 		}
 		ws->seen = true;
 		ws->paused = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		ws->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
 		if (ws->version != version)
 		{
 			char	   *dest = SPI_getvalue(tup, desc, 3);
@@ -420,6 +423,7 @@ load_streams(void)
 			ws->secrets = NIL;
 			(void) fh_options_redact(ws->sink, opts, &ws->secrets);
 			ws->sink_config = ws->sink->configure(opts, ws->name, version);
+			ws->processors = fh_processors_configure(ws->cfg.processors);
 			ws->backup = NULL;
 			if (fh_jsonb_get(opts, "backup"))
 				ws->backup = fh_backup_configure(JsonbValueToJsonb(fh_jsonb_get(opts, "backup")),
@@ -538,6 +542,30 @@ record_verdict(FhPart *part, int i)
 	return fh_view_verdict(&part->view, i, primary_verdict(part));
 }
 
+/*
+ * Did record i read for part fail, at the process stage or at the
+ * destination?  Then *why is set to its verdict.
+ */
+static bool
+source_failed(FhPart *part, int i, const FhVerdict **why)
+{
+	if (part->processed)
+	{
+		if (part->processed[i].result == FH_PROC_FAILED)
+		{
+			*why = &part->processed[i].verdict;
+			return true;
+		}
+		i = part->view_index[i];
+		if (i < 0)
+			return false;		/* dropped: done */
+	}
+	if (!record_failed(part, i))
+		return false;
+	*why = record_verdict(part, i);
+	return true;
+}
+
 /* message, followed by why the S3 backup failed, if it did */
 static const char *
 with_backup_error(FhPart *part, const char *message)
@@ -564,13 +592,14 @@ record_part(FhPart *part)
 	Datum		vals[14];
 	char		nulls[14];
 	int		   *failed = palloc(sizeof(int) * part->nrecords);
+	const FhVerdict **why = palloc(sizeof(FhVerdict *) * part->nrecords);
 	int			nfailed = 0;
 	int64		failed_bytes = 0;
 	const char *code = part->verdict.error_code;
 	const char *message = part->verdict.error_message;
 
 	for (int i = 0; i < part->nrecords; i++)
-		if (record_failed(part, i))
+		if (source_failed(part, i, &why[nfailed]))
 		{
 			failed[nfailed++] = i;
 			failed_bytes += VARSIZE_ANY_EXHDR(part->records[i].data);
@@ -585,7 +614,7 @@ record_part(FhPart *part)
 	else if (code == NULL && nfailed > 0)
 	{
 		/* a part delivered but for some records: the first record's error */
-		const FhVerdict *first = record_verdict(part, failed[0]);
+		const FhVerdict *first = why[0];
 
 		code = first->error_code;
 		message = first->error_message;
@@ -643,7 +672,7 @@ record_part(FhPart *part)
 		for (n = 0; n < nfailed; n++)
 		{
 			int			i = failed[n];
-			const FhVerdict *v = record_verdict(part, i);
+			const FhVerdict *v = why[n];
 
 			if (n == 0 || v->error_message != last_raw)
 			{
@@ -983,14 +1012,40 @@ part_byte_cap(FhWorkerStream *ws, FhBatch *b)
 
 /*
  * The process stage: the records the destination's sink is to see, from
- * the records read, in the part's view.  Processors (issue 10) go here;
- * with none, the sink sees the records read, one for one.
+ * the records read, in the part's view: what the stream's processors made
+ * of them (processor.c), in the worker's transaction, before anything is
+ * sent; with none, the records read, one for one.
  */
 static void
 process_part(FhWorkerStream *ws, FhPart *part)
 {
 	part->view.records = part->records;
 	part->view.nrecords = part->nrecords;
+	if (ws->processors)
+	{
+		MemoryContext old = MemoryContextSwitchTo(part->cxt);
+		FhRecord   *out = palloc(sizeof(FhRecord) * part->nrecords);
+		int			n = 0;
+
+		part->processed = palloc(sizeof(FhProcessed) * part->nrecords);
+		part->view_index = palloc(sizeof(int) * part->nrecords);
+		PushActiveSnapshot(GetTransactionSnapshot());
+		fh_process(ws->processors, ws->owner, part->records, part->nrecords,
+				   part->processed);
+		PopActiveSnapshot();
+		for (int i = 0; i < part->nrecords; i++)
+		{
+			part->view_index[i] = -1;
+			if (part->processed[i].result != FH_PROC_OK)
+				continue;
+			out[n] = part->records[i];
+			out[n].data = part->processed[i].data;
+			part->view_index[i] = n++;
+		}
+		part->view.records = out;
+		part->view.nrecords = n;
+		MemoryContextSwitchTo(old);
+	}
 	part->view.request_id = part->request_id;
 	part->view.object_id = part->object_id;
 	part->view.oldest_arrival = part->oldest_arrival;
@@ -1264,6 +1319,16 @@ send_part(FhPart *part)
 	MemoryContext old = MemoryContextSwitchTo(part->cxt);
 
 	memset(&part->request, 0, sizeof(part->request));
+	if (view->nrecords == 0 && part->backup_phase == 0)
+	{
+		/* processors dropped or failed every record: nothing to send */
+		fh_verdict_set(&part->verdict, FH_OUTCOME_OK, NULL, NULL);
+		part->last_status = 0;
+		part->first_attempt = GetCurrentTimestamp();
+		MemoryContextSwitchTo(old);
+		finish_part(part, part->first_attempt);
+		return;
+	}
 	PG_TRY();
 	{
 		sink->encode(config, view, &part->request, &part->verdict);

@@ -6,6 +6,14 @@
 -- Catalog
 -- ---------------------------------------------------------------------
 
+-- what a processor function of option "processors" takes and returns:
+--   CREATE FUNCTION f(r firehose.record) RETURNS firehose.processed
+-- result is 'Ok' (deliver data), 'Dropped' or 'ProcessingFailed'
+CREATE TYPE firehose.record AS (id bigint, data bytea, arrival timestamptz);
+COMMENT ON TYPE firehose.record IS 'A record as a processor function gets it';
+CREATE TYPE firehose.processed AS (result text, data bytea, partition_keys jsonb);
+COMMENT ON TYPE firehose.processed IS 'What a processor function makes of a record: result Ok, Dropped or ProcessingFailed';
+
 CREATE TABLE firehose.stream (
     id          serial PRIMARY KEY,
     name        text NOT NULL UNIQUE,
