@@ -103,7 +103,7 @@ lookup_processor_function(const char *name, bool missing_ok, char **why)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("processor function %s(firehose.record) does not exist", name),
-				 errhint("A processor is a function that takes firehose.record and returns firehose.processed: CREATE FUNCTION %s(r firehose.record) RETURNS firehose.processed ...", name)));
+				 errhint("Name it with its schema.  A processor is a function that takes firehose.record and returns firehose.processed: CREATE FUNCTION %s(r firehose.record) RETURNS firehose.processed ...", name)));
 	}
 	if (get_func_prokind(fn) != PROKIND_FUNCTION || get_func_retset(fn) ||
 		get_func_rettype(fn) != proctype)
