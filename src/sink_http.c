@@ -40,20 +40,6 @@
 static const char *const formats[] = {"firehose", "raw", NULL};
 static const char *const encodings[] = {"none", "gzip", NULL};
 
-static const FhOptionDef http_options[] = {
-	{"url", FH_OPT_URL, 0, 1000, NULL, NULL, false, true, .location = true},
-	{"format", FH_OPT_ENUM, 0, 0, "\"firehose\"", formats},
-	{"access_key", FH_OPT_STRING, 0, 4096, NULL, NULL, true},
-	{"common_attributes", FH_OPT_STRMAP, 0, 0, NULL},
-	{"content_encoding", FH_OPT_ENUM, 0, 0, "\"none\"", encodings},
-	{"delimiter", FH_OPT_STRING, 0, 64, NULL},
-	{"headers", FH_OPT_STRMAP, 0, 0, NULL, NULL, true},
-	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"},
-	{"ca_file", FH_OPT_STRING, 0, 4096, NULL},
-	FH_BACKUP_OPTION,
-	{NULL}
-};
-
 typedef struct HttpConfig
 {
 	char	   *url;
@@ -67,6 +53,24 @@ typedef struct HttpConfig
 	bool		tls_verify;
 	char	   *ca_file;
 } HttpConfig;
+
+/* the options with a field of their own are written into HttpConfig */
+#define HC(member) FH_FIELD(HttpConfig, member)
+static const FhOptionDef http_options[] = {
+	{"url", FH_OPT_URL, 0, 1000, NULL, NULL, false, true, .location = true, HC(url)},
+	{"format", FH_OPT_ENUM, 0, 0, "\"firehose\"", formats},
+	{"access_key", FH_OPT_STRING, 0, 4096, NULL, NULL, true, HC(access_key)},
+	{"common_attributes", FH_OPT_STRMAP, 0, 0, NULL},
+	{"content_encoding", FH_OPT_ENUM, 0, 0, "\"none\"", encodings},
+	{"delimiter", FH_OPT_STRING, 0, 64, NULL, HC(delimiter)},
+	{"headers", FH_OPT_STRMAP, 0, 0, NULL, NULL, true},
+	{"tls_verify", FH_OPT_BOOL, 0, 0, "true", HC(tls_verify)},
+	{"ca_file", FH_OPT_STRING, 0, 4096, NULL, HC(ca_file)},
+	FH_BACKUP_OPTION,
+	{NULL}
+};
+#undef HC
+
 
 static void
 http_validate(Jsonb *o)
@@ -125,16 +129,13 @@ fh_http_configure(Jsonb *o, const char *stream, int32 version)
 	char	   *s = NULL;
 	JsonbValue *v;
 
-	fh_jsonb_get_text(o, "url", &c->url);
+	/* raw records are delimited by a line feed unless "delimiter" says */
+	c->delimiter = "\n";
+	fh_options_load(http_options, o, c);
 	if (fh_jsonb_get_text(o, "format", &s))
 		c->raw = strcmp(s, "raw") == 0;
-	fh_jsonb_get_text(o, "access_key", &c->access_key);
 	if (fh_jsonb_get_text(o, "content_encoding", &s))
 		c->gzip = strcmp(s, "gzip") == 0;
-	if (!fh_jsonb_get_text(o, "delimiter", &c->delimiter))
-		c->delimiter = "\n";
-	c->tls_verify = fh_jsonb_get_bool(o, "tls_verify", true);
-	fh_jsonb_get_text(o, "ca_file", &c->ca_file);
 
 	v = fh_jsonb_get(o, "common_attributes");
 	if (v && v->type == jbvBinary)
