@@ -34,6 +34,7 @@ WEIGHTS = {
     "test_parquet.py": 40,
     "test_bounds.py": 50,
     "test_delivery.py": 50,
+    "test_processors.py": 60,
 }
 DEFAULT = 20
 
