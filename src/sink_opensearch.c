@@ -49,29 +49,6 @@ static const char *const actions[] = {"index", "create", NULL};
 static const char *const services[] = {"es", "aoss", NULL};
 static const char *const credential_sources[] = {"static", "environment", NULL};
 
-static const FhOptionDef os_options[] = {
-	{"endpoint", FH_OPT_URL, 0, 1000, NULL, NULL, false, true, .location = true},
-	{"index", FH_OPT_STRING, 0, 255, NULL, NULL, false, true},
-	{"index_rotation", FH_OPT_ENUM, 0, 0, "\"day\"", rotations},
-	{"type_name", FH_OPT_STRING, 0, 100, NULL},
-	{"document_id", FH_OPT_STRING, 0, 1000, "\"firehose\""},
-	{"routing", FH_OPT_STRING, 0, 1000, NULL},
-	{"pipeline", FH_OPT_STRING, 0, 512, NULL},
-	{"action", FH_OPT_ENUM, 0, 0, "\"index\"", actions},
-	{"username", FH_OPT_STRING, 0, 1024, NULL},
-	{"password", FH_OPT_STRING, 0, 1024, NULL, NULL, true},
-	{"aws_region", FH_OPT_STRING, 0, 64, NULL},
-	{"aws_service", FH_OPT_ENUM, 0, 0, NULL, services},
-	{"credentials", FH_OPT_ENUM, 0, 0, NULL, credential_sources},
-	{"access_key_id", FH_OPT_STRING, 0, 128, NULL, NULL, true},
-	{"secret_access_key", FH_OPT_STRING, 0, 256, NULL, NULL, true},
-	{"session_token", FH_OPT_STRING, 0, 8192, NULL, NULL, true},
-	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"},
-	{"ca_file", FH_OPT_STRING, 0, 4096, NULL},
-	FH_BACKUP_OPTION,
-	{NULL}
-};
-
 typedef struct OsConfig
 {
 	char	   *bulk_url;		/* <endpoint>/_bulk[?pipeline=...] */
@@ -91,6 +68,33 @@ typedef struct OsConfig
 	char	   *ca_file;
 	char	   *stream;
 } OsConfig;
+
+/* the options with a field of their own are written into OsConfig */
+#define OC(member) FH_FIELD(OsConfig, member)
+static const FhOptionDef os_options[] = {
+	{"endpoint", FH_OPT_URL, 0, 1000, NULL, NULL, false, true, .location = true},
+	{"index", FH_OPT_STRING, 0, 255, NULL, NULL, false, true, OC(index)},
+	{"index_rotation", FH_OPT_ENUM, 0, 0, "\"day\"", rotations},
+	{"type_name", FH_OPT_STRING, 0, 100, NULL, OC(type_name)},
+	{"document_id", FH_OPT_STRING, 0, 1000, "\"firehose\""},
+	{"routing", FH_OPT_STRING, 0, 1000, NULL},
+	{"pipeline", FH_OPT_STRING, 0, 512, NULL},
+	{"action", FH_OPT_ENUM, 0, 0, "\"index\"", actions, OC(action)},
+	{"username", FH_OPT_STRING, 0, 1024, NULL},
+	{"password", FH_OPT_STRING, 0, 1024, NULL, NULL, true},
+	{"aws_region", FH_OPT_STRING, 0, 64, NULL},
+	{"aws_service", FH_OPT_ENUM, 0, 0, NULL, services},
+	{"credentials", FH_OPT_ENUM, 0, 0, NULL, credential_sources},
+	{"access_key_id", FH_OPT_STRING, 0, 128, NULL, NULL, true},
+	{"secret_access_key", FH_OPT_STRING, 0, 256, NULL, NULL, true},
+	{"session_token", FH_OPT_STRING, 0, 8192, NULL, NULL, true},
+	{"tls_verify", FH_OPT_BOOL, 0, 0, "true", OC(tls_verify)},
+	{"ca_file", FH_OPT_STRING, 0, 4096, NULL, OC(ca_file)},
+	FH_BACKUP_OPTION,
+	{NULL}
+};
+#undef OC
+
 
 /* per part: which records went into the request being answered */
 typedef struct OsState
@@ -173,12 +177,11 @@ os_configure(Jsonb *o, const char *stream, int32 version)
 	char	   *path = NULL;
 	size_t		plen;
 
+	fh_options_load(os_options, o, c);
 	fh_jsonb_get_text(o, "endpoint", &endpoint);
-	fh_jsonb_get_text(o, "index", &c->index);
 	fh_jsonb_get_text(o, "index_rotation", &s);
 	if (!fh_os_rotation_parse(s, &c->rotation))
 		elog(ERROR, "unknown index rotation \"%s\"", s);
-	fh_jsonb_get_text(o, "type_name", &c->type_name);
 	fh_jsonb_get_text(o, "document_id", &s);
 	if (strcmp(s, "none") == 0)
 		c->auto_id = true;
@@ -186,9 +189,6 @@ os_configure(Jsonb *o, const char *stream, int32 version)
 		c->id_path = parse_path("document_id", s);
 	if (fh_jsonb_get_text(o, "routing", &s))
 		c->routing_path = parse_path("routing", s);
-	fh_jsonb_get_text(o, "action", &c->action);
-	c->tls_verify = fh_jsonb_get_bool(o, "tls_verify", true);
-	fh_jsonb_get_text(o, "ca_file", &c->ca_file);
 	c->stream = pstrdup(stream);
 
 	fh_url_split(endpoint, &scheme, &host, &path);

@@ -56,32 +56,6 @@ static const char *const storage_classes[] = {
 };
 static const char *const sse_modes[] = {"AES256", "aws:kms", "aws:kms:dsse", NULL};
 
-const FhOptionDef fh_s3_options[] = {
-	{"bucket", FH_OPT_STRING, 0, 63, NULL, NULL, false, true, .location = true},
-	{"region", FH_OPT_STRING, 0, 64, "\"us-east-1\"", .location = true},
-	{"endpoint", FH_OPT_URL, 0, 1000, NULL, .location = true},
-	{"path_style", FH_OPT_BOOL, 0, 0, "false"},
-	{"prefix", FH_OPT_STRING, 0, 4096, "\"\""},
-	{"error_output_prefix", FH_OPT_STRING, 0, 4096, NULL},
-	{"compression", FH_OPT_ENUM, 0, 0, "\"none\"", fh_compression_names},
-	{"file_extension", FH_OPT_STRING, 0, 128, NULL},
-	{"time_zone", FH_OPT_STRING, 0, 50, "\"UTC\""},
-	{"delimiter", FH_OPT_STRING, 0, 64, "\"\\n\""},
-	{"content_type", FH_OPT_STRING, 0, 256, "\"application/octet-stream\""},
-	{"storage_class", FH_OPT_ENUM, 0, 0, NULL, storage_classes},
-	{"sse", FH_OPT_ENUM, 0, 0, NULL, sse_modes},
-	{"sse_kms_key_id", FH_OPT_STRING, 0, 2048, NULL},
-	{"credentials", FH_OPT_ENUM, 0, 0, "\"static\"", credential_sources},
-	{"access_key_id", FH_OPT_STRING, 0, 128, NULL, NULL, true},
-	{"secret_access_key", FH_OPT_STRING, 0, 256, NULL, NULL, true},
-	{"session_token", FH_OPT_STRING, 0, 8192, NULL, NULL, true},
-	{"multipart_threshold", FH_OPT_BYTES, 5 * MB, 5120 * MB, "16777216"},
-	{"multipart_part_size", FH_OPT_BYTES, 5 * MB, 5120 * MB, "8388608"},
-	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"},
-	{"ca_file", FH_OPT_STRING, 0, 4096, NULL},
-	{NULL}
-};
-
 typedef struct S3Config
 {
 	char	   *bucket;
@@ -105,6 +79,36 @@ typedef struct S3Config
 	char	   *stream;
 	int32		version;
 } S3Config;
+
+/* the options with a field of their own are written into S3Config */
+#define S3C(member) FH_FIELD(S3Config, member)
+const FhOptionDef fh_s3_options[] = {
+	{"bucket", FH_OPT_STRING, 0, 63, NULL, NULL, false, true, .location = true, S3C(bucket)},
+	{"region", FH_OPT_STRING, 0, 64, "\"us-east-1\"", .location = true},
+	{"endpoint", FH_OPT_URL, 0, 1000, NULL, .location = true},
+	{"path_style", FH_OPT_BOOL, 0, 0, "false", S3C(path_style)},
+	{"prefix", FH_OPT_STRING, 0, 4096, "\"\""},
+	{"error_output_prefix", FH_OPT_STRING, 0, 4096, NULL},
+	{"compression", FH_OPT_ENUM, 0, 0, "\"none\"", fh_compression_names},
+	{"file_extension", FH_OPT_STRING, 0, 128, NULL},
+	{"time_zone", FH_OPT_STRING, 0, 50, "\"UTC\""},
+	{"delimiter", FH_OPT_STRING, 0, 64, "\"\\n\"", S3C(delimiter)},
+	{"content_type", FH_OPT_STRING, 0, 256, "\"application/octet-stream\"", S3C(content_type)},
+	{"storage_class", FH_OPT_ENUM, 0, 0, NULL, storage_classes, S3C(storage_class)},
+	{"sse", FH_OPT_ENUM, 0, 0, NULL, sse_modes, S3C(sse)},
+	{"sse_kms_key_id", FH_OPT_STRING, 0, 2048, NULL, S3C(sse_kms_key_id)},
+	{"credentials", FH_OPT_ENUM, 0, 0, "\"static\"", credential_sources},
+	{"access_key_id", FH_OPT_STRING, 0, 128, NULL, NULL, true},
+	{"secret_access_key", FH_OPT_STRING, 0, 256, NULL, NULL, true},
+	{"session_token", FH_OPT_STRING, 0, 8192, NULL, NULL, true},
+	{"multipart_threshold", FH_OPT_BYTES, 5 * MB, 5120 * MB, "16777216", S3C(multipart_threshold)},
+	{"multipart_part_size", FH_OPT_BYTES, 5 * MB, 5120 * MB, "8388608", S3C(multipart_part_size)},
+	{"tls_verify", FH_OPT_BOOL, 0, 0, "true", S3C(tls_verify)},
+	{"ca_file", FH_OPT_STRING, 0, 4096, NULL, S3C(ca_file)},
+	{NULL}
+};
+#undef S3C
+
 
 typedef enum S3Step
 {
@@ -264,9 +268,8 @@ s3_configure(Jsonb *o, const char *stream, int32 version)
 	char	   *host = NULL;
 	char	   *path = NULL;
 
-	fh_jsonb_get_text(o, "bucket", &c->bucket);
+	fh_options_load(fh_s3_options, o, c);
 	fh_jsonb_get_text(o, "region", (char **) &c->aws.region);
-	c->path_style = fh_jsonb_get_bool(o, "path_style", false);
 	if (!fh_jsonb_get_text(o, "endpoint", &endpoint))
 		endpoint = psprintf("https://s3.%s.amazonaws.com", c->aws.region);
 	fh_url_split(endpoint, (char **) &c->aws.scheme, &host, &path);
@@ -289,17 +292,8 @@ s3_configure(Jsonb *o, const char *stream, int32 version)
 		c->extension = (char *) default_extensions[c->compression];
 	fh_jsonb_get_text(o, "time_zone", &s);
 	c->tz = resolve_zone(s, &c->fixed_offset_s);
-	fh_jsonb_get_text(o, "delimiter", &c->delimiter);
 	if (strcmp(c->delimiter, "none") == 0)
 		c->delimiter = "";
-	fh_jsonb_get_text(o, "content_type", &c->content_type);
-	fh_jsonb_get_text(o, "storage_class", &c->storage_class);
-	fh_jsonb_get_text(o, "sse", &c->sse);
-	fh_jsonb_get_text(o, "sse_kms_key_id", &c->sse_kms_key_id);
-	c->multipart_threshold = fh_jsonb_get_int(o, "multipart_threshold", 16 * MB);
-	c->multipart_part_size = fh_jsonb_get_int(o, "multipart_part_size", 8 * MB);
-	c->tls_verify = fh_jsonb_get_bool(o, "tls_verify", true);
-	fh_jsonb_get_text(o, "ca_file", &c->ca_file);
 	c->stream = pstrdup(stream);
 	c->version = version;
 	return c;

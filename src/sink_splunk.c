@@ -40,25 +40,6 @@
 
 static const char *const endpoint_types[] = {"raw", "event", NULL};
 
-static const FhOptionDef splunk_options[] = {
-	{"endpoint", FH_OPT_URL, 0, 1000, NULL, NULL, false, true, .location = true},
-	{"token", FH_OPT_STRING, 0, 2048, NULL, NULL, true, true},
-	{"endpoint_type", FH_OPT_ENUM, 0, 0, "\"raw\"", endpoint_types},
-	{"host", FH_OPT_STRING, 0, 1024, NULL},
-	{"source", FH_OPT_STRING, 0, 1024, NULL},
-	{"sourcetype", FH_OPT_STRING, 0, 1024, NULL},
-	{"index", FH_OPT_STRING, 0, 1024, NULL},
-	{"channel", FH_OPT_STRING, 0, 128, NULL},
-	{"ack", FH_OPT_BOOL, 0, 0, "false"},
-	{"ack_timeout", FH_OPT_SECONDS, 180, 600, "180"},
-	{"ack_poll_interval", FH_OPT_MS, 10, 60000, "1000"},
-	{"ack_wait_limit", FH_OPT_SECONDS, 1, 172800, NULL},
-	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"},
-	{"ca_file", FH_OPT_STRING, 0, 4096, NULL},
-	FH_BACKUP_OPTION,
-	{NULL}
-};
-
 typedef struct SplunkConfig
 {
 	bool		event;
@@ -77,6 +58,29 @@ typedef struct SplunkConfig
 	bool		tls_verify;
 	char	   *ca_file;
 } SplunkConfig;
+
+/* the options with a field of their own are written into SplunkConfig */
+#define SC(member) FH_FIELD(SplunkConfig, member)
+static const FhOptionDef splunk_options[] = {
+	{"endpoint", FH_OPT_URL, 0, 1000, NULL, NULL, false, true, .location = true},
+	{"token", FH_OPT_STRING, 0, 2048, NULL, NULL, true, true},
+	{"endpoint_type", FH_OPT_ENUM, 0, 0, "\"raw\"", endpoint_types},
+	{"host", FH_OPT_STRING, 0, 1024, NULL, SC(host)},
+	{"source", FH_OPT_STRING, 0, 1024, NULL, SC(source)},
+	{"sourcetype", FH_OPT_STRING, 0, 1024, NULL, SC(sourcetype)},
+	{"index", FH_OPT_STRING, 0, 1024, NULL, SC(index)},
+	{"channel", FH_OPT_STRING, 0, 128, NULL},
+	{"ack", FH_OPT_BOOL, 0, 0, "false", SC(ack)},
+	{"ack_timeout", FH_OPT_SECONDS, 180, 600, "180"},
+	{"ack_poll_interval", FH_OPT_MS, 10, 60000, "1000", SC(ack_poll_ms)},
+	{"ack_wait_limit", FH_OPT_SECONDS, 1, 172800, NULL},
+	{"tls_verify", FH_OPT_BOOL, 0, 0, "true", SC(tls_verify)},
+	{"ca_file", FH_OPT_STRING, 0, 4096, NULL, SC(ca_file)},
+	FH_BACKUP_OPTION,
+	{NULL}
+};
+#undef SC
+
 
 typedef struct SplunkState
 {
@@ -130,15 +134,12 @@ splunk_configure(Jsonb *o, const char *stream, int32 version)
 	char	   *channel = NULL;
 	size_t		len;
 
+	fh_options_load(splunk_options, o, c);
 	fh_jsonb_get_text(o, "endpoint", &endpoint);
 	len = fh_url_trimmed_len(endpoint);
 	fh_jsonb_get_text(o, "token", &token);
 	fh_jsonb_get_text(o, "endpoint_type", &s);
 	c->event = strcmp(s, "event") == 0;
-	fh_jsonb_get_text(o, "host", &c->host);
-	fh_jsonb_get_text(o, "source", &c->source);
-	fh_jsonb_get_text(o, "sourcetype", &c->sourcetype);
-	fh_jsonb_get_text(o, "index", &c->index);
 	if (!fh_jsonb_get_text(o, "channel", &channel))
 	{
 		/* stable per stream: a UUID from the stream's name */
@@ -150,9 +151,7 @@ splunk_configure(Jsonb *o, const char *stream, int32 version)
 	}
 	c->channel_header = psprintf("X-Splunk-Request-Channel: %s", channel);
 	c->auth = psprintf("Authorization: Splunk %s", token);
-	c->ack = fh_jsonb_get_bool(o, "ack", false);
 	c->ack_timeout_ms = fh_jsonb_get_int(o, "ack_timeout", 180) * 1000;
-	c->ack_poll_ms = fh_jsonb_get_int(o, "ack_poll_interval", 1000);
 
 	/*
 	 * Ack waits are left out of retry_duration; without a bound of their
@@ -162,8 +161,6 @@ splunk_configure(Jsonb *o, const char *stream, int32 version)
 	c->ack_wait_limit_ms = fh_jsonb_get_int(o, "ack_wait_limit",
 											fh_jsonb_get_int(o, "retry_duration", 3600) +
 											c->ack_timeout_ms / 1000) * 1000;
-	c->tls_verify = fh_jsonb_get_bool(o, "tls_verify", true);
-	fh_jsonb_get_text(o, "ca_file", &c->ca_file);
 
 	if (c->event)
 		c->data_url = psprintf("%.*s/services/collector/event", (int) len, endpoint);
