@@ -24,6 +24,7 @@ src/sink_s3.o: src/aws_sigv4.h src/s3_keys.h
 src/os_index.o src/sink_opensearch.o: src/os_index.h
 src/aws_request.o: src/aws_sigv4.h
 src/parquet_writer.o: src/parquet_writer.h
+src/answers.o src/sink_http.o src/sink_opensearch.o src/sink_s3.o src/sink_splunk.o: src/answers.h
 
 # unit tests of the pure C files (no PostgreSQL needed)
 .PHONY: unit

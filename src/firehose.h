@@ -651,7 +651,6 @@ extern int64 fh_backoff_ms(int attempt, int64 base_ms, int64 max_ms);
 extern int64 fh_epoch_ms(TimestampTz t);
 extern size_t fh_url_trimmed_len(const char *url);
 extern bool fh_is_json(const char *data, int len);
-extern Jsonb *fh_json_answer(FhResponse *resp);
 extern void fh_url_split(const char *url, char **scheme, char **hostport, char **path);
 extern char *fh_url_escape(const char *s);
 extern bool fh_url_userinfo(const char *url, size_t *start, size_t *len);

@@ -27,6 +27,8 @@
 
 #include <curl/curl.h>
 
+#include "answers.h"
+
 #include "nodes/pg_list.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -305,36 +307,30 @@ no_response(FhResponse *resp, FhVerdict *v)
 
 /*
  * Is body a JSON object with "requestId" equal to ours and a numeric
- * "timestamp"?  The body is first checked with PostgreSQL's non-throwing
- * JSON parser, then read as jsonb.
+ * "timestamp"?  (answers.c reads it.)
  */
 static bool
 valid_firehose_answer(const char *request_id, FhResponse *resp, char **why)
 {
-	Jsonb	   *j;
-	JsonbValue *v;
+	FhHttpAnswer a;
 
 	if (resp->body.len == 0)
 	{
 		*why = "empty body";
 		return false;
 	}
-	j = fh_json_answer(resp);
-	if (j == NULL)
+	fh_http_answer(resp->body.data, resp->body.len, &a);
+	if (!a.json)
 	{
 		*why = "body is not JSON";
 		return false;
 	}
-	v = fh_jsonb_get(j, "requestId");
-	if (v == NULL || v->type != jbvString ||
-		v->val.string.len != (int) strlen(request_id) ||
-		memcmp(v->val.string.val, request_id, v->val.string.len) != 0)
+	if (!fh_http_answer_matches(&a, request_id))
 	{
 		*why = "requestId missing or different from the request's";
 		return false;
 	}
-	v = fh_jsonb_get(j, "timestamp");
-	if (v == NULL || v->type != jbvNumeric)
+	if (!a.has_timestamp)
 	{
 		*why = "timestamp missing or not a number";
 		return false;

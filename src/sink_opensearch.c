@@ -28,7 +28,7 @@
 
 #include <curl/curl.h>
 
-#include "common/jsonapi.h"
+#include "answers.h"
 #include "mb/pg_wchar.h"
 #include "os_index.h"
 #include "utils/builtins.h"
@@ -449,176 +449,6 @@ said(FhResponse *resp)
 					Min(resp->body.len, ERROR_BODY_MAX), resp->body.data ? resp->body.data : "");
 }
 
-/*
- * A bulk answer, read by PostgreSQL's JSON parser without building jsonb:
- * jsonb of a large answer costs ten times its size, and an answer can be
- * hundreds of MiB (a reason per failed item).  Kept: the top-level
- * "errors", and for each element of the top-level "items" array
- * ({"<action>": {"status": .., "error": {"type": .., "reason": ..}}}) its
- * status and error, each text cut at ITEM_TEXT_MAX bytes.
- */
-#define ITEM_TEXT_MAX		1024
-
-typedef enum BulkField
-{
-	BULK_OTHER,
-	BULK_ERRORS,
-	BULK_ITEMS,
-	BULK_STATUS,				/* in an item's result */
-	BULK_ERROR,
-	BULK_TYPE,					/* in an item's error object */
-	BULK_REASON
-} BulkField;
-
-typedef struct BulkItem
-{
-	long		status;			/* -1: none */
-	char	   *type;
-	char	   *reason;
-} BulkItem;
-
-typedef struct BulkScan
-{
-	int			depth;			/* containers open: 1 = the top-level object */
-	BulkField	field;			/* the top-level member being read */
-	BulkField	result_field;	/* the member of an item's result being read */
-	BulkField	error_field;	/* the member of an item's error being read */
-	bool		in_items;		/* inside the top-level "items" array */
-	bool		items_seen;
-	int			items;
-	int			errors;			/* -1: not seen, 0: false, 1: anything else */
-	BulkItem   *item;			/* the first max_items items */
-	int			max_items;
-} BulkScan;
-
-static BulkItem *
-bulk_current(BulkScan *b)
-{
-	return (b->in_items && b->items >= 1 && b->items <= b->max_items) ?
-		&b->item[b->items - 1] : NULL;
-}
-
-static void
-bulk_object_start(void *state)
-{
-	((BulkScan *) state)->depth++;
-}
-
-static void
-bulk_object_end(void *state)
-{
-	((BulkScan *) state)->depth--;
-}
-
-static void
-bulk_array_start(void *state)
-{
-	BulkScan   *b = state;
-
-	b->depth++;
-	if (b->depth == 2 && b->field == BULK_ITEMS)
-		b->in_items = b->items_seen = true;
-}
-
-static void
-bulk_array_end(void *state)
-{
-	BulkScan   *b = state;
-
-	if (b->depth == 2)
-		b->in_items = false;
-	b->depth--;
-}
-
-static void
-bulk_field_start(void *state, char *fname, bool isnull)
-{
-	BulkScan   *b = state;
-
-	if (b->depth == 1)
-		b->field = strcmp(fname, "errors") == 0 ? BULK_ERRORS :
-			strcmp(fname, "items") == 0 ? BULK_ITEMS : BULK_OTHER;
-	else if (b->depth == 4 && b->in_items)
-		b->result_field = strcmp(fname, "status") == 0 ? BULK_STATUS :
-			strcmp(fname, "error") == 0 ? BULK_ERROR : BULK_OTHER;
-	else if (b->depth == 5 && b->in_items && b->result_field == BULK_ERROR)
-		b->error_field = strcmp(fname, "type") == 0 ? BULK_TYPE :
-			strcmp(fname, "reason") == 0 ? BULK_REASON : BULK_OTHER;
-	pfree(fname);
-}
-
-static void
-bulk_element_start(void *state, bool isnull)
-{
-	BulkScan   *b = state;
-	BulkItem   *it;
-
-	if (b->depth == 2 && b->in_items)
-	{
-		b->items++;
-		if ((it = bulk_current(b)) != NULL)
-		{
-			it->status = -1;
-			it->type = it->reason = NULL;
-		}
-		b->result_field = b->error_field = BULK_OTHER;
-	}
-}
-
-static void
-bulk_scalar(void *state, char *token, JsonTokenType tokentype)
-{
-	BulkScan   *b = state;
-	BulkItem   *it = bulk_current(b);
-
-	if (b->depth == 1 && b->field == BULK_ERRORS)
-		b->errors = tokentype == JSON_TOKEN_FALSE ? 0 : 1;
-	else if (it && b->depth == 4 && b->result_field == BULK_STATUS &&
-			 tokentype == JSON_TOKEN_NUMBER)
-		it->status = strtol(token, NULL, 10);
-	else if (it && b->depth == 4 && b->result_field == BULK_ERROR &&
-			 tokentype == JSON_TOKEN_STRING)
-		it->reason = pnstrdup(token, ITEM_TEXT_MAX);
-	else if (it && b->depth == 5 && b->result_field == BULK_ERROR &&
-			 b->error_field != BULK_OTHER)
-	{
-		if (b->error_field == BULK_TYPE)
-			it->type = pnstrdup(token, ITEM_TEXT_MAX);
-		else
-			it->reason = pnstrdup(token, ITEM_TEXT_MAX);
-	}
-	/* the parser's copy of a token: freed at once, answers hold many */
-	if (token)
-		pfree(token);
-}
-
-/*
- * Read a bulk answer for nsent items into b (its items in
- * CurrentMemoryContext).  False when it is not a JSON object.
- */
-static bool
-bulk_scan(FhResponse *resp, int nsent, BulkScan *b)
-{
-	JsonSemAction sem = {0};
-	JsonLexContext *lex;
-
-	memset(b, 0, sizeof(*b));
-	b->errors = -1;
-	b->max_items = nsent;
-	b->item = palloc0(sizeof(BulkItem) * Max(nsent, 1));
-	sem.semstate = b;
-	sem.object_start = bulk_object_start;
-	sem.object_end = bulk_object_end;
-	sem.array_start = bulk_array_start;
-	sem.array_end = bulk_array_end;
-	sem.object_field_start = bulk_field_start;
-	sem.array_element_start = bulk_element_start;
-	sem.scalar = bulk_scalar;
-	lex = makeJsonLexContextCstringLen(resp->body.data, resp->body.len, PG_UTF8, true);
-	return resp->body.len > 0 && resp->body.data[0] == '{' &&
-		pg_parse_json(lex, &sem) == JSON_SUCCESS;
-}
-
 /* the items of a 2xx bulk answer: per record outcomes; verdict for the rest */
 static void
 judge_items(FhPartView *part, OsState *st, FhResponse *resp, FhVerdict *v)
@@ -626,12 +456,18 @@ judge_items(FhPartView *part, OsState *st, FhResponse *resp, FhVerdict *v)
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "firehose bulk answer",
 											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
-	BulkScan	b;
-	bool		parsed = bulk_scan(resp, st->nsent, &b);
+	FhBulkAnswer b;
+	bool		parsed;
 	int			pending = 0;
 	const char *first_code = NULL;
 	char	   *first_message = NULL;
 
+	/*
+	 * Read by answers.c without building jsonb: jsonb of a large answer
+	 * costs ten times its size, and an answer can be hundreds of MiB (a
+	 * reason per failed item).  What it allocates goes with cxt.
+	 */
+	parsed = fh_bulk_answer(resp->body.data, resp->body.len, st->nsent, &b);
 	/* verdicts outlive the answer: they are made in the part's context */
 	MemoryContextSwitchTo(old);
 	if (!parsed)
@@ -658,7 +494,7 @@ judge_items(FhPartView *part, OsState *st, FhResponse *resp, FhVerdict *v)
 	{
 		for (int k = 0; k < st->nsent; k++)
 		{
-			BulkItem   *it = &b.item[k];
+			FhBulkItem *it = &b.item[k];
 			long		s = it->status;
 			char	   *code;
 			char	   *message;

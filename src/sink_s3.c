@@ -21,7 +21,7 @@
  * Each slice is sent from the one encoded object, never copied.  Every step
  * answered with NEXT is sent at once; a failed step is retried alone.
  *
- * Errors: the Code and Message of S3's XML error body (read with libxml2)
+ * Errors: the Code and Message of S3's XML error body (answers.c)
  * become errorCode "S3.<Code>" and errorMessage.  5xx, 408, 429 and the
  * codes SlowDown, RequestTimeout, RequestTimeTooSkewed, InternalError
  * retry with backoff; other 4xx (AccessDenied, NoSuchBucket,
@@ -32,9 +32,8 @@
 #include "firehose.h"
 
 #include <curl/curl.h>
-#include <libxml/parser.h>
-#include <libxml/tree.h>
 
+#include "answers.h"
 #include "aws_sigv4.h"
 #include "pgtime.h"
 #include "s3_keys.h"
@@ -509,46 +508,6 @@ s3_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 
 /* ---------- responses ---------- */
 
-/* the text of the first element named name in an XML body, or NULL */
-static char *
-xml_text(FhResponse *resp, const char *name)
-{
-	xmlDocPtr	doc;
-	xmlNodePtr	node;
-	char	   *result = NULL;
-
-	if (resp->body.len == 0)
-		return NULL;
-	doc = xmlReadMemory(resp->body.data, resp->body.len, NULL, NULL,
-						XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-	if (doc == NULL)
-		return NULL;
-	node = xmlDocGetRootElement(doc);
-	while (node)
-	{
-		if (node->type == XML_ELEMENT_NODE && xmlStrcmp(node->name, (const xmlChar *) name) == 0)
-		{
-			xmlChar    *t = xmlNodeGetContent(node);
-
-			result = pstrdup(t ? (char *) t : "");
-			xmlFree(t);
-			break;
-		}
-		/* depth first */
-		if (node->children)
-			node = node->children;
-		else
-		{
-			while (node && node->next == NULL)
-				node = node->parent;
-			if (node)
-				node = node->next;
-		}
-	}
-	xmlFreeDoc(doc);
-	return result;
-}
-
 static bool
 retryable_code(const char *code)
 {
@@ -568,12 +527,15 @@ static const char *const step_names[] = {
 	"AbortMultipartUpload"
 };
 
-/* an S3 error answer (any status, Complete's 200 included) into v */
+/*
+ * An S3 error answer (any status, Complete's 200 included) into v: a, its
+ * body read by fh_s3_answer
+ */
 static void
-s3_error_verdict(S3State *st, FhResponse *resp, FhVerdict *v)
+s3_error_verdict(S3State *st, FhResponse *resp, const FhS3Answer *a, FhVerdict *v)
 {
-	char	   *code = xml_text(resp, "Code");
-	char	   *message = xml_text(resp, "Message");
+	const char *code = a->has_code ? a->code : NULL;
+	const char *message = a->has_message ? a->message : NULL;
 	long		status = resp->status;
 
 	v->error_code = code ? psprintf("S3.%s", code) : psprintf("S3.HTTP%ld", status);
@@ -601,6 +563,7 @@ s3_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 {
 	S3State    *st = part->state;
 	long		s = resp->status;
+	FhS3Answer	a;
 
 	v->error_code = NULL;
 	v->error_message = NULL;
@@ -619,9 +582,11 @@ s3_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 									resp->curl_error ? resp->curl_error : "no response");
 		return;
 	}
+	/* S3's XML body (answers.c): an error, or CreateMultipartUpload's */
+	fh_s3_answer(resp->body.data, resp->body.len, &a);
 	if (s < 200 || s >= 300)
 	{
-		s3_error_verdict(st, resp, v);
+		s3_error_verdict(st, resp, &a, v);
 		return;
 	}
 	switch (st->step)
@@ -630,15 +595,14 @@ s3_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 			v->outcome = FH_OUTCOME_OK;
 			break;
 		case S3_CREATE:
-			st->upload_id = xml_text(resp, "UploadId");
-			if (st->upload_id == NULL || st->upload_id[0] == '\0')
+			if (!a.has_upload_id || a.upload_id[0] == '\0')
 			{
-				st->upload_id = NULL;
 				v->outcome = FH_OUTCOME_RETRY;
 				v->error_code = "S3.InvalidResponse";
 				v->error_message = "CreateMultipartUpload answered without an UploadId.";
 				break;
 			}
+			st->upload_id = pstrdup(a.upload_id);
 			st->step = S3_UPLOAD;
 			st->slice = 0;
 			v->outcome = FH_OUTCOME_NEXT;
@@ -658,8 +622,8 @@ s3_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 			break;
 		case S3_COMPLETE:
 			/* a 200 may still carry an error, sent after a long wait */
-			if (xml_text(resp, "Code") != NULL)
-				s3_error_verdict(st, resp, v);
+			if (a.has_code)
+				s3_error_verdict(st, resp, &a, v);
 			else
 				v->outcome = FH_OUTCOME_OK;
 			break;

@@ -28,6 +28,7 @@
 
 #include <curl/curl.h>
 
+#include "answers.h"
 #include "common/hashfn.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -328,25 +329,6 @@ splunk_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict
 	req->ca_file = c->ca_file;
 }
 
-/* HEC's JSON answer: its "code" (-1 when none) and "text" */
-static Jsonb *
-answer(FhResponse *resp, int *code, char **text)
-{
-	Jsonb	   *j;
-	JsonbValue *v;
-
-	*code = -1;
-	*text = NULL;
-	j = fh_json_answer(resp);
-	if (j == NULL || !JB_ROOT_IS_OBJECT(j))
-		return NULL;
-	v = fh_jsonb_get(j, "code");
-	if (v && v->type == jbvNumeric)
-		*code = DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(v->val.numeric)));
-	fh_jsonb_get_text(j, "text", text);
-	return j;
-}
-
 /* HEC's error codes (Splunk docs, "Troubleshoot HTTP Event Collector") */
 static const char *
 error_code_of(int code, long status, bool *retry)
@@ -390,40 +372,26 @@ splunk_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 	SplunkConfig *c = config;
 	SplunkState *st = part->state;
 	long		s = resp->status;
-	int			code;
-	char	   *text;
-	Jsonb	   *j;
+	FhHecAnswer a;
 	TimestampTz now = GetCurrentTimestamp();
 	int64		waited;
 
 	v->error_code = NULL;
 	v->error_message = NULL;
 	v->delay_ms = 0;
+	/* HEC's JSON answer (answers.c); polls look for our ackId in "acks" */
+	fh_hec_answer(resp->body.data, resp->body.len, st->polling ? st->ack_id : 0, &a);
 	if (st->polling)
 	{
-		bool		acked = false;
-
-		if (s == 200 && (j = answer(resp, &code, &text)) != NULL)
-		{
-			JsonbValue *acks = fh_jsonb_get(j, "acks");
-			char	   *key = psprintf(INT64_FORMAT, st->ack_id);
-
-			if (acks && acks->type == jbvBinary && JsonContainerIsObject(acks->val.binary.data))
-			{
-				JsonbValue *a = getKeyJsonValueFromContainer(acks->val.binary.data, key,
-															 strlen(key), NULL);
-
-				acked = a && a->type == jbvBool && a->val.boolean;
-			}
-		}
-		else if (s == 400 && (j = answer(resp, &code, &text)) != NULL && code == 14)
+		if (s == 400 && a.code == 14)
 		{
 			v->outcome = FH_OUTCOME_FAIL;
 			v->error_code = "Splunk.DisabledAck";
-			v->error_message = psprintf("Splunk answered 400: %s", text ? text : "ACK is disabled");
+			v->error_message = psprintf("Splunk answered 400: %s",
+										a.has_text ? a.text : "ACK is disabled");
 			return;
 		}
-		if (acked)
+		if (s == 200 && a.acked)
 		{
 			v->outcome = FH_OUTCOME_OK;
 			return;
@@ -466,25 +434,21 @@ splunk_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 		v->error_message = pstrdup(resp->curl_error ? resp->curl_error : "no response");
 		return;
 	}
-	j = answer(resp, &code, &text);
-	if (s == 200 && code == 0)
+	if (s == 200 && a.code == 0)
 	{
-		JsonbValue *ack;
-
 		if (!c->ack)
 		{
 			v->outcome = FH_OUTCOME_OK;
 			return;
 		}
-		ack = j ? fh_jsonb_get(j, "ackId") : NULL;
-		if (ack == NULL || ack->type != jbvNumeric)
+		if (!a.has_ack_id)
 		{
 			v->outcome = FH_OUTCOME_FAIL;
 			v->error_code = "Splunk.DisabledAck";
 			v->error_message = "Splunk accepted the data without an ackId: indexer acknowledgement is disabled for this token; enable it, or set \"ack\": false.";
 			return;
 		}
-		st->ack_id = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(ack->val.numeric)));
+		st->ack_id = a.ack_id;
 		st->sent_at = now;
 		st->polling = true;
 		v->outcome = FH_OUTCOME_NEXT;
@@ -494,7 +458,7 @@ splunk_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 	{
 		bool		retry;
 
-		v->error_code = error_code_of(code, s, &retry);
+		v->error_code = error_code_of(a.code, s, &retry);
 		v->outcome = retry ? FH_OUTCOME_RETRY : FH_OUTCOME_FAIL;
 		v->error_message = psprintf("Splunk answered %ld: %.*s", s,
 									Min(resp->body.len, ERROR_BODY_MAX),

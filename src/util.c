@@ -236,15 +236,6 @@ fh_is_json(const char *data, int len)
 	return pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
 }
 
-/* a response body as jsonb, or NULL when it is empty or not JSON */
-Jsonb *
-fh_json_answer(FhResponse *resp)
-{
-	if (resp->body.len == 0 || !fh_is_json(resp->body.data, resp->body.len))
-		return NULL;
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp->body.data)));
-}
-
 /* secret (len bytes) at p, or a start of it cut off by the end of the text */
 static size_t
 secret_at(const char *p, const char *end, const char *secret, size_t len)
