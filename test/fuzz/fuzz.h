@@ -69,6 +69,28 @@ fuzz_string(FuzzInput *in)
 	return s;
 }
 
+/*
+ * before, then len bytes of data, then after, in a malloc'd buffer of
+ * exactly that size (*size), so that a read past the end is a read past
+ * the buffer.  Free with free().
+ */
+static inline char *
+fuzz_framed(const uint8_t *data, size_t len, const char *before,
+			const char *after, size_t *size)
+{
+	size_t		nb = strlen(before),
+				na = strlen(after);
+	char	   *b = malloc(nb + len + na + 1);
+
+	if (b == NULL)
+		abort();
+	memcpy(b, before, nb);
+	memcpy(b + nb, data, len);
+	memcpy(b + nb + len, after, na);
+	*size = nb + len + na;
+	return b;
+}
+
 /* a property of the code under test: abort (a libFuzzer crash) if broken */
 #define fuzz_assert(cond) \
 	do { \
