@@ -167,3 +167,34 @@ SELECT options ? 'backup' FROM firehose.stream WHERE name = 'hb';
 SELECT firehose.drop_stream('hb');
 -- an s3 destination has no backup of its own (Firehose does not retry S3 into S3)
 SELECT pg_temp.try_s3('{"backup": {"s3": {"bucket": "b-2"}}}') AS s3_backup;
+
+-- option "format": JSON to Parquet; the schema is a table or composite type
+CREATE TABLE public.pq_events (id int8, name text, price numeric(10,2), tags text[],
+                               at timestamptz, payload jsonb);
+CREATE TYPE public.pq_point AS (id int4, p point);
+CREATE TYPE public.pq_wide AS (id int4, n numeric(50,2));
+SELECT opts, pg_temp.try_s3(opts::jsonb) AS result
+  FROM (VALUES ('{"format": {"type": "parquet", "schema": "public.pq_events"}}'),
+               ('{"format": {"type": "parquet", "schema": "public.pq_events", "compression": "zstd", "page_size": "64kB", "enable_dictionary_compression": false, "writer_version": "v2", "case_insensitive": false, "convert_dots_in_json_keys_to_underscores": true, "column_to_json_key_mappings": {"at": "timestamp"}}}'),
+               ('{"format": {"type": "orc", "schema": "public.pq_events"}}'),
+               ('{"format": {"schema": "public.pq_events"}}'),
+               ('{"format": {"type": "parquet"}}'),
+               ('{"format": {"type": "parquet", "schema": "pq_events"}}'),
+               ('{"format": {"type": "parquet", "schema": "public.no_such_table"}}'),
+               ('{"format": {"type": "parquet", "schema": "pg_catalog.int4"}}'),
+               ('{"format": {"type": "parquet", "schema": "public.pq_point"}}'),
+               ('{"format": {"type": "parquet", "schema": "public.pq_wide"}}'),
+               ('{"format": {"type": "parquet", "schema": "public.pq_events", "compression": "lz4"}}'),
+               ('{"format": {"type": "parquet", "schema": "public.pq_events", "page_size": 1000}}'),
+               ('{"format": {"type": "parquet", "schema": "public.pq_events", "writer_version": "v3"}}'),
+               ('{"format": {"type": "parquet", "schema": "public.pq_events", "column_to_json_key_mappings": {"nope": "x"}}}'),
+               ('{"format": {"type": "parquet", "schema": "public.pq_events", "column_to_json_key_mappings": {"id": 5}}}'),
+               ('{"format": {"type": "parquet", "schema": "public.pq_events", "blocksize": 5}}'),
+               ('{"format": "parquet"}'),
+               ('{"format": {"type": "parquet", "schema": "public.pq_events"}, "compression": "gzip"}')
+       ) AS t(opts);
+-- a row group below Firehose's 64 MiB is allowed, with a WARNING
+SELECT pg_temp.try_s3('{"format": {"type": "parquet", "schema": "public.pq_events", "block_size": "1MB"}}') AS small_block;
+DROP TABLE public.pq_events;
+DROP TYPE public.pq_point;
+DROP TYPE public.pq_wide;

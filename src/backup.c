@@ -104,37 +104,3 @@ fh_backup_configure(Jsonb *backup, const char *stream, int32 version)
 	b->config = b->sink->configure(JsonbValueToJsonb(s3), stream, version);
 	return b;
 }
-
-/*
- * fh_error_record
- *		The error record (firehose.md 3.8) of record r, which failed with
- *		verdict v after attempts attempts, the last ending at attempt_end:
- *		one JSON line, with the fields of the destination (sink, config) of
- *		record i of its view part.  Allocated in CurrentMemoryContext.
- */
-bytea *
-fh_error_record(const FhRecord *r, const FhVerdict *v, int attempts,
-				TimestampTz attempt_end, const FhSink *sink, void *config,
-				const FhPartView *part, int i)
-{
-	StringInfoData out;
-	bytea	   *result;
-
-	initStringInfo(&out);
-	appendBinaryStringInfo(&out, "1234", VARHDRSZ);	/* room for the header */
-	appendStringInfo(&out, "{\"attemptsMade\":%d,\"arrivalTimestamp\":" INT64_FORMAT ",\"errorCode\":",
-					 attempts, fh_epoch_ms(r->arrival));
-	escape_json(&out, v->error_code ? v->error_code : "");
-	appendStringInfoString(&out, ",\"errorMessage\":");
-	escape_json(&out, v->error_message ? v->error_message : "");
-	appendStringInfo(&out, ",\"attemptEndingTimestamp\":" INT64_FORMAT ",\"rawData\":\"",
-					 fh_epoch_ms(attempt_end));
-	fh_base64_append(&out, VARDATA_ANY(r->data), VARSIZE_ANY_EXHDR(r->data));
-	appendStringInfoChar(&out, '"');
-	if (sink->error_fields)
-		sink->error_fields(config, part, i, &out);
-	appendStringInfoString(&out, "}\n");
-	result = (bytea *) out.data;
-	SET_VARSIZE(result, out.len);
-	return result;
-}

@@ -475,6 +475,9 @@ extern bool fh_view_failed(const FhPartView *part, int i,
 						   const FhVerdict *part_verdict);
 extern void fh_verdict_set(FhVerdict *v, FhOutcome outcome, const char *code,
 						   char *message);
+extern bytea *fh_error_record(const FhRecord *r, const FhVerdict *v, int attempts,
+							  TimestampTz attempt_end, const FhSink *sink,
+							  void *config, const FhPartView *part, int i);
 
 extern const FhSink *fh_sink_lookup(const char *name, bool missing_ok);
 extern const char *fh_sink_names(void);
@@ -511,9 +514,6 @@ typedef struct FhBackup
 } FhBackup;
 extern Jsonb *fh_backup_normalize(Jsonb *backup);
 extern FhBackup *fh_backup_configure(Jsonb *backup, const char *stream, int32 version);
-extern bytea *fh_error_record(const FhRecord *r, const FhVerdict *v, int attempts,
-							  TimestampTz attempt_end, const FhSink *sink,
-							  void *config, const FhPartView *part, int i);
 extern const FhOptionDef fh_backup_options[];
 
 /* the "backup" option of a destination's table */
@@ -546,6 +546,19 @@ extern void fh_processors_check_execute(Jsonb *processors, Oid role);
 extern FhProcessors *fh_processors_configure(Jsonb *processors);
 extern void fh_process(FhProcessors *ps, Oid owner, const FhRecord *records, int n,
 					   FhProcessed *out);
+
+/* ---------- record format conversion (format_parquet.c) ---------- */
+
+/* the errorCode of a record that does not convert */
+#define FH_FORMAT_ERROR_CODE		"S3.FormatConversionFailed"
+#define FH_FORMAT_ERROR_OUTPUT_TYPE	"format-conversion-failed"
+
+typedef struct FhFormat FhFormat;
+extern const FhOptionDef fh_format_options[];
+extern Jsonb *fh_format_normalize(Jsonb *format);
+extern FhFormat *fh_format_configure(Jsonb *format);
+extern int	fh_format_convert(FhFormat *f, FhPartView *part, StringInfo out);
+extern void fh_format_table(FhFormat *f, char **schema, char **table);
 
 /* ---------- AWS requests (aws_request.c) ---------- */
 

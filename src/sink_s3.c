@@ -21,6 +21,15 @@
  * Each slice is sent from the one encoded object, never copied.  Every step
  * answered with NEXT is sent at once; a failed step is retried alone.
  *
+ * With option "format" (format_parquet.c) the object is a Parquet file of
+ * the part's records instead, key extension ".parquet".  The records that
+ * do not convert fail alone; once the file is stored (or at once, when no
+ * record converted), their error records (firehose.md 3.8) go up as one
+ * more object under the error prefix, error output type
+ * "format-conversion-failed" (step S3_ERRORS).  The records in the file
+ * count as delivered by then, so that a failure to store the error records
+ * fails the failed records alone.
+ *
  * Errors: the Code and Message of S3's XML error body (answers.c)
  * become errorCode "S3.<Code>" and errorMessage.  5xx, 408, 429 and the
  * codes SlowDown, RequestTimeout, RequestTimeTooSkewed, InternalError
@@ -77,6 +86,7 @@ typedef struct S3Config
 	char	   *ca_file;
 	char	   *stream;
 	int32		version;
+	FhFormat   *format;			/* record format conversion, or NULL */
 } S3Config;
 
 /* the options with a field of their own are written into S3Config */
@@ -104,6 +114,9 @@ const FhOptionDef fh_s3_options[] = {
 	{"multipart_part_size", FH_OPT_BYTES, 5 * MB, 5120 * MB, "8388608", S3C(multipart_part_size)},
 	{"tls_verify", FH_OPT_BOOL, 0, 0, "true", S3C(tls_verify)},
 	{"ca_file", FH_OPT_STRING, 0, 4096, NULL, S3C(ca_file)},
+	{"format", FH_OPT_OBJECT, .nested = fh_format_options,
+		.normalize = fh_format_normalize,
+	.what = "an object such as {\"type\": \"parquet\", \"schema\": \"public.events\"}"},
 	{NULL}
 };
 #undef S3C
@@ -115,7 +128,8 @@ typedef enum S3Step
 	S3_CREATE,
 	S3_UPLOAD,
 	S3_COMPLETE,
-	S3_ABORT
+	S3_ABORT,
+	S3_ERRORS					/* PUT of the error records of conversion */
 } S3Step;
 
 /* one object's upload, kept in the part across retries and steps */
@@ -130,6 +144,9 @@ typedef struct S3State
 	int			slice;			/* the slice being sent, from 0 */
 	char	  **etags;
 	FhVerdict	final;			/* while aborting: the verdict to return */
+	StringInfoData errors;		/* error records of records that did not
+								 * convert, to be written after the object */
+	char	   *error_key;
 } S3State;
 
 static bool
@@ -246,6 +263,15 @@ s3_validate(Jsonb *o)
 				 errhint("Set \"sse\" to \"aws:kms\" or \"aws:kms:dsse\" to encrypt with a KMS key.")));
 
 	fh_aws_validate_credentials(o, "destination \"s3\"");
+
+	/* Firehose: "CompressionFormat must be UNCOMPRESSED" when converting */
+	if (fh_jsonb_get(o, "format") && fh_jsonb_get_text(o, "compression", &s) &&
+		strcmp(s, "none") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"compression\" must be \"none\" with option \"format\""),
+				 errdetail("A Parquet file compresses its pages itself."),
+				 errhint("Set \"compression\" inside \"format\" (snappy, gzip, zstd or none) and leave the S3 \"compression\" unset.")));
 }
 
 static void
@@ -287,8 +313,11 @@ s3_configure(Jsonb *o, const char *stream, int32 version)
 
 	fh_jsonb_get_text(o, "compression", &s);
 	c->compression = fh_compression_from_name(s);
+	if (fh_jsonb_get(o, "format"))
+		c->format = fh_format_configure(JsonbValueToJsonb(fh_jsonb_get(o, "format")));
 	if (!fh_jsonb_get_text(o, "file_extension", &c->extension))
-		c->extension = (char *) default_extensions[c->compression];
+		c->extension = c->format ? ".parquet" :
+			(char *) default_extensions[c->compression];
 	fh_jsonb_get_text(o, "time_zone", &s);
 	c->tz = resolve_zone(s, &c->fixed_offset_s);
 	if (strcmp(c->delimiter, "none") == 0)
@@ -309,7 +338,8 @@ s3_limits(void *config, int *max_records, int64 *max_bytes)
 
 /* the key of part's object; false with the reason in *why */
 static bool
-object_key(S3Config *c, FhPartView *part, const char *error_type, char **key, char **why)
+object_key(S3Config *c, FhPartView *part, const char *error_type, const char *ext,
+		   char **key, char **why)
 {
 	FhS3KeyTime t;
 	char		rnd[FH_S3KEY_MAX_RANDOM][FH_S3KEY_RANDOM_LEN + 1];
@@ -335,7 +365,7 @@ object_key(S3Config *c, FhPartView *part, const char *error_type, char **key, ch
 	}
 	if (fh_s3key_eval_prefix(c->layout, t, error_type, rp, n, prefix, err) != FH_S3KEY_OK ||
 		fh_s3key_object_key(prefix, c->stream, c->version, t, part->object_id,
-							c->extension, out, err) != FH_S3KEY_OK)
+							ext, out, err) != FH_S3KEY_OK)
 	{
 		*why = pstrdup(err);
 		return false;
@@ -373,14 +403,68 @@ build_object(S3Config *c, FhPartView *part, StringInfo object)
 	return ok;
 }
 
+/*
+ * The Parquet object of part (empty when no record converts), and the
+ * error records of the records that did not convert, with their key under
+ * the error prefix (none when it cannot be made: the records are in
+ * failed_records all the same).
+ */
+static void
+convert_part(S3Config *c, FhPartView *part, S3State *st)
+{
+	int			rows = fh_format_convert(c->format, part, &st->object);
+	TimestampTz now = GetCurrentTimestamp();
+	FhVerdict	none = {0};
+	char	   *why = NULL;
+
+	if (rows == part->nrecords)
+		return;
+	initStringInfo(&st->errors);
+	for (int i = 0; i < part->nrecords; i++)
+	{
+		bytea	   *e;
+
+		if (fh_view_pending(part, i))
+			continue;
+		/* converted once, so one attempt, ending now */
+		e = fh_error_record(&part->records[i], fh_view_verdict(part, i, &none), 1, now,
+							&fh_sink_s3, c, part, i);
+		appendBinaryStringInfo(&st->errors, VARDATA(e), VARSIZE(e) - VARHDRSZ);
+		pfree(e);
+	}
+	if (!object_key(c, part, FH_FORMAT_ERROR_OUTPUT_TYPE, "", &st->error_key, &why))
+		ereport(WARNING,
+				(errmsg("firehose stream \"%s\": the error records of records that did not convert are not written",
+						c->stream),
+				 errdetail("The key could not be made: %s", why)));
+}
+
+/* the fields of a format conversion error record beside Firehose's common ones */
+static void
+s3_error_fields(void *config, const FhPartView *part, int i, StringInfo out)
+{
+	S3Config   *c = config;
+	char	   *schema;
+	char	   *table;
+
+	if (c->format == NULL)
+		return;
+	fh_format_table(c->format, &schema, &table);
+	appendStringInfoString(out, ",\"dataCatalogTable\":{\"databaseName\":");
+	escape_json(out, schema);
+	appendStringInfoString(out, ",\"tableName\":");
+	escape_json(out, table);
+	appendStringInfoChar(out, '}');
+}
+
 /* sign and address one request on the object's key */
 static void
-sign_request(S3Config *c, S3State *st, FhRequest *req, const char *method,
+sign_request(S3Config *c, const char *key, FhRequest *req, const char *method,
 			 const char *query, const char *data, size_t len,
 			 const char *const *extra, int nextra, const char *content_type)
 {
-	char	   *path = c->path_style ? psprintf("/%s/%s", c->bucket, st->key) :
-		psprintf("/%s", st->key);
+	char	   *path = c->path_style ? psprintf("/%s/%s", c->bucket, key) :
+		psprintf("/%s", key);
 
 	fh_aws_sign_request(&c->aws, req, method, path, query, data, len,
 						extra, nextra, content_type);
@@ -438,15 +522,32 @@ s3_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 		st = palloc0(sizeof(S3State));
 		if (fh_aws_missing_credentials(&c->aws, verdict, "S3.MissingCredentials"))
 			return;				/* req->url stays NULL: fails at once */
-		if (!object_key(c, part, part->error_output_type, &st->key, &why))
+		if (!object_key(c, part, part->error_output_type, c->extension, &st->key, &why))
 		{
 			fh_verdict_set(verdict, FH_OUTCOME_FAIL, "S3.InvalidObjectKey",
 						   psprintf("The object key could not be made: %s", why));
 			return;
 		}
-		if (!build_object(c, part, &st->object))
+		if (c->format)
+		{
+			convert_part(c, part, st);
+			if (st->object.len == 0)
+			{
+				part->state = st;
+				if (st->error_key == NULL)
+				{
+					/* every record failed alone, and nowhere to write why */
+					fh_verdict_set(verdict, FH_OUTCOME_OK, NULL, NULL);
+					return;
+				}
+				st->step = S3_ERRORS;
+			}
+		}
+		else if (!build_object(c, part, &st->object))
 			elog(ERROR, "could not compress an S3 object");
-		if (st->object.len > c->multipart_threshold)
+		if (st->step == S3_ERRORS)
+			;
+		else if (st->object.len > c->multipart_threshold)
 		{
 			st->step = S3_CREATE;
 			st->slice_size = Max(c->multipart_part_size,
@@ -463,12 +564,12 @@ s3_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 	{
 		case S3_PUT:
 			nextra = object_headers(c, extra);
-			sign_request(c, st, req, "PUT", NULL, st->object.data, st->object.len,
+			sign_request(c, st->key, req, "PUT", NULL, st->object.data, st->object.len,
 						 extra, nextra, c->content_type);
 			break;
 		case S3_CREATE:
 			nextra = object_headers(c, extra);
-			sign_request(c, st, req, "POST", "uploads=", NULL, 0, extra, nextra,
+			sign_request(c, st->key, req, "POST", "uploads=", NULL, 0, extra, nextra,
 						 c->content_type);
 			break;
 		case S3_UPLOAD:
@@ -476,7 +577,7 @@ s3_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 				int64		off = st->slice * st->slice_size;
 				int64		len = Min(st->slice_size, st->object.len - off);
 
-				sign_request(c, st, req, "PUT", upload_query(st, true),
+				sign_request(c, st->key, req, "PUT", upload_query(st, true),
 							 st->object.data + off, len, NULL, 0, NULL);
 				break;
 			}
@@ -495,13 +596,18 @@ s3_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 					appendStringInfoString(&xml, "</ETag></Part>");
 				}
 				appendStringInfoString(&xml, "</CompleteMultipartUpload>");
-				sign_request(c, st, req, "POST", upload_query(st, false),
+				sign_request(c, st->key, req, "POST", upload_query(st, false),
 							 xml.data, xml.len, NULL, 0, "application/xml");
 				break;
 			}
 		case S3_ABORT:
-			sign_request(c, st, req, "DELETE", upload_query(st, false), NULL, 0,
+			sign_request(c, st->key, req, "DELETE", upload_query(st, false), NULL, 0,
 						 NULL, 0, NULL);
+			break;
+		case S3_ERRORS:
+			nextra = object_headers(c, extra);
+			sign_request(c, st->error_key, req, "PUT", NULL, st->errors.data,
+						 st->errors.len, extra, nextra, c->content_type);
 			break;
 	}
 }
@@ -524,8 +630,28 @@ retryable_code(const char *code)
 
 static const char *const step_names[] = {
 	"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload",
-	"AbortMultipartUpload"
+	"AbortMultipartUpload", "PutObject (error records)"
 };
+
+/*
+ * The object is stored: done, unless error records of records that did
+ * not convert are to follow.  The records in the object are delivered
+ * whatever becomes of those.
+ */
+static void
+object_stored(FhPartView *part, S3State *st, FhVerdict *v)
+{
+	if (st->error_key == NULL)
+	{
+		v->outcome = FH_OUTCOME_OK;
+		return;
+	}
+	for (int i = 0; i < part->nrecords; i++)
+		if (fh_view_pending(part, i))
+			fh_view_deliver(part, i);
+	st->step = S3_ERRORS;
+	v->outcome = FH_OUTCOME_NEXT;
+}
 
 /*
  * An S3 error answer (any status, Complete's 200 included) into v: a, its
@@ -592,6 +718,9 @@ s3_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 	switch (st->step)
 	{
 		case S3_PUT:
+			object_stored(part, st, v);
+			break;
+		case S3_ERRORS:
 			v->outcome = FH_OUTCOME_OK;
 			break;
 		case S3_CREATE:
@@ -625,7 +754,7 @@ s3_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 			if (a.has_code)
 				s3_error_verdict(st, resp, &a, v);
 			else
-				v->outcome = FH_OUTCOME_OK;
+				object_stored(part, st, v);
 			break;
 		case S3_ABORT:
 			break;
@@ -638,6 +767,20 @@ s3_give_up(void *config, FhPartView *part, const FhVerdict *verdict)
 {
 	S3State    *st = part->state;
 
+	if (st && st->step == S3_ERRORS)
+	{
+		/* the failed records say that their error records are not in S3 */
+		MemoryContext old = MemoryContextSwitchTo(part->cxt);
+
+		for (int i = 0; i < part->nrecords; i++)
+			if (!fh_view_pending(part, i) && part->rec_state[i] == FH_REC_FAILED)
+				part->rec_verdict[i].error_message =
+					psprintf("%s The error record could not be written to S3: %s",
+							 part->rec_verdict[i].error_message,
+							 verdict->error_message ? verdict->error_message : "");
+		MemoryContextSwitchTo(old);
+		return false;
+	}
 	if (st == NULL || st->upload_id == NULL || st->step == S3_ABORT)
 		return false;
 	st->final = *verdict;
@@ -685,4 +828,5 @@ const FhSink fh_sink_s3 = {
 	.classify = s3_classify,
 	.give_up = s3_give_up,
 	.target = s3_target,
+	.error_fields = s3_error_fields,
 };

@@ -7,12 +7,17 @@
  *
  * A sink writes its decisions into the view it was given (FhPartView) and
  * nowhere else; the worker reads them when the part is finished and alone
- * records the outcomes.  This file calls no other file of the extension,
- * so the sinks and the worker both call in here without a cycle.
+ * records the outcomes.  Here too is the error record of a failed record
+ * (Firehose's format, firehose.md 3.8), which the worker sends to a backup
+ * store and the S3 sink writes for the records it could not convert.  This
+ * file calls only util.c, so the sinks and the worker both call in here
+ * without a cycle.
  *
  *-------------------------------------------------------------------------
  */
 #include "firehose.h"
+
+#include "utils/json.h"
 
 /* set a verdict's outcome and error (no error: code and message NULL) */
 void
@@ -75,4 +80,38 @@ fh_view_failed(const FhPartView *part, int i, const FhVerdict *part_verdict)
 	if (part->rec_state && part->rec_state[i] == FH_REC_DELIVERED)
 		return false;
 	return fh_view_verdict(part, i, part_verdict)->outcome == FH_OUTCOME_FAIL;
+}
+
+/*
+ * fh_error_record
+ *		The error record (firehose.md 3.8) of record r, which failed with
+ *		verdict v after attempts attempts, the last ending at attempt_end:
+ *		one JSON line, with the fields of the destination (sink, config) of
+ *		record i of its view part.  Allocated in CurrentMemoryContext.
+ */
+bytea *
+fh_error_record(const FhRecord *r, const FhVerdict *v, int attempts,
+				TimestampTz attempt_end, const FhSink *sink, void *config,
+				const FhPartView *part, int i)
+{
+	StringInfoData out;
+	bytea	   *result;
+
+	initStringInfo(&out);
+	appendBinaryStringInfo(&out, "1234", VARHDRSZ);	/* room for the header */
+	appendStringInfo(&out, "{\"attemptsMade\":%d,\"arrivalTimestamp\":" INT64_FORMAT ",\"errorCode\":",
+					 attempts, fh_epoch_ms(r->arrival));
+	escape_json(&out, v->error_code ? v->error_code : "");
+	appendStringInfoString(&out, ",\"errorMessage\":");
+	escape_json(&out, v->error_message ? v->error_message : "");
+	appendStringInfo(&out, ",\"attemptEndingTimestamp\":" INT64_FORMAT ",\"rawData\":\"",
+					 fh_epoch_ms(attempt_end));
+	fh_base64_append(&out, VARDATA_ANY(r->data), VARSIZE_ANY_EXHDR(r->data));
+	appendStringInfoChar(&out, '"');
+	if (sink->error_fields)
+		sink->error_fields(config, part, i, &out);
+	appendStringInfoString(&out, "}\n");
+	result = (bytea *) out.data;
+	SET_VARSIZE(result, out.len);
+	return result;
 }

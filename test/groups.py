@@ -32,6 +32,7 @@ WEIGHTS = {
     "test_stress.py": 60,
     "test_hostile.py": 60,
     "test_parquet.py": 40,
+    "test_parquet_s3.py": 25,
     "test_bounds.py": 50,
     "test_delivery.py": 50,
     "test_processors.py": 60,
