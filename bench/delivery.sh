@@ -52,6 +52,7 @@ CAPTURE_SECONDS=${CAPTURE_SECONDS:-10}
 STREAMS=${STREAMS:-1000}
 STREAM_SECONDS=${STREAM_SECONDS:-30}
 ROWS=${ROWS:-floor raw firehose backlog capture streams}
+mkdir -p bench/out
 HZ=$(getconf CLK_TCK)
 NGINX=${NGINX:-/usr/sbin/nginx}
 
