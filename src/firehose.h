@@ -331,6 +331,8 @@ typedef enum FhOutcome
 								 * request at once (multi-request protocols) */
 } FhOutcome;
 
+typedef struct FhPart FhPart;
+
 /* what a sink asks the transport to send */
 typedef struct FhRequest
 {
@@ -341,6 +343,29 @@ typedef struct FhRequest
 	const char *data;			/* or a body that lives elsewhere (in the
 								 * part's memory), sent without a copy */
 	size_t		len;
+
+	/*
+	 * Or, when piece is set, a body of stream_len bytes made piece by piece
+	 * while curl sends it, so that it is never whole in memory and records
+	 * are not copied once more: piece(piece_arg, k, ...) gives piece k
+	 * (0, 1, ... on every attempt) either as *data, memory that lives as
+	 * long as the request, or by appending it to scratch, whose room
+	 * (piece_room bytes, made by the transport) it never exceeds: it runs
+	 * inside a curl callback and must not raise an error.  False after the
+	 * last piece.
+	 */
+	bool		(*piece) (void *piece_arg, int64 k, const char **data, size_t *len,
+						  StringInfo scratch);
+	void	   *piece_arg;
+	size_t		stream_len;
+	size_t		piece_room;
+	/* the transport's reading state of a streamed body */
+	StringInfoData scratch;
+	int64		piece_next;
+	const char *piece_data;
+	size_t		piece_left;
+	bool		piece_end;
+
 	int64		max_response;	/* bytes of response body kept; 0: 1 MiB */
 	bool		tls_verify;
 	char	   *ca_file;
@@ -385,8 +410,6 @@ typedef struct FhVerdict
 #define FH_REC_PENDING		0	/* follows the part's verdict */
 #define FH_REC_DELIVERED	1
 #define FH_REC_FAILED		2	/* for good, with its own verdict */
-
-typedef struct FhPart FhPart;
 
 /*
  * What a sink sees of a part.  The records and the part's identity are the

@@ -28,6 +28,7 @@
 #include <curl/curl.h>
 
 #include "answers.h"
+#include "common/base64.h"
 
 #include "nodes/pg_list.h"
 #include "mb/pg_wchar.h"
@@ -193,6 +194,143 @@ fh_http_limits(void *config, int *max_records, int64 *max_bytes)
 	}
 }
 
+/* the headers of the Firehose protocol */
+static void
+http_firehose_headers(HttpConfig *c, FhPartView *part, FhRequest *req)
+{
+	req->headers = curl_slist_append(req->headers, "Content-Type: application/json");
+	req->headers = curl_slist_append(req->headers, "X-Amz-Firehose-Protocol-Version: 1.0");
+	req->headers = curl_slist_append(req->headers,
+									 psprintf("X-Amz-Firehose-Request-Id: %s", part->request_id));
+	if (c->access_key)
+		req->headers = curl_slist_append(req->headers,
+										 psprintf("X-Amz-Firehose-Access-Key: %s", c->access_key));
+	if (c->common_attributes)
+		req->headers = curl_slist_append(req->headers, c->common_attributes);
+}
+
+/*
+ * A body without content encoding is made as curl sends it (FhRequest.piece):
+ * raw, each record's data from the part's memory, then the delimiter; the
+ * Firehose format, its head, then each record framed and base64-encoded
+ * into the scratch buffer, then its tail.  Nothing holds the whole body.
+ */
+typedef struct HttpStream
+{
+	HttpConfig *config;
+	const FhRecord *records;	/* the part's */
+	int			nrecords;
+	char	   *head;			/* {"requestId":...,"records":[ */
+	int			head_len;
+} HttpStream;
+
+static bool
+http_raw_piece(void *arg, int64 k, const char **data, size_t *len,
+			   StringInfo scratch)
+{
+	HttpStream *hs = arg;
+	bytea	   *rec;
+
+	if (k >= 2 * (int64) hs->nrecords)
+		return false;
+	if (k % 2 == 1)
+	{
+		*data = hs->config->delimiter;
+		*len = strlen(hs->config->delimiter);
+		return true;
+	}
+	rec = hs->records[k / 2].data;
+	*data = VARDATA_ANY(rec);
+	*len = VARSIZE_ANY_EXHDR(rec);
+	return true;
+}
+
+/* the exact length of base64 of n bytes (pg_b64_enc_len is an upper bound) */
+#define BASE64_LEN(n)		((((size_t) (n) + 2) / 3) * 4)
+
+#define FH_RECORD_OPEN		"{\"data\":\""
+#define FH_RECORD_CLOSE		"\"}"
+#define FH_BODY_TAIL		"]}"
+
+static bool
+http_firehose_piece(void *arg, int64 k, const char **data, size_t *len,
+					StringInfo scratch)
+{
+	HttpStream *hs = arg;
+	bytea	   *rec;
+	int			reclen;
+	int			written;
+
+	if (k == 0)
+	{
+		*data = hs->head;
+		*len = hs->head_len;
+		return true;
+	}
+	if (k == (int64) hs->nrecords + 1)
+	{
+		*data = FH_BODY_TAIL;
+		*len = strlen(FH_BODY_TAIL);
+		return true;
+	}
+	if (k > (int64) hs->nrecords + 1)
+		return false;
+	rec = hs->records[k - 1].data;
+	reclen = VARSIZE_ANY_EXHDR(rec);
+	/* the room was made for the largest record: no allocation here */
+	if (k > 1)
+		appendStringInfoChar(scratch, ',');
+	appendStringInfoString(scratch, FH_RECORD_OPEN);
+	written = pg_b64_encode(VARDATA_ANY(rec), reclen,
+							scratch->data + scratch->len, BASE64_LEN(reclen));
+	/* cannot fail with that room; if it did, curl fails on the short body */
+	if (written > 0)
+		scratch->len += written;
+	appendStringInfoString(scratch, FH_RECORD_CLOSE);
+	return true;
+}
+
+/* the body of part in req, made as it is sent */
+static void
+http_stream_body(HttpConfig *c, FhPartView *part, FhRequest *req)
+{
+	HttpStream *hs = palloc0(sizeof(HttpStream));
+	size_t		total = 0;
+	size_t		largest = 0;
+
+	hs->config = c;
+	hs->records = part->records;
+	hs->nrecords = part->nrecords;
+	if (c->raw)
+	{
+		size_t		dlen = strlen(c->delimiter);
+
+		for (int i = 0; i < part->nrecords; i++)
+			total += VARSIZE_ANY_EXHDR(part->records[i].data) + dlen;
+		req->piece = http_raw_piece;
+	}
+	else
+	{
+		hs->head = psprintf("{\"requestId\":\"%s\",\"timestamp\":" INT64_FORMAT ",\"records\":[",
+							part->request_id, fh_epoch_ms(GetCurrentTimestamp()));
+		hs->head_len = strlen(hs->head);
+		total = hs->head_len + strlen(FH_BODY_TAIL);
+		for (int i = 0; i < part->nrecords; i++)
+		{
+			size_t		piece = (i > 0) + strlen(FH_RECORD_OPEN) +
+				BASE64_LEN(VARSIZE_ANY_EXHDR(part->records[i].data)) +
+				strlen(FH_RECORD_CLOSE);
+
+			total += piece;
+			largest = Max(largest, piece);
+		}
+		req->piece = http_firehose_piece;
+	}
+	req->piece_arg = hs;
+	req->stream_len = total;
+	req->piece_room = largest;
+}
+
 void
 fh_http_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *v)
 {
@@ -203,6 +341,25 @@ fh_http_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *v)
 	StringInfoData body;
 	ListCell   *lc;
 
+	if (!c->gzip)
+	{
+		http_stream_body(c, part, req);
+		if (c->raw)
+		{
+			if (!c->has_content_type)
+				req->headers = curl_slist_append(req->headers, "Content-Type: application/x-ndjson");
+		}
+		else
+			http_firehose_headers(c, part, req);
+		foreach(lc, c->headers)
+			req->headers = curl_slist_append(req->headers, (char *) lfirst(lc));
+		req->url = pstrdup(c->url);
+		req->tls_verify = c->tls_verify;
+		req->ca_file = c->ca_file ? pstrdup(c->ca_file) : NULL;
+		return;
+	}
+
+	/* gzip: the whole body first, then compressed */
 	initStringInfo(&body);
 	if (c->raw)
 	{
@@ -227,16 +384,7 @@ fh_http_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *v)
 			appendStringInfoString(&body, "\"}");
 		}
 		appendStringInfoString(&body, "]}");
-
-		req->headers = curl_slist_append(req->headers, "Content-Type: application/json");
-		req->headers = curl_slist_append(req->headers, "X-Amz-Firehose-Protocol-Version: 1.0");
-		req->headers = curl_slist_append(req->headers,
-										 psprintf("X-Amz-Firehose-Request-Id: %s", request_id));
-		if (c->access_key)
-			req->headers = curl_slist_append(req->headers,
-											 psprintf("X-Amz-Firehose-Access-Key: %s", c->access_key));
-		if (c->common_attributes)
-			req->headers = curl_slist_append(req->headers, c->common_attributes);
+		http_firehose_headers(c, part, req);
 	}
 	foreach(lc, c->headers)
 		req->headers = curl_slist_append(req->headers, (char *) lfirst(lc));

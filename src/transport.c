@@ -34,6 +34,8 @@
 #define MAX_SOCKETS		1024
 #define MAX_RESPONSE	(1024 * 1024)
 #define MAX_HEADERS		(64 * 1024) /* of one answer, all header lines */
+/* curl's upload buffer for streamed bodies: fewer, larger writes (max 2 MB) */
+#define UPLOAD_BUFFER	(512 * 1024L)
 
 typedef struct SockWatch
 {
@@ -148,6 +150,73 @@ fh_transport_release_body(FhPart *part)
 }
 
 /*
+ * CURLOPT_READFUNCTION of a streamed body (FhRequest.piece): fills curl's
+ * upload buffer from the sink's pieces, one after the other.
+ */
+static size_t
+read_cb(char *buf, size_t size, size_t nitems, void *userdata)
+{
+	FhPart	   *part = userdata;
+	FhRequest  *req = &part->request;
+	size_t		room = size * nitems;
+	size_t		n = 0;
+
+	while (n < room)
+	{
+		size_t		take;
+
+		if (req->piece_left == 0)
+		{
+			if (req->piece_end)
+				break;
+			resetStringInfo(&req->scratch);
+			req->piece_data = NULL;
+			req->piece_left = 0;
+			if (!req->piece(req->piece_arg, req->piece_next++,
+							&req->piece_data, &req->piece_left, &req->scratch))
+			{
+				req->piece_end = true;
+				break;
+			}
+			if (req->piece_data == NULL)
+			{
+				req->piece_data = req->scratch.data;
+				req->piece_left = req->scratch.len;
+			}
+			continue;
+		}
+		take = Min(room - n, req->piece_left);
+		memcpy(buf + n, req->piece_data, take);
+		n += take;
+		req->piece_data += take;
+		req->piece_left -= take;
+	}
+	return n;
+}
+
+/* the reading state of a streamed body, at its start */
+static void
+rewind_pieces(FhRequest *req)
+{
+	req->piece_next = 0;
+	req->piece_data = NULL;
+	req->piece_left = 0;
+	req->piece_end = false;
+}
+
+/* CURLOPT_SEEKFUNCTION: curl may send a streamed body again from its start */
+static int
+seek_cb(void *userdata, curl_off_t offset, int origin)
+{
+	FhPart	   *part = userdata;
+
+	if (offset != 0 || origin != SEEK_SET)
+		return CURL_SEEKFUNC_CANTSEEK;
+	rewind_pieces(&part->request);
+	return CURL_SEEKFUNC_OK;
+}
+
+/*
  * CURLOPT_OPENSOCKETFUNCTION: a socket for address, unless the request's
  * host or this address is refused by firehose.allowed_destinations; then
  * the address is noted in the response (the worker records the failure as
@@ -235,11 +304,27 @@ fh_transport_start(FhPart *part, FhRequest *req, int64 timeout_ms)
 	req->headers = curl_slist_append(req->headers, "Expect:");
 
 	curl_easy_setopt(easy, CURLOPT_URL, req->url);
-	/* the body is sent from where it lies, never copied (POSTFIELDS) */
+	/* the body is sent from where it lies or as it is made, never copied whole */
 	curl_easy_setopt(easy, CURLOPT_POST, 1L);
 	if (req->method && strcmp(req->method, "POST") != 0)
 		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
-	if (req->data)
+	if (req->piece)
+	{
+		/* made as it is sent; the scratch room is made here, not in curl's callback */
+		if (req->scratch.data == NULL)
+		{
+			initStringInfo(&req->scratch);
+			enlargeStringInfo(&req->scratch, (int) req->piece_room + 1);
+		}
+		rewind_pieces(req);
+		curl_easy_setopt(easy, CURLOPT_READFUNCTION, read_cb);
+		curl_easy_setopt(easy, CURLOPT_READDATA, part);
+		curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, seek_cb);
+		curl_easy_setopt(easy, CURLOPT_SEEKDATA, part);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->stream_len);
+		curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, UPLOAD_BUFFER);
+	}
+	else if (req->data)
 	{
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->data);
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->len);
