@@ -25,6 +25,7 @@ something breaks (records never arrive, the server will not start, ...).
 
 import argparse
 import base64
+import contextlib
 import json
 import math
 import os
@@ -117,6 +118,40 @@ def http(url, data=None):
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
+
+
+@contextlib.contextmanager
+def cluster_and_receiver(name):
+    """A throw-away cluster with the extension created, and this file's receiver
+    running beside it; yields (cluster, receiver URL) and removes both after."""
+    sys.path.insert(0, os.path.join(REPO, "test"))
+    os.environ.setdefault("FIREHOSE_PRELOAD", "1")
+    from pgcluster import Cluster
+
+    tmp = tempfile.mkdtemp(prefix="firehose-%s-" % name)
+    portfile = os.path.join(tmp, "receiver.port")
+    recv = subprocess.Popen([PY, os.path.abspath(__file__), "--receiver", "--portfile", portfile])
+    cluster = None
+    try:
+        cluster = Cluster().start()
+        for _ in range(200):
+            if os.path.exists(portfile):
+                break
+            time.sleep(0.05)
+        with open(portfile) as f:
+            rurl = "http://127.0.0.1:%d" % int(f.read())
+        cluster.psql("CREATE EXTENSION firehose")
+        yield cluster, rurl
+    finally:
+        recv.terminate()
+        recv.wait()
+        if cluster is not None:
+            cluster.destroy()
+        try:
+            os.remove(portfile)
+        except OSError:
+            pass
+        os.rmdir(tmp)
 
 
 def percentile(sorted_values, p):
@@ -222,24 +257,8 @@ def main():
     if args.receiver:
         return run_receiver(args.portfile)
 
-    sys.path.insert(0, os.path.join(REPO, "test"))
-    os.environ.setdefault("FIREHOSE_PRELOAD", "1")
-    from pgcluster import Cluster
-
-    tmp = tempfile.mkdtemp(prefix="firehose-latency-")
-    portfile = os.path.join(tmp, "receiver.port")
-    recv = subprocess.Popen([PY, os.path.abspath(__file__), "--receiver", "--portfile", portfile])
-    cluster = None
     summary = []
-    try:
-        cluster = Cluster().start()
-        for _ in range(200):
-            if os.path.exists(portfile):
-                break
-            time.sleep(0.05)
-        with open(portfile) as f:
-            rurl = "http://127.0.0.1:%d" % int(f.read())
-        cluster.psql("CREATE EXTENSION firehose")
+    with cluster_and_receiver("latency") as (cluster, rurl):
         cluster.psql("SELECT firehose.create_stream('lat', 'http', %s)",
                      params=(json.dumps({"url": rurl + "/", "buffer_interval": 0}),))
         with open("/proc/loadavg") as f:
@@ -262,16 +281,6 @@ def main():
         print()
         for s in summary:
             print(s)
-    finally:
-        recv.terminate()
-        recv.wait()
-        if cluster is not None:
-            cluster.destroy()
-        try:
-            os.remove(portfile)
-        except OSError:
-            pass
-        os.rmdir(tmp)
     return 0
 
 

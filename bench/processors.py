@@ -34,25 +34,28 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-PY = "/usr/bin/python3"
 sys.path.insert(0, HERE)
 
-from latency import http  # noqa: E402  (the receiver's control API)
+from latency import cluster_and_receiver, http  # noqa: E402  (the receiver and its control API)
 
 PAD = "p" * 160
 
 
 def worker_cpu(cluster):
     """CPU seconds (user + system) the database's firehose worker used so far."""
-    pid = cluster.psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'firehose worker' "
-                       "AND datname = current_database()")[0][0]
+    # the worker may still be starting when the first round begins
+    for _ in range(200):
+        rows = cluster.psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'firehose worker' "
+                            "AND datname = current_database()")
+        if rows:
+            break
+        time.sleep(0.05)
+    pid = rows[0][0]
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -89,24 +92,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     args = ap.parse_args()
 
-    sys.path.insert(0, os.path.join(REPO, "test"))
-    os.environ.setdefault("FIREHOSE_PRELOAD", "1")
-    from pgcluster import Cluster
-
-    tmp = tempfile.mkdtemp(prefix="firehose-processors-")
-    portfile = os.path.join(tmp, "receiver.port")
-    recv = subprocess.Popen([PY, os.path.join(HERE, "latency.py"), "--receiver",
-                             "--portfile", portfile])
-    cluster = None
-    try:
-        cluster = Cluster().start()
-        for _ in range(200):
-            if os.path.exists(portfile):
-                break
-            time.sleep(0.05)
-        with open(portfile) as f:
-            rurl = "http://127.0.0.1:%d" % int(f.read())
-        cluster.psql("CREATE EXTENSION firehose")
+    with cluster_and_receiver("processors") as (cluster, rurl):
         cluster.psql("CREATE SCHEMA bench")
         cluster.psql("CREATE FUNCTION bench.identity(r firehose.record) "
                      "RETURNS firehose.processed LANGUAGE sql "
@@ -148,16 +134,6 @@ def main():
               "ratio_sqlfn=%.2f ratio_plpgsql=%.2f"
               % (args.records, args.rounds, med["plain"], med["sqlfn"], med["plpgsql"],
                  med["sqlfn"] / med["plain"], med["plpgsql"] / med["plain"]))
-    finally:
-        recv.terminate()
-        recv.wait()
-        if cluster is not None:
-            cluster.destroy()
-        try:
-            os.remove(portfile)
-        except OSError:
-            pass
-        os.rmdir(tmp)
     return 0
 
 
