@@ -152,7 +152,23 @@ CREATE TRIGGER cap_hand AFTER INSERT OR UPDATE ON cap_hand FOR EACH ROW
 INSERT INTO cap_hand VALUES (1, 'a', 'b', 'c');
 UPDATE cap_hand SET a = 'A', b = 'B';
 SELECT * FROM capture_events();
-DROP TABLE cap_hand;
+-- a trigger's state is kept for the session: a replaced trigger and an
+-- altered table are seen by the next statement
+INSERT INTO cap_hand VALUES (2, 'a', 'b', 'c');
+CREATE OR REPLACE TRIGGER cap_hand AFTER INSERT OR UPDATE ON cap_hand FOR EACH ROW
+    EXECUTE FUNCTION firehose.capture('capture', 'ignore=c');
+INSERT INTO cap_hand VALUES (3, 'a', 'b', 'c');
+ALTER TABLE cap_hand ADD COLUMN d text DEFAULT 'd';
+INSERT INTO cap_hand VALUES (4, 'a', 'b', 'c');
+SELECT * FROM capture_events();
+-- a renamed schema is seen too (it invalidates no relcache entry)
+CREATE SCHEMA cap_ns;
+ALTER TABLE cap_hand SET SCHEMA cap_ns;
+INSERT INTO cap_ns.cap_hand VALUES (5, 'a', 'b', 'c');
+ALTER SCHEMA cap_ns RENAME TO cap_ns2;
+INSERT INTO cap_ns2.cap_hand VALUES (6, 'a', 'b', 'c');
+SELECT * FROM capture_events();
+DROP SCHEMA cap_ns2 CASCADE;
 
 -- columns added with a default, dropped columns, TOASTed values
 CREATE TABLE cap_alt (id integer, gone text, big text);

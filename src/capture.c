@@ -26,7 +26,11 @@
  * The record goes into the stream with fh_put_internal() in the trigger's
  * own transaction, so a rolled-back change delivers nothing.  The trigger
  * runs no SQL per row: the parsed arguments, the projection and the JSON of
- * the "source" names are built once per statement and kept in fn_extra.
+ * the "source" names are built once per trigger and kept for the session in
+ * a cache by trigger oid, dropped when the relcache of its table is
+ * invalidated (ALTER TABLE, CREATE OR REPLACE TRIGGER, renames) or a
+ * schema changes (the "source" names its schema); the envelope is built in
+ * one buffer that is the record itself.
  *
  * Trigger arguments: the stream name, then key=value options:
  *	ignore=col[,col...]		leave these columns out of both row images
@@ -51,18 +55,22 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #define FH_CAPTURE_VERSION	"firehose-" FH_VERSION
 
-/* what one trigger needs to build its events, kept for a statement */
+/* what one trigger needs to build its events, kept for the session */
 typedef struct CaptureState
 {
-	MemoryContext cxt;			/* holds this struct and what it points to */
-	Oid			tgoid;			/* the trigger and the row type this was */
+	Oid			tgoid;			/* hash key: the trigger */
+	MemoryContext cxt;			/* holds what this points to */
+	Oid			relid;			/* its table, for invalidation */
 	TupleDesc	reldesc;		/* built for; rebuilt when either changes */
 	text	   *stream;
 	bool		skip_unchanged;
@@ -70,9 +78,41 @@ typedef struct CaptureState
 	int			nkept;
 	TupleDesc	projdesc;		/* blessed row type of the kept columns */
 	char	   *source;			/* ,"source":{..."table":"t","txId": */
+	int			source_len;
 } CaptureState;
 
 static const char *const capture_arg_keys = "ignore, skip_unchanged";
+
+/* CaptureState by trigger oid, for the session */
+static HTAB *capture_cache = NULL;
+
+/*
+ * A relcache invalidation: the states of that table (or of all) are stale.
+ * They are only marked here, as a call may be using one right now (an
+ * invalidation can arrive whenever a lock is taken); capture_state()
+ * rebuilds them.
+ */
+static void
+capture_relcache_cb(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	CaptureState *st;
+
+	hash_seq_init(&seq, capture_cache);
+	while ((st = hash_seq_search(&seq)) != NULL)
+		if (!OidIsValid(relid) || st->relid == relid)
+			st->reldesc = NULL;
+}
+
+/*
+ * A schema changed (ALTER SCHEMA ... RENAME invalidates no relcache entry):
+ * every state may hold a stale schema name in its "source".
+ */
+static void
+capture_namespace_cb(Datum arg, int cacheid, uint32 hashvalue)
+{
+	capture_relcache_cb(arg, InvalidOid);
+}
 
 /*
  * The attribute number of column name in desc, or InvalidAttrNumber.
@@ -154,15 +194,14 @@ bad_argument(TriggerData *td, const char *arg, const char *why)
 /*
  * Build the state of one trigger from its arguments and its relation.
  */
-static CaptureState *
-capture_state_build(MemoryContext parent, TriggerData *td)
+static void
+capture_state_build(CaptureState *st, TriggerData *td)
 {
 	Trigger    *tg = td->tg_trigger;
 	Relation	rel = td->tg_relation;
 	TupleDesc	desc = RelationGetDescr(rel);
 	MemoryContext cxt;
 	MemoryContext old;
-	CaptureState *st;
 	bool	   *ignored;
 	bool		any_ignored = false;
 	StringInfoData buf;
@@ -177,12 +216,11 @@ capture_state_build(MemoryContext parent, TriggerData *td)
 						   tg->tgname, RelationGetRelationName(rel)),
 				 errhint("Create the trigger with EXECUTE FUNCTION firehose.capture('stream_name'), or use firehose.capture_table().")));
 
-	cxt = AllocSetContextCreate(parent, "firehose capture", ALLOCSET_SMALL_SIZES);
+	/* under the statement's context until complete: an ERROR frees it */
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "firehose capture",
+								ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	st = palloc0(sizeof(CaptureState));
-	st->cxt = cxt;
-	st->tgoid = tg->tgoid;
-	st->reldesc = desc;
+	st->relid = RelationGetRelid(rel);
 	st->stream = cstring_to_text(tg->tgargs[0]);
 
 	ignored = palloc0(sizeof(bool) * Max(desc->natts, 1));
@@ -243,31 +281,53 @@ capture_state_build(MemoryContext parent, TriggerData *td)
 	escape_json(&buf, RelationGetRelationName(rel));
 	appendStringInfoString(&buf, ",\"txId\":");
 	st->source = buf.data;
+	st->source_len = buf.len;
 
 	MemoryContextSwitchTo(old);
-	return st;
+	MemoryContextSetParent(cxt, CacheMemoryContext);
+	st->cxt = cxt;
+	st->reldesc = desc;			/* complete: valid from now on */
 }
 
 /*
- * The state for this call: the one in fn_extra when it was built for this
- * trigger and this row type, else a new one.  The row type can change under
- * a statement only for deferred constraint triggers (ALTER TABLE between
- * the change and the commit).
+ * The state for this call: the cached one when it was built for this
+ * trigger and this row type, else a new one.  A change of the table or of
+ * the trigger invalidates the table's relcache entry, which drops the
+ * state; the row type is compared too, as the table's descriptor is what
+ * the projection and row_to_json() read.
  */
 static CaptureState *
-capture_state(FunctionCallInfo fcinfo, TriggerData *td)
+capture_state(TriggerData *td)
 {
-	CaptureState *st = (CaptureState *) fcinfo->flinfo->fn_extra;
+	Oid			tgoid = td->tg_trigger->tgoid;
+	CaptureState *st;
+	bool		found;
 
-	if (st != NULL &&
-		st->tgoid == td->tg_trigger->tgoid &&
-		st->reldesc == RelationGetDescr(td->tg_relation))
+	if (capture_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(CaptureState);
+		ctl.hcxt = CacheMemoryContext;
+		capture_cache = hash_create("firehose capture states", 16, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		CacheRegisterRelcacheCallback(capture_relcache_cb, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, capture_namespace_cb,
+									  (Datum) 0);
+	}
+	st = hash_search(capture_cache, &tgoid, HASH_ENTER, &found);
+	if (found && st->reldesc == RelationGetDescr(td->tg_relation))
 		return st;
-	if (st != NULL)
-		MemoryContextDelete(st->cxt);
-	fcinfo->flinfo->fn_extra = NULL;
-	st = capture_state_build(fcinfo->flinfo->fn_mcxt, td);
-	fcinfo->flinfo->fn_extra = st;
+	/*
+	 * A stale state's memory lives until the transaction ends: a call of
+	 * this trigger further up the stack may still read it.
+	 */
+	if (found && st->cxt != NULL)
+		MemoryContextSetParent(st->cxt, TopTransactionContext);
+	memset(((char *) st) + sizeof(Oid), 0, sizeof(CaptureState) - sizeof(Oid));
+	/* on an ERROR the entry stays empty (reldesc NULL: built again) */
+	capture_state_build(st, td);
 	return st;
 }
 
@@ -372,7 +432,7 @@ fh_capture(PG_FUNCTION_ARGS)
 	else
 		op = "d";
 
-	st = capture_state(fcinfo, td);
+	st = capture_state(td);
 
 	switch (op[0])
 	{
@@ -390,18 +450,27 @@ fh_capture(PG_FUNCTION_ARGS)
 			break;
 	}
 
+	/*
+	 * The envelope, in one buffer sized for it, that is the record: a text
+	 * varlena whose header is set at the end.
+	 */
 	ts = fh_epoch_ms(GetCurrentStatementStartTimestamp());
 	initStringInfo(&buf);
+	enlargeStringInfo(&buf, VARHDRSZ + 160 + st->source_len +
+					  (before ? VARSIZE_ANY_EXHDR(before) : 0) +
+					  (after ? VARSIZE_ANY_EXHDR(after) : 0));
+	buf.len = VARHDRSZ;
 	appendStringInfoString(&buf, "{\"before\":");
 	append_row(&buf, before);
 	appendStringInfoString(&buf, ",\"after\":");
 	append_row(&buf, after);
 	appendStringInfo(&buf, ",\"op\":\"%s\",\"ts_ms\":" INT64_FORMAT, op, ts);
-	appendStringInfoString(&buf, st->source);
+	appendBinaryStringInfo(&buf, st->source, st->source_len);
 	appendStringInfo(&buf, UINT64_FORMAT ",\"ts_ms\":" INT64_FORMAT "}}",
 					 U64FromFullTransactionId(GetTopFullTransactionId()), ts);
+	SET_VARSIZE(buf.data, buf.len);
 
-	fh_put_internal(st->stream, buf.data, buf.len);
+	fh_put_internal(st->stream, (struct varlena *) buf.data);
 	pfree(buf.data);
 
 	return PointerGetDatum(NULL);

@@ -675,7 +675,7 @@ PGDLLEXPORT void fh_launcher_main(Datum arg);
 /* in put.c */
 extern void fh_reload_at_commit(void);
 extern int32 fh_stream_id_by_name(text *name, bool *paused);
-extern int64 fh_put_internal(text *stream, const char *data, int len);
+extern int64 fh_put_internal(text *stream, struct varlena *record);
 PGDLLEXPORT void fh_worker_main(Datum arg);
 
 /* ---------- utilities (util.c) ---------- */

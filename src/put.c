@@ -461,13 +461,13 @@ put_one(PutCacheEntry *e, Datum data)
 
 /*
  * fh_put_internal
- *		put() for C callers such as the capture trigger.
+ *		put() of a text or bytea varlena, for C callers such as the capture
+ *		trigger (which builds its record in place, so it is not copied).
  */
 int64
-fh_put_internal(text *stream, const char *data, int len)
+fh_put_internal(text *stream, struct varlena *record)
 {
-	return put_one(put_cache_lookup(stream),
-				   PointerGetDatum(cstring_to_text_with_len(data, len)));
+	return put_one(put_cache_lookup(stream), PointerGetDatum(record));
 }
 
 static void
