@@ -564,6 +564,34 @@ typedef struct FhProcessed
 	FhVerdict	verdict;		/* FH_PROC_FAILED: why */
 } FhProcessed;
 
+/*
+ * A type of processor (option "type"), its functions in a table like a
+ * sink's.  normalize: check processor p, whose keys are among keys, and
+ * append its normalized form (every option given) to out; returns why it
+ * is not valid, or NULL.  configure: what run needs, from the normalized
+ * form, in CurrentMemoryContext.  run: replace out[i] of every record whose
+ * out[i].result is FH_PROC_OK (its data is out[i].data) by what the
+ * processor made of it, allocated in CurrentMemoryContext; called as role
+ * owner, in a transaction with a snapshot.  header, optional: append the
+ * text that is to start each part's output (an object, a request).
+ */
+typedef struct FhProcessorKind
+{
+	const char *type;
+	const char *const *keys;	/* NULL terminated */
+	const char *(*normalize) (Jsonb *p, StringInfo out);
+	void	   *(*configure) (Jsonb *p);
+	void		(*run) (void *config, Oid owner, const FhRecord *records, int n,
+						FhProcessed *out);
+	void		(*header) (void *config, StringInfo out);
+} FhProcessorKind;
+
+/* in verdict.c */
+extern void fh_processed_fail(FhProcessed *out, const char *code, char *message);
+
+/* in processor_csv.c */
+extern const FhProcessorKind fh_processor_json_to_csv;
+
 extern Jsonb *fh_processors_normalize(Jsonb *value);
 extern void fh_processors_check_execute(Jsonb *processors, Oid role);
 extern FhProcessors *fh_processors_configure(Jsonb *processors);

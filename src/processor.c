@@ -22,8 +22,10 @@
  * called again in a subtransaction of their own, so that a failing record
  * costs one rollback, not a subtransaction per record.
  *
- * This file calls no other file of the extension (the worker and the
- * option tables call in here).
+ * Each type of processor is a FhProcessorKind (normalize, configure, run)
+ * in the table processor_kinds; "function" is here, "json_to_csv" in
+ * processor_csv.c.  This file calls only those and verdict.c (the worker
+ * and the option tables call in here).
  *
  *-------------------------------------------------------------------------
  */
@@ -50,19 +52,30 @@
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
-typedef struct FhProcessor
+/* a processor of type "function", ready to run */
+typedef struct FhFunctionProcessor
 {
 	Oid			fn;				/* InvalidOid: not found (error says why) */
 	char	   *name;			/* schema.name, for messages */
 	char	   *error;			/* why it cannot run, or NULL */
 	FmgrInfo	flinfo;
-} FhProcessor;
+	TupleDesc	record_desc;	/* firehose.record */
+} FhFunctionProcessor;
+
+static const FhProcessorKind fh_processor_function;
+
+/* the types of processors, by option "type" */
+static const FhProcessorKind *const processor_kinds[] = {
+	&fh_processor_function,
+	&fh_processor_json_to_csv,
+	NULL
+};
 
 struct FhProcessors
 {
 	int			n;
-	FhProcessor *p;
-	TupleDesc	record_desc;	/* firehose.record */
+	const FhProcessorKind **kind;
+	void	  **config;			/* each kind's own */
 };
 
 /* the oid of type firehose.<name>, or InvalidOid */
@@ -128,13 +141,66 @@ processors_error(const char *detail)
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("option \"processors\" is not valid"),
 			 errdetail("%s", detail),
-			 errhint("Give an array such as [{\"type\": \"function\", \"function\": \"myschema.transform\"}].")));
+			 errhint("Give an array such as [{\"type\": \"function\", \"function\": \"myschema.transform\"}] or [{\"type\": \"json_to_csv\", \"columns\": [\"id\", \"customer.name\"]}].")));
+}
+
+/* the kind of processor type, or NULL */
+static const FhProcessorKind *
+processor_kind(const char *type, int len)
+{
+	for (int k = 0; processor_kinds[k]; k++)
+		if (strlen(processor_kinds[k]->type) == len &&
+			memcmp(processor_kinds[k]->type, type, len) == 0)
+			return processor_kinds[k];
+	return NULL;
+}
+
+/* the kind of processor p (an object of a normalized "processors") */
+static const FhProcessorKind *
+kind_of(Jsonb *p)
+{
+	JsonbValue *type = getKeyJsonValueFromContainer(&p->root, "type", 4, NULL);
+
+	if (type == NULL || type->type != jbvString)
+		return NULL;
+	return processor_kind(type->val.string.val, type->val.string.len);
+}
+
+/* why processor p has a key its kind does not take, or NULL */
+static const char *
+unknown_key(Jsonb *p, const FhProcessorKind *kind)
+{
+	JsonbIterator *it = JsonbIteratorInit(&p->root);
+	JsonbValue	kv;
+	JsonbIteratorToken tok;
+	StringInfoData known;
+
+	while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+	{
+		int			k;
+
+		if (tok != WJB_KEY)
+			continue;
+		for (k = 0; kind->keys[k]; k++)
+			if (strlen(kind->keys[k]) == kv.val.string.len &&
+				memcmp(kind->keys[k], kv.val.string.val, kv.val.string.len) == 0)
+				break;
+		if (kind->keys[k])
+			continue;
+		initStringInfo(&known);
+		for (k = 0; kind->keys[k]; k++)
+			appendStringInfo(&known, "%s\"%s\"", k ? ", " : "", kind->keys[k]);
+		return psprintf("unknown key \"%.*s\"; it takes %s.",
+						kv.val.string.len, kv.val.string.val, known.data);
+	}
+	return NULL;
 }
 
 /*
  * fh_processors_normalize
  *		Check option "processors" (an array of processors) and return it
- *		normalized: each function named by its schema-qualified name.
+ *		normalized by each processor's kind (a function named by its
+ *		schema-qualified name, every option of the others given).
  */
 Jsonb *
 fh_processors_normalize(Jsonb *value)
@@ -154,12 +220,8 @@ fh_processors_normalize(Jsonb *value)
 	{
 		Jsonb	   *p;
 		JsonbValue *type;
-		JsonbValue *fn;
-		JsonbIterator *kit;
-		JsonbValue	kv;
-		JsonbIteratorToken ktok;
-		char	   *name;
-		Oid			fnoid;
+		const FhProcessorKind *kind;
+		const char *why;
 
 		if (tok != WJB_ELEM)
 			continue;
@@ -169,32 +231,48 @@ fh_processors_normalize(Jsonb *value)
 		type = getKeyJsonValueFromContainer(&p->root, "type", 4, NULL);
 		if (type == NULL || type->type != jbvString)
 			processors_error(psprintf("Processor %d has no \"type\".", n + 1));
-		if (!(type->val.string.len == 8 &&
-			  memcmp(type->val.string.val, "function", 8) == 0))
-			processors_error(psprintf("Processor %d has unknown type \"%.*s\"; known is: function.",
-									  n + 1, type->val.string.len, type->val.string.val));
-		kit = JsonbIteratorInit(&p->root);
-		while ((ktok = JsonbIteratorNext(&kit, &kv, true)) != WJB_DONE)
-			if (ktok == WJB_KEY &&
-				!(kv.val.string.len == 4 && memcmp(kv.val.string.val, "type", 4) == 0) &&
-				!(kv.val.string.len == 8 && memcmp(kv.val.string.val, "function", 8) == 0))
-				processors_error(psprintf("Processor %d has unknown key \"%.*s\"; a function processor takes \"type\" and \"function\".",
-										  n + 1, kv.val.string.len, kv.val.string.val));
-		fn = getKeyJsonValueFromContainer(&p->root, "function", 8, NULL);
-		if (fn == NULL || fn->type != jbvString || fn->val.string.len == 0)
-			processors_error(psprintf("Processor %d has no \"function\": the name of a SQL function.", n + 1));
-		name = pnstrdup(fn->val.string.val, fn->val.string.len);
-		fnoid = lookup_processor_function(name, false, NULL);
+		kind = processor_kind(type->val.string.val, type->val.string.len);
+		if (kind == NULL)
+		{
+			StringInfoData known;
+
+			initStringInfo(&known);
+			for (int k = 0; processor_kinds[k]; k++)
+				appendStringInfo(&known, "%s%s", k ? ", " : "", processor_kinds[k]->type);
+			processors_error(psprintf("Processor %d has unknown type \"%.*s\"; known are: %s.",
+									  n + 1, type->val.string.len, type->val.string.val,
+									  known.data));
+		}
 		if (n > 0)
 			appendStringInfoString(&out, ", ");
-		appendStringInfoString(&out, "{\"type\": \"function\", \"function\": ");
-		escape_json(&out, quote_qualified_identifier(get_namespace_name(get_func_namespace(fnoid)),
-													 get_func_name(fnoid)));
-		appendStringInfoChar(&out, '}');
+		why = unknown_key(p, kind);
+		if (why == NULL)
+			why = kind->normalize(p, &out);
+		if (why)
+			processors_error(psprintf("Processor %d (%s): %s", n + 1, kind->type, why));
 		n++;
 	}
 	appendStringInfoChar(&out, ']');
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
+}
+
+/* normalize a processor of type "function"; see FhProcessorKind */
+static const char *
+function_normalize(Jsonb *p, StringInfo out)
+{
+	JsonbValue *fn;
+	Oid			fnoid;
+
+	fn = getKeyJsonValueFromContainer(&p->root, "function", 8, NULL);
+	if (fn == NULL || fn->type != jbvString || fn->val.string.len == 0)
+		return "no \"function\": the name of a SQL function.";
+	fnoid = lookup_processor_function(pnstrdup(fn->val.string.val, fn->val.string.len),
+									  false, NULL);
+	appendStringInfoString(out, "{\"type\": \"function\", \"function\": ");
+	escape_json(out, quote_qualified_identifier(get_namespace_name(get_func_namespace(fnoid)),
+												get_func_name(fnoid)));
+	appendStringInfoChar(out, '}');
+	return NULL;
 }
 
 /*
@@ -220,7 +298,7 @@ fh_processors_check_execute(Jsonb *processors, Oid role)
 			continue;
 		p = JsonbValueToJsonb(&v);
 		fn = getKeyJsonValueFromContainer(&p->root, "function", 8, NULL);
-		if (fn == NULL || fn->type != jbvString)
+		if (kind_of(p) != &fh_processor_function || fn == NULL || fn->type != jbvString)
 			continue;
 		name = pnstrdup(fn->val.string.val, fn->val.string.len);
 		fnoid = lookup_processor_function(name, false, NULL);
@@ -236,9 +314,7 @@ fh_processors_check_execute(Jsonb *processors, Oid role)
 /*
  * fh_processors_configure
  *		The processors of normalized option "processors", ready to run, in
- *		CurrentMemoryContext; NULL when there are none.  A function that is
- *		gone (dropped since the stream was altered) is not an ERROR: the
- *		records fail with Processor.FunctionNotFound.
+ *		CurrentMemoryContext; NULL when there are none.
  */
 FhProcessors *
 fh_processors_configure(Jsonb *processors)
@@ -253,37 +329,43 @@ fh_processors_configure(Jsonb *processors)
 		JB_ROOT_COUNT(processors) == 0)
 		return NULL;
 	ps = palloc0(sizeof(FhProcessors));
-	ps->p = palloc0(sizeof(FhProcessor) * JB_ROOT_COUNT(processors));
-	ps->record_desc = lookup_rowtype_tupdesc_copy(firehose_type("record"), -1);
+	ps->kind = palloc0(sizeof(FhProcessorKind *) * JB_ROOT_COUNT(processors));
+	ps->config = palloc0(sizeof(void *) * JB_ROOT_COUNT(processors));
 	it = JsonbIteratorInit(&processors->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
-		FhProcessor *p = &ps->p[n];
 		Jsonb	   *j;
-		JsonbValue *fn;
 
 		if (tok != WJB_ELEM || v.type != jbvBinary)
 			continue;
 		j = JsonbValueToJsonb(&v);
-		fn = getKeyJsonValueFromContainer(&j->root, "function", 8, NULL);
-		if (fn == NULL || fn->type != jbvString)
+		ps->kind[n] = kind_of(j);
+		if (ps->kind[n] == NULL)
 			continue;
-		p->name = pnstrdup(fn->val.string.val, fn->val.string.len);
-		p->fn = lookup_processor_function(p->name, true, &p->error);
-		if (OidIsValid(p->fn))
-			fmgr_info_cxt(p->fn, &p->flinfo, CurrentMemoryContext);
+		ps->config[n] = ps->kind[n]->configure(j);
 		n++;
 	}
 	ps->n = n;
 	return ps;
 }
 
-static void
-set_failed(FhProcessed *out, const char *code, char *message)
+/*
+ * Configure a processor of type "function".  A function that is gone
+ * (dropped since the stream was altered) is not an ERROR: the records fail
+ * with Processor.FunctionNotFound.
+ */
+static void *
+function_configure(Jsonb *j)
 {
-	out->result = FH_PROC_FAILED;
-	out->data = NULL;
-	fh_verdict_set(&out->verdict, FH_OUTCOME_FAIL, code, message);
+	FhFunctionProcessor *p = palloc0(sizeof(FhFunctionProcessor));
+	JsonbValue *fn = getKeyJsonValueFromContainer(&j->root, "function", 8, NULL);
+
+	p->record_desc = lookup_rowtype_tupdesc_copy(firehose_type("record"), -1);
+	p->name = pnstrdup(fn->val.string.val, fn->val.string.len);
+	p->fn = lookup_processor_function(p->name, true, &p->error);
+	if (OidIsValid(p->fn))
+		fmgr_info_cxt(p->fn, &p->flinfo, CurrentMemoryContext);
+	return p;
 }
 
 /*
@@ -291,7 +373,7 @@ set_failed(FhProcessed *out, const char *code, char *message)
  * in result_cxt.  Runs in a context the caller resets after each call.
  */
 static void
-call_one(FhProcessors *ps, FhProcessor *p, const FhRecord *r, bytea *data,
+call_one(FhFunctionProcessor *p, const FhRecord *r, bytea *data,
 		 FhProcessed *out, MemoryContext result_cxt)
 {
 	LOCAL_FCINFO(fcinfo, 1);
@@ -308,7 +390,7 @@ call_one(FhProcessors *ps, FhProcessor *p, const FhRecord *r, bytea *data,
 	values[1] = PointerGetDatum(data);
 	values[2] = TimestampTzGetDatum(r->arrival);
 	InitFunctionCallInfoData(*fcinfo, &p->flinfo, 1, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = HeapTupleGetDatum(heap_form_tuple(ps->record_desc, values, nulls));
+	fcinfo->args[0].value = HeapTupleGetDatum(heap_form_tuple(p->record_desc, values, nulls));
 	fcinfo->args[0].isnull = false;
 	result = FunctionCallInvoke(fcinfo);
 	if (!fcinfo->isnull)
@@ -326,10 +408,10 @@ call_one(FhProcessors *ps, FhProcessor *p, const FhRecord *r, bytea *data,
 
 	old = MemoryContextSwitchTo(result_cxt);
 	if (th == NULL)
-		set_failed(out, "Processor.NullResult",
+		fh_processed_fail(out, "Processor.NullResult",
 				   psprintf("Processor function %s returned NULL.", p->name));
 	else if (res && strcmp(res, "Ok") == 0 && ok_data == NULL)
-		set_failed(out, "Processor.InvalidResult",
+		fh_processed_fail(out, "Processor.InvalidResult",
 				   psprintf("Processor function %s returned Ok with NULL data.", p->name));
 	else if (res && strcmp(res, "Ok") == 0)
 	{
@@ -346,14 +428,14 @@ call_one(FhProcessors *ps, FhProcessor *p, const FhRecord *r, bytea *data,
 		out->data = NULL;
 	}
 	else if (res && strcmp(res, "ProcessingFailed") == 0)
-		set_failed(out, "Processor.ProcessingFailed",
+		fh_processed_fail(out, "Processor.ProcessingFailed",
 				   psprintf("Processor function %s returned ProcessingFailed.", p->name));
 	else if (res)
-		set_failed(out, "Processor.InvalidResult",
+		fh_processed_fail(out, "Processor.InvalidResult",
 				   psprintf("Processor function %s returned result \"%s\"; expected Ok, Dropped or ProcessingFailed.",
 							p->name, res));
 	else
-		set_failed(out, "Processor.InvalidResult",
+		fh_processed_fail(out, "Processor.InvalidResult",
 				   psprintf("Processor function %s returned a NULL result; expected Ok, Dropped or ProcessingFailed.",
 							p->name));
 	MemoryContextSwitchTo(old);
@@ -365,7 +447,7 @@ call_one(FhProcessors *ps, FhProcessor *p, const FhRecord *r, bytea *data,
  * the subtransactions.
  */
 static void
-run_function(FhProcessors *ps, FhProcessor *p, const FhRecord *records, int n,
+run_function(FhFunctionProcessor *p, const FhRecord *records, int n,
 			 FhProcessed *out)
 {
 	MemoryContext cxt = CurrentMemoryContext;
@@ -396,7 +478,7 @@ run_function(FhProcessors *ps, FhProcessor *p, const FhRecord *records, int n,
 			{
 				if (!todo[i])
 					continue;
-				call_one(ps, p, &records[i], input[i], &out[i], cxt);
+				call_one(p, &records[i], input[i], &out[i], cxt);
 				MemoryContextReset(call_cxt);
 			}
 			ReleaseCurrentSubTransaction();
@@ -422,7 +504,7 @@ run_function(FhProcessors *ps, FhProcessor *p, const FhRecord *records, int n,
 			 * calls before it did was rolled back with it, so they are made
 			 * again (from their input, which their outcome replaced).
 			 */
-			set_failed(&out[i], "Processor.FunctionError",
+			fh_processed_fail(&out[i], "Processor.FunctionError",
 					   psprintf("Processor function %s failed: %s", p->name, ed->message));
 			todo[i] = false;
 			for (int j = start; j < i; j++)
@@ -440,6 +522,43 @@ run_function(FhProcessors *ps, FhProcessor *p, const FhRecord *records, int n,
 }
 
 /*
+ * Run a processor of type "function" (config) on the records whose result
+ * is still Ok, as role owner (the current user).
+ */
+static void
+function_run(void *config, Oid owner, const FhRecord *records, int n, FhProcessed *out)
+{
+	FhFunctionProcessor *p = config;
+	char	   *why = p->error;
+	const char *code = "Processor.FunctionNotFound";
+
+	if (why == NULL && pg_proc_aclcheck(p->fn, owner, ACL_EXECUTE) != ACLCHECK_OK)
+	{
+		why = psprintf("Role \"%s\", the stream's owner, may not execute processor function %s.",
+					   GetUserNameFromId(owner, false), p->name);
+		code = "Processor.PermissionDenied";
+	}
+	if (why)
+	{
+		for (int i = 0; i < n; i++)
+			if (out[i].result == FH_PROC_OK)
+				fh_processed_fail(&out[i], code, why);
+		return;
+	}
+	run_function(p, records, n, out);
+}
+
+static const char *const function_keys[] = {"type", "function", NULL};
+
+static const FhProcessorKind fh_processor_function = {
+	.type = "function",
+	.keys = function_keys,
+	.normalize = function_normalize,
+	.configure = function_configure,
+	.run = function_run,
+};
+
+/*
  * fh_process
  *		Run the processors on the n records, as role owner: out[i] is what
  *		becomes of record i, with its data when Ok (allocated in
@@ -451,6 +570,7 @@ fh_process(FhProcessors *ps, Oid owner, const FhRecord *records, int n,
 {
 	Oid			save_uid;
 	int			save_sec;
+	StringInfoData header;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -461,25 +581,29 @@ fh_process(FhProcessors *ps, Oid owner, const FhRecord *records, int n,
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	for (int k = 0; k < ps->n; k++)
-	{
-		FhProcessor *p = &ps->p[k];
-		char	   *why = p->error;
-		const char *code = "Processor.FunctionNotFound";
+		ps->kind[k]->run(ps->config[k], owner, records, n, out);
+	SetUserIdAndSecContext(save_uid, save_sec);
 
-		if (why == NULL && pg_proc_aclcheck(p->fn, owner, ACL_EXECUTE) != ACLCHECK_OK)
+	/*
+	 * A header goes before the first record that is delivered, so that each
+	 * object or request starts with it; added after every processor ran, so
+	 * that no later one drops it.  The last processor that has one wins.
+	 */
+	initStringInfo(&header);
+	for (int k = ps->n - 1; k >= 0 && header.len == 0; k--)
+		if (ps->kind[k]->header)
+			ps->kind[k]->header(ps->config[k], &header);
+	for (int i = 0; i < n && header.len > 0; i++)
+		if (out[i].result == FH_PROC_OK)
 		{
-			why = psprintf("Role \"%s\", the stream's owner, may not execute processor function %s.",
-						   GetUserNameFromId(owner, false), p->name);
-			code = "Processor.PermissionDenied";
-		}
-		if (why)
-		{
-			for (int i = 0; i < n; i++)
-				if (out[i].result == FH_PROC_OK)
-					set_failed(&out[i], code, why);
+			int			len = VARSIZE_ANY_EXHDR(out[i].data);
+			bytea	   *d = palloc(VARHDRSZ + header.len + len);
+
+			SET_VARSIZE(d, VARHDRSZ + header.len + len);
+			memcpy(VARDATA(d), header.data, header.len);
+			memcpy(VARDATA(d) + header.len, VARDATA_ANY(out[i].data), len);
+			out[i].data = d;
 			break;
 		}
-		run_function(ps, p, records, n, out);
-	}
-	SetUserIdAndSecContext(save_uid, save_sec);
+	pfree(header.data);
 }

@@ -28,6 +28,15 @@ fh_verdict_set(FhVerdict *v, FhOutcome outcome, const char *code, char *message)
 	v->error_message = message;
 }
 
+/* a processor failed a record (out), with code and message */
+void
+fh_processed_fail(FhProcessed *out, const char *code, char *message)
+{
+	out->result = FH_PROC_FAILED;
+	out->data = NULL;
+	fh_verdict_set(&out->verdict, FH_OUTCOME_FAIL, code, message);
+}
+
 /* per-record states, made when a sink first decides a record alone */
 static void
 track_records(FhPartView *part)

@@ -36,6 +36,7 @@ WEIGHTS = {
     "test_bounds.py": 50,
     "test_delivery.py": 50,
     "test_processors.py": 60,
+    "test_json_to_csv.py": 25,
 }
 DEFAULT = 20
 
