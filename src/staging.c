@@ -134,14 +134,39 @@ at_position(const FhBatch *b, const FhScanPos *p)
 											   (ItemPointer) &p->cursor));
 }
 
-/* the index of the recorded stretch that starts where the batch stands, or -1 */
+/* is position a further along a batch's scan than b? */
+static bool
+scan_pos_after(const FhScanPos *a, const FhScanPos *b)
+{
+	if (a->table_idx != b->table_idx)
+		return a->table_idx > b->table_idx;
+	if (a->cursor_valid != b->cursor_valid)
+		return a->cursor_valid;
+	return a->cursor_valid &&
+		ItemPointerCompare((ItemPointer) &a->cursor, (ItemPointer) &b->cursor) > 0;
+}
+
+/*
+ * The index of the recorded stretch that starts where the batch stands and
+ * reaches furthest, or -1.
+ *
+ * Every stretch holds only recorded records, so any of them may be jumped
+ * over; the furthest, because two may start at one position: a worker
+ * before fh_read_part returned where a part's reading began recorded a part
+ * read after a jump as starting before the jump, where the stretch jumped
+ * over starts too (issue 9).  Jumping to the nearer end then read that
+ * part's records again and recorded them a second time.
+ */
 static int
 skip_here(const FhBatch *b)
 {
+	int			found = -1;
+
 	for (int i = 0; i < b->nskips; i++)
-		if (at_position(b, &b->skips[i].start))
-			return i;
-	return -1;
+		if (at_position(b, &b->skips[i].start) &&
+			(found < 0 || scan_pos_after(&b->skips[i].end, &b->skips[found].end)))
+			found = i;
+	return found;
 }
 
 /* jump over recorded stretches that start where the batch stands */
@@ -221,13 +246,17 @@ arena_copy(RecordArena *a, Datum d)
  *
  * The caller is in a transaction with an active snapshot, and in the memory
  * context the records should live in.  Advances the batch's cursor; sets
- * batch->all_read when the last table has been scanned to its end.
+ * batch->all_read when the last table has been scanned to its end.  *start
+ * is where the part begins: where the batch stood, or, in a batch restored
+ * after a restart, past the recorded stretches that began there.  It is the
+ * part's identity in firehose.progress: a stretch recorded from where the
+ * batch stood would start where a stretch recorded earlier starts too.
  * Returns the number of records read (possibly 0 at the end).
  */
 int
 fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 			 int64 max_memory, int record_overhead,
-			 FhRecord **records_out, int64 *bytes_out)
+			 FhRecord **records_out, int64 *bytes_out, FhScanPos *start)
 {
 	int			n = 0;
 	int			cap = Min(max_records, 1024);
@@ -237,6 +266,10 @@ fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 	bool		full = false;
 	RecordArena arena = {NULL, 0, ARENA_FIRST_BLOCK};
 
+	apply_skips(batch);
+	start->table_idx = batch->table_idx;
+	start->cursor = batch->cursor;
+	start->cursor_valid = batch->cursor_valid;
 	while (!full && (apply_skips(batch), !batch->all_read))
 	{
 		Relation	rel;

@@ -288,11 +288,44 @@ scan_pos(HeapTuple tup, TupleDesc desc, int table_col, int cursor_col)
 	return p;
 }
 
+static bool
+snapshots_equal(const FhSnapshot *a, const FhSnapshot *b)
+{
+	return VARSIZE(a) == VARSIZE(b) && memcmp(a, b, VARSIZE(a)) == 0;
+}
+
+/*
+ * A batch of the records visible in hi and not in lo, none of them recorded,
+ * to be read before the restored batch that starts at hi.
+ */
+static void
+restore_gap(FhWorkerStream *ws, const FhSnapshot *lo, const FhSnapshot *hi,
+			TimestampTz cut_at, int first_table)
+{
+	FhBatch    *b = palloc0(sizeof(FhBatch));
+
+	b->lo = fh_snapshot_copy(lo);
+	b->hi = fh_snapshot_copy(hi);
+	b->cut_at = cut_at;
+	b->first_table = first_table;
+	for (int k = 0; k < FH_STAGE_TABLES; k++)
+		b->tables[k] = ws->tables[(first_table + k) % FH_STAGE_TABLES];
+	b->seq = ++ws->batch_seq;
+	dlist_push_tail(&ws->batches, &b->node);
+}
+
 /*
  * Batches that a previous worker had partly delivered: firehose.progress
  * holds a row per recorded part until its batch is complete.  Rebuild those
  * batches; their scans jump over the recorded stretches, so those records
  * are neither sent nor counted again.
+ *
+ * Only batches with a recorded part have rows.  Older batches of the
+ * previous worker that had none (their parts were still retrying while a
+ * later batch's part was recorded) lie between the consumed snapshot and the
+ * first restored batch, or between two restored batches: each such gap
+ * becomes a batch of its own, read in full, else its records were never
+ * read again (issue 9).
  */
 static void
 restore_batches(FhWorkerStream *ws)
@@ -320,12 +353,16 @@ restore_batches(FhWorkerStream *ws)
 
 		if (b == NULL || strcmp(key, b_key) != 0)
 		{
+			const FhSnapshot *prev = ws->last_hi ? ws->last_hi : ws->consumed;
+
 			b = palloc0(sizeof(FhBatch));
 			b_key = pstrdup(key);
 			b->lo = fh_snapshot_copy((FhSnapshot *) PG_DETOAST_DATUM(SPI_getbinval(tup, desc, 1, &isnull)));
 			b->hi = fh_snapshot_copy((FhSnapshot *) PG_DETOAST_DATUM(SPI_getbinval(tup, desc, 2, &isnull)));
 			b->cut_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
 			b->first_table = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+			if (!snapshots_equal(prev, b->lo))
+				restore_gap(ws, prev, b->lo, b->cut_at, b->first_table);
 			for (int k = 0; k < FH_STAGE_TABLES; k++)
 				b->tables[k] = ws->tables[(b->first_table + k) % FH_STAGE_TABLES];
 			b->skips = palloc(sizeof(FhSkip) * (SPI_processed - i));
@@ -1078,12 +1115,9 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 	room = (parts_budget() - parts_memory) / 2;
 	max_memory = Min(max_bytes, Max(room, MIN_PART_MEMORY / 2));
 	max_bytes = Min(max_bytes, part_byte_cap(ws, b));
-	start.table_idx = b->table_idx;
-	start.cursor = b->cursor;
-	start.cursor_valid = b->cursor_valid;
 	PushActiveSnapshot(GetTransactionSnapshot());
 	part->nrecords = fh_read_part(b, max_records, max_bytes, max_memory, RECORD_OVERHEAD,
-								  &part->records, &part->bytes);
+								  &part->records, &part->bytes, &start);
 	PopActiveSnapshot();
 	MemoryContextSwitchTo(old);
 
@@ -1671,6 +1705,8 @@ reclaim_staging(void)
 		due |= ((FhWorkerStream *) lfirst(lc))->reclaim_due;
 	if (!due)
 		return;
+	/* a batch's recording is committed, its tables not yet reclaimed */
+	fh_fault_point("after_record_commit");
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();

@@ -5,9 +5,11 @@ testing-only setting firehose.test_fault (see README, "Configuration"),
 set for the test's database only; a restarted worker reads it.
 """
 
+import collections
+
 import psycopg2
 
-from helpers import failed, make_stream, one_worker
+from helpers import failed, make_stream, one_worker, put_texts
 
 
 def set_worker_fault(db, pg, wait_until, points):
@@ -18,6 +20,105 @@ def set_worker_fault(db, pg, wait_until, points):
     old = one_worker(pg, db.dbname, wait_until)
     assert db.one("SELECT pg_terminate_backend(%s)", (old,)) is True
     one_worker(pg, db.dbname, wait_until, other_than=old)
+
+
+def parked(db, point, other_than=None):
+    """The pid of the database's worker once it waits at fault point (one
+    started after other_than), else None."""
+    rows = db.q("SELECT pid, query FROM pg_stat_activity "
+                "WHERE backend_type = 'firehose worker' AND datname = current_database()")
+    if len(rows) == 1 and rows[0][0] != other_than and \
+            rows[0][1] == "firehose: waiting at fault point " + point:
+        return rows[0][0]
+    return None
+
+
+def terminate(db, pg, wait_until, pid):
+    """End the worker pid (SIGTERM, no crash) and wait for the next one."""
+    assert db.one("SELECT pg_terminate_backend(%s)", (pid,)) is True
+    return one_worker(pg, db.dbname, wait_until, other_than=pid)
+
+
+def recorded_twice(db, r, stream):
+    """Records carried by two requests whose outcomes are both recorded
+    (firehose.deliveries), and the sum of the recorded parts' records."""
+    ids = [x for (x,) in db.q("SELECT request_id::text FROM firehose.deliveries "
+                              "WHERE stream = %s", (stream,))]
+    stored = {q["request_id"]: q["records"] for q in r.requests(records=True)
+              if q.get("stored")}
+    n = collections.Counter(x for rid in ids for x in stored.get(rid, []))
+    total = db.one("SELECT sum(records) FROM firehose.deliveries WHERE stream = %s",
+                   (stream,))
+    return sorted(x for x, c in n.items() if c > 1), total
+
+
+def test_a_part_is_recorded_once_across_two_restarts(db, pg, receiver, wait_until):
+    """A restarted worker resumes a batch from firehose.progress, jumping over
+    the stretches recorded before.  It recorded its first part as starting
+    where the batch stood, before the jump: at the start of the recorded
+    stretch.  A second restart found two stretches starting there, jumped to
+    the nearer end and recorded that part's records again: delivered_records
+    counted them twice (seen in test_exactset with worker kills).  Each
+    record is delivered once here and must be counted once."""
+    r = receiver()
+    # one batch of six parts of five records, one part at a time
+    make_stream(db, "p", r.url, buffer_size=20, max_concurrency=1)
+    set_worker_fault(db, pg, wait_until, ["wait:after_answer#2"])
+    recs = ["r%03d" % i for i in range(30)]
+    put_texts(db, "p", recs)
+
+    # the first worker recorded part 0 and stops with part 1 answered
+    pid = wait_until(lambda: parked(db, "after_answer"), timeout=30,
+                     message="the first worker did not stop after its second answer")
+    assert db.one("SELECT count(*) FROM firehose.deliveries") == 1
+    # the second resumes the batch after part 0, records part 1 again and
+    # stops with part 2 answered
+    pid = terminate(db, pg, wait_until, pid)
+    pid = wait_until(lambda: parked(db, "after_answer"), timeout=30,
+                     message="the second worker did not stop after its second answer")
+    assert db.one("SELECT count(*) FROM firehose.deliveries") == 2
+    assert db.one("SELECT count(*) FROM firehose.progress") == 2
+    # the third resumes the batch again and finishes it
+    db.execute('ALTER DATABASE "%s" RESET firehose.test_fault' % db.dbname)
+    terminate(db, pg, wait_until, pid)
+    assert db.flush("p") is True
+
+    assert sorted(set(r.records())) == [x.encode() for x in recs]
+    twice, total = recorded_twice(db, r, "p")
+    assert not twice, "records of two recorded parts: %r" % twice
+    assert total == len(recs)
+    st = db.q("SELECT delivered_records, failed_records, buffered_records, "
+              "in_flight_records FROM firehose.stream_status WHERE stream = 'p'")
+    assert st == [(len(recs), 0, 0, 0)], st
+
+
+def test_a_batch_without_recorded_parts_is_read_again(db, pg, receiver, wait_until):
+    """Batches complete in order, but their parts are recorded as they come:
+    a later batch's part may be recorded while an older batch's part still
+    retries.  A restarted worker resumed only the batches with a recorded
+    part (firehose.progress) and cut new ones after the newest: the older
+    batch's records were never read again."""
+    r = receiver()
+    make_stream(db, "g", r.url, max_concurrency=2, retry_base=60000, retry_max=60000)
+    r.faults([{"status": 503, "count": 1}])
+    first = ["first-%d" % i for i in range(3)]
+    put_texts(db, "g", first)
+    # the first batch's part is answered 503 and waits a minute to retry ...
+    wait_until(lambda: [q["status"] for q in r.requests()] == [503], timeout=30,
+               message="the first batch's request was not answered 503")
+    # ... while the second batch's part is delivered and recorded
+    second = ["second-%d" % i for i in range(3)]
+    put_texts(db, "g", second)
+    wait_until(lambda: db.one("SELECT count(*) FROM firehose.deliveries") == 1, timeout=30,
+               message="the second batch's part was not recorded")
+    assert db.one("SELECT count(*) FROM firehose.progress") == 1
+    terminate(db, pg, wait_until, one_worker(pg, db.dbname, wait_until))
+    assert db.flush("g") is True
+
+    assert sorted(r.records()) == sorted(x.encode() for x in first + second)
+    st = db.q("SELECT delivered_records, failed_records, buffered_records, "
+              "in_flight_records FROM firehose.stream_status WHERE stream = 'g'")
+    assert st == [(6, 0, 0, 0)], st
 
 
 def test_failed_records_survive_a_failure_after_the_truncate(db, pg, cluster, receiver,
