@@ -15,7 +15,10 @@ firehose  The receiving side of the Amazon Data Firehose HTTP endpoint delivery
           none.  With --access-key, a missing or different
           X-Amz-Firehose-Access-Key is answered 401 (counted as rejected, not a
           violation).  Success is 200, Content-Type application/json,
-          {"requestId": <the request's>, "timestamp": <epoch ms>}.
+          {"requestId": <the request's>, "timestamp": <epoch ms>}.  A
+          connection that ends before the body is complete (the sender gave
+          up, or down_for cut it) is not answered; its request's outcome is
+          "aborted" (neither stored nor a violation).
 raw       A plain webhook: any POST with a non-empty body is answered 200 "{}"
           and the body is stored (gunzipped when Content-Encoding: gzip).
 
@@ -75,7 +78,7 @@ import time
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
-from loopback_http import (FaultRule, LoopbackHandler, LoopbackReceiver, after_delay,
+from loopback_http import (CLIENT_GONE, FaultRule, LoopbackHandler, LoopbackReceiver, after_delay,
                            first_applying, gunzip, make_log, server_tls_context,
                            strict_json_loads, wait_for, write_portfile)
 
@@ -111,6 +114,12 @@ class Violation(Exception):
 
 class Unauthorized(Exception):
     """Wrong or missing access key: answered 401."""
+
+
+class Aborted(Exception):
+    """The connection ended before the whole body came: the sender gave up
+    (a request timeout, a killed worker) or down_for cut it.  Not answered,
+    nothing stored, not a violation."""
 
 
 def strict_json(raw, what):
@@ -308,6 +317,11 @@ class Handler(LoopbackHandler):
                 st.rejected += 1
                 entry.update(status=401, outcome="unauthorized", error=str(e))
             return self.firehose_error(401, entry["request_id"], str(e))
+        except (Aborted,) + CLIENT_GONE as e:
+            # every request gets an outcome: tests wait until all have one
+            self.note(entry, outcome="aborted", error=str(e) or type(e).__name__)
+            self.close_connection = True
+            return None
 
         self.note(entry, n_records=len(records))
         if ctl.mode == "raw":
@@ -404,7 +418,7 @@ class Handler(LoopbackHandler):
             raise Violation("Content-Length %d exceeds the 64 MiB request limit" % n)
         raw = self.rfile.read(n)
         if len(raw) != n:
-            raise Violation("body shorter than Content-Length (%d of %d bytes)" % (len(raw), n))
+            raise Aborted("the connection ended after %d of %d bytes of body" % (len(raw), n))
         self.body_consumed = True
         if self.owner.mode == "firehose" and self.command != "POST":
             raise Violation("method %s, expected POST" % self.command)

@@ -21,7 +21,9 @@ and the database had recorded while the worker waited:
   durable, every kind, and unlogged after "term": D and F are disjoint,
       D + F = C (nothing lost, nothing foreign), and every record stored
       twice belongs to a request that was answered but not recorded at the
-      stop, of which a stream has at most max_concurrency.
+      stop, of which a stream has at most max_concurrency; stream_status
+      counts each record of the round once, as delivered or failed (|C| -
+      |F| and |F|), however often it was sent.
   unlogged after "server" and "worker" (README, "Delivery semantics": crash
       recovery empties unlogged staging): the stream keeps what was recorded
       (F) and what was stored at the stop (D), gets nothing more, and
@@ -41,7 +43,8 @@ import pytest
 
 from helpers import make_stream
 
-POINTS = ["after_cut", "after_send", "after_answer", "in_recording", "after_truncate"]
+POINTS = ["after_cut", "after_send", "after_answer", "in_recording", "after_record_commit",
+          "after_truncate"]
 KINDS = ["server", "worker", "term"]
 STREAMS = ["dur", "unl"]
 MAX_CONCURRENCY = 2
@@ -152,9 +155,15 @@ class Site:
             a.commit()
         return committed, a if hold else None
 
+    def counted(self):
+        """{stream: (delivered_records, failed_records)} of stream_status."""
+        return {s: (d, f) for s, d, f in self.q(
+            "SELECT stream, delivered_records, failed_records FROM firehose.stream_status")}
+
     def play(self, seq):
         """A round up to the stop: arm the receiver, put two waves, wait
         for the worker at its point, note what was stored and recorded."""
+        counted = self.counted()
         # a part of each stream fails for good (answered 400) ...
         fail = [{"status": 400, "count": len(STREAMS)}]
         self.receiver.reset()
@@ -183,7 +192,8 @@ class Site:
         at_stop = {}
         for stream in STREAMS:
             mine = [q for q in stored if self.receiver.base + q["path"] == self.url(stream)]
-            at_stop[stream] = (mine, recorded, self.failed(stream, "%s-r%d-" % (stream, seq)))
+            at_stop[stream] = (mine, recorded, self.failed(stream, "%s-r%d-" % (stream, seq)),
+                               counted[stream])
         # the worker that starts next must not stop again
         self.q('ALTER DATABASE "%s" RESET firehose.test_fault' % self.dbname)
         return committed, at_stop
@@ -198,13 +208,14 @@ class Site:
         assert self.q("SELECT firehose.flush(NULL, true, '60s')") == [(True,)], \
             "%s/%s: delivery did not finish after the restart" % (kind, self.point)
         reqs = self.receiver.requests(records=True)
+        counted = self.counted()
         for stream in STREAMS:
             received = [x.decode() for q in reqs
                         if self.receiver.base + q["path"] == self.url(stream)
                         for x in q["records"]]
             failed = self.failed(stream, "%s-r%d-" % (stream, seq))
             check_round(kind, self.point, stream, committed[stream], at_stop[stream],
-                        (received, failed), problems, counts)
+                        (received, failed, counted[stream]), problems, counts)
         self.receiver.assert_no_violations()
 
 
@@ -216,8 +227,8 @@ def settled(r):
 
 def check_round(kind, point, stream, committed, at_stop, after, problems, counts):
     """Compare one stream's outcome with the promise; add to counts."""
-    stored_at_stop, recorded_ids, failed_at_stop = at_stop
-    received, failed = after
+    stored_at_stop, recorded_ids, failed_at_stop, counted_before = at_stop
+    received, failed, counted_after = after
     got = Counter(received)
     lost = committed - set(got) - failed
     foreign = (set(got) | failed) - committed
@@ -253,8 +264,16 @@ def check_round(kind, point, stream, committed, at_stop, after, problems, counts
         if failed != failed_at_stop:
             problems.append("%s: failed_records changed by the crash: %s != %s"
                             % (where, sorted(failed), sorted(failed_at_stop)))
-    elif lost:
-        problems.append("%s: %d committed records lost: %s" % (where, len(lost), sorted(lost)))
+    else:
+        if lost:
+            problems.append("%s: %d committed records lost: %s"
+                            % (where, len(lost), sorted(lost)))
+        # stream_status counts each record once, however often it was sent
+        counted = (counted_after[0] - counted_before[0], counted_after[1] - counted_before[1])
+        if counted != (len(committed) - len(failed), len(failed)):
+            problems.append("%s: stream_status counted %d delivered and %d failed of %d "
+                            "records committed, %d of them failed"
+                            % ((where,) + counted + (len(committed), len(failed))))
 
     c = counts.setdefault((point, kind, stream), Counter())
     c["rounds"] += 1
@@ -269,14 +288,14 @@ def print_table(counts, rounds, elapsed):
     cols = ["committed", "received", "duplicates", "failed", "lost"]
     lines = ["crash matrix: %d round(s) per kind, %.0f s; received = distinct records"
              % (rounds, elapsed),
-             "%-15s %-7s %-6s %s" % ("point", "kind", "stream",
+             "%-20s %-7s %-6s %s" % ("point", "kind", "stream",
                                      " ".join("%10s" % c for c in cols))]
     for point in POINTS:
         for kind in KINDS:
             for stream in STREAMS:
                 c = counts.get((point, kind, stream))
                 if c:
-                    lines.append("%-15s %-7s %-6s %s" % (point, kind, stream,
+                    lines.append("%-20s %-7s %-6s %s" % (point, kind, stream,
                                                           " ".join("%10d" % c[x] for x in cols)))
     return "\n".join(lines)
 

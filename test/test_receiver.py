@@ -268,6 +268,26 @@ def test_body_over_64_mib_uncompressed_is_a_violation(rcv):
     assert status == 400 and "64 MiB" in resp["errorMessage"]
 
 
+def test_a_body_cut_short_is_an_aborted_request(rcv, wait_until):
+    """A sender that gives up in the middle of a body (a request timeout, a
+    killed worker) closes the connection: nothing to answer, nothing stored,
+    no violation, and the request still gets an outcome."""
+    rid, h, body = firehose_request()
+    conn = http.client.HTTPConnection("127.0.0.1", rcv.port, timeout=30)
+    conn.putrequest("POST", "/firehose")
+    for k, v in h.items():
+        conn.putheader(k, v)
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body[:10])
+    conn.close()
+    reqs = wait_until(lambda: [q for q in rcv.requests() if q["outcome"]], timeout=10)
+    assert [(q["request_id"], q["outcome"], q["status"]) for q in reqs] == \
+        [(rid, "aborted", None)], reqs
+    assert "10 of %d bytes" % len(body) in reqs[0]["error"]
+    st = rcv.stats()
+    assert (st["violations"], st["records"], st["requests"]) == ([], 0, 0), st
+
+
 # -- access key -----------------------------------------------------------------
 
 @pytest.mark.parametrize("key,expected", [(None, 401), ("wrong", 401), ("s3cret", 200)])
