@@ -26,8 +26,11 @@
  *	  !{firehose:random-string}: 11 characters, new on each use, allowed in
  *	  both prefixes (ref:257); !{firehose:error-output-type}: one of six
  *	  types, ErrorOutputPrefix only, the same on each use (ref:258);
- *	  partitionKeyFrom* (ref:259-260) needs dynamic partitioning, which
- *	  firehose does not have;
+ *	  !{partitionKeyFromQuery:name} and !{partitionKeyFromLambda:name}
+ *	  (ref:259-260): a partition key's value, which the caller evaluates
+ *	  per record (dynamic partitioning, ref 3.5) and passes in; a value is
+ *	  checked before it goes into a key (not empty, no "..", no control
+ *	  character, at most 512 characters like the whole prefix);
  *	- a Prefix without a timestamp expression gets
  *	  !{timestamp:yyyy/MM/dd/HH/} appended (ref:263); "!{" only inside
  *	  expressions (ref:264); at most 512 characters after evaluation
@@ -98,6 +101,7 @@
 #define QUOTE_MAX		60		/* bytes of an expression quoted in a message */
 
 #define DEFAULT_TIMESTAMP	"yyyy/MM/dd/HH/"
+#define KEY_NAME_CHARS	"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 #define ERROR_TYPE_EXPR		"!{firehose:error-output-type}"
 
 /* ref:258 and ref:319-320; the longest bounds an error output prefix */
@@ -108,6 +112,8 @@ static const char *const error_output_types[] = {
 	"format-conversion-failed",
 	"http-endpoint-failed",
 	"decompression-failed",
+	"partitioning-failed",		/* dynamic partitioning (ref 3.5) */
+	"activePartitionExceeded",	/* beyond the active partitions (ref:289) */
 	NULL
 };
 
@@ -142,7 +148,9 @@ typedef enum ItemKind
 	ITEM_LITERAL,				/* pool[off .. off+len) */
 	ITEM_FIELD,					/* a pattern letter repeated count times */
 	ITEM_RANDOM,				/* !{firehose:random-string} */
-	ITEM_ERROR_TYPE				/* !{firehose:error-output-type} */
+	ITEM_ERROR_TYPE,			/* !{firehose:error-output-type} */
+	ITEM_PARTITION_KEY			/* !{partitionKeyFrom*:name}: pool[off ..
+								 * off+len) is the name, count 1 for Lambda */
 } ItemKind;
 
 typedef struct Item
@@ -160,6 +168,7 @@ typedef struct Template
 	int			nitems;
 	int			cap;
 	int			nrandom;
+	int			nkeys;			/* partition key items */
 	bool		has_expression;
 	bool		has_timestamp;
 	bool		has_error_type;
@@ -578,13 +587,35 @@ parse_template(FhS3KeyLayout *layout, Template *t, const char *what,
 		else if (NS_IS("partitionKeyFromQuery") ||
 				 NS_IS("partitionKeyFromLambda"))
 		{
-			/* ref:273: never in ErrorOutputPrefix; ref:259-260 and 3.5:
-			 * dynamic partitioning only */
+			Item	   *item;
+
+			/* ref:273: never in ErrorOutputPrefix */
 			if (is_error)
 				return fail(error, "%s must not contain \"%s\"",
 							what, quote_text(q, open, exprlen));
-			return fail(error, "%s: \"%s\" needs dynamic partitioning, which is not supported",
-						what, quote_text(q, open, exprlen));
+			if (valuelen == 0 || valuelen > FH_S3KEY_MAX_KEY_NAME ||
+				strspn(value, KEY_NAME_CHARS) < valuelen)
+				return fail(error, "%s: \"%s\" does not name a partition key; a name has 1 to %d letters, digits, '_' and '-'",
+							what, quote_text(q, open, exprlen), FH_S3KEY_MAX_KEY_NAME);
+			/* the name is kept in the pool, not in the template's text */
+			add_literal(layout, t, value, valuelen);
+			if (layout->failed)
+				return fail_nomem(error);
+			item = &t->items[t->nitems - 1];
+			if (item->len != valuelen)
+			{
+				/* merged into the literal before it: split it off */
+				item->len -= valuelen;
+				item = add_item(layout, t, ITEM_LITERAL);
+				if (item == NULL)
+					return fail_nomem(error);
+				item->off = layout->pool_len - valuelen;
+			}
+			item->kind = ITEM_PARTITION_KEY;
+			item->len = valuelen;
+			item->count = NS_IS("partitionKeyFromLambda") ? 1 : 0;
+			t->max_units -= utf16_units(value, valuelen);
+			t->nkeys++;
 		}
 		else
 			return fail(error, "%s: unknown namespace \"%.*s\" in \"%s\"; the namespaces are timestamp and firehose",
@@ -718,6 +749,81 @@ int
 fh_s3key_nrandom(const FhS3KeyLayout *layout, bool error_output)
 {
 	return error_output ? layout->error.nrandom : layout->prefix.nrandom;
+}
+
+/*
+ * fh_s3key_npartition_keys
+ *		How many !{partitionKeyFromQuery:...} and !{partitionKeyFromLambda:...}
+ *		the Prefix has (0: no dynamic partitioning).
+ */
+int
+fh_s3key_npartition_keys(const FhS3KeyLayout *layout)
+{
+	return layout->prefix.nkeys;
+}
+
+/*
+ * fh_s3key_partition_key
+ *		The k-th partition key expression of the Prefix, in order: its name
+ *		(into name, FH_S3KEY_MAX_KEY_NAME + 1 bytes) and whether it is
+ *		partitionKeyFromLambda (true) or partitionKeyFromQuery (false).
+ */
+bool
+fh_s3key_partition_key(const FhS3KeyLayout *layout, int k,
+					   char name[FH_S3KEY_MAX_KEY_NAME + 1])
+{
+	int			i;
+
+	for (i = 0; i < layout->prefix.nitems; i++)
+	{
+		const Item *item = &layout->prefix.items[i];
+
+		if (item->kind != ITEM_PARTITION_KEY || k-- > 0)
+			continue;
+		memcpy(name, layout->pool + item->off, item->len);
+		name[item->len] = '\0';
+		return item->count == 1;
+	}
+	name[0] = '\0';
+	return false;
+}
+
+/*
+ * fh_s3key_check_key_value
+ *		May value (a partition key's value, UTF-8) go into an object key?
+ *		Not when it is empty, longer than a whole evaluated prefix, not
+ *		UTF-8, or has a control character or "..", which would make a key
+ *		S3 tools read as a path out of the prefix.
+ */
+FhS3KeyStatus
+fh_s3key_check_key_value(const char *value, char error[FH_S3KEY_ERROR_LEN])
+{
+	char		q[QUOTE_MAX + 4];
+	size_t		len = strlen(value);
+	size_t		i = 0;
+
+	if (len == 0)
+		return fail(error, "a partition key value is empty");
+	if (strstr(value, "..") != NULL)
+		return fail(error, "the partition key value \"%s\" contains \"..\"",
+					quote_text(q, value, len));
+	while (i < len)
+	{
+		uint32_t	cp;
+		int			n = fh_utf8_decode((const unsigned char *) value + i, len - i, &cp);
+
+		if (n == 0)
+			return fail(error, "a partition key value is not valid UTF-8");
+		if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp < 0xA0) ||
+			cp == 0x2028 || cp == 0x2029)
+			return fail(error, "the partition key value \"%s\" contains a control character",
+						quote_text(q, value, len));
+		i += n;
+	}
+	if (utf16_units(value, len) > FH_S3KEY_MAX_EVAL_CHARS)
+		return fail(error, "a partition key value has %zu characters; at most %d are allowed",
+					utf16_units(value, len), FH_S3KEY_MAX_EVAL_CHARS);
+	return FH_S3KEY_OK;
 }
 
 /* ---------- time ---------- */
@@ -962,6 +1068,29 @@ fh_s3key_eval_prefix(const FhS3KeyLayout *layout, FhS3KeyTime t,
 					 char out[FH_S3KEY_PREFIX_BUFSIZE],
 					 char error[FH_S3KEY_ERROR_LEN])
 {
+	return fh_s3key_eval_prefix_keys(layout, t, error_output_type,
+									 random_strings, nrandom, NULL, 0,
+									 out, error);
+}
+
+/*
+ * fh_s3key_eval_prefix_keys
+ *		fh_s3key_eval_prefix with the values of the partition keys: values[k]
+ *		is the value of the k-th !{partitionKeyFrom*:name} of the Prefix
+ *		(fh_s3key_partition_key names it), nvalues at least
+ *		fh_s3key_npartition_keys().  A value that may not go into a key
+ *		(fh_s3key_check_key_value) is refused with a message naming it.
+ */
+FhS3KeyStatus
+fh_s3key_eval_prefix_keys(const FhS3KeyLayout *layout, FhS3KeyTime t,
+						  const char *error_output_type,
+						  const char *const *random_strings, int nrandom,
+						  const char *const *values, int nvalues,
+						  char out[FH_S3KEY_PREFIX_BUFSIZE],
+						  char error[FH_S3KEY_ERROR_LEN])
+{
+	int			next_key = 0;
+
 	const Template *tp = error_output_type ? &layout->error : &layout->prefix;
 	OutBuf		o = {out, 0, FH_S3KEY_PREFIX_BUFSIZE, false};
 	CivilTime	c;
@@ -978,6 +1107,15 @@ fh_s3key_eval_prefix(const FhS3KeyLayout *layout, FhS3KeyTime t,
 	if (nrandom < tp->nrandom)
 		return fail(error, "%d random strings are needed, %d were given",
 					tp->nrandom, nrandom);
+	if (nvalues < tp->nkeys)
+		return fail(error, "%d partition key values are needed, %d were given",
+					tp->nkeys, nvalues);
+	for (i = 0; i < tp->nkeys; i++)
+	{
+		st = fh_s3key_check_key_value(values[i], error);
+		if (st != FH_S3KEY_OK)
+			return st;
+	}
 	for (i = 0; i < tp->nrandom; i++)
 		if (!valid_random_string(random_strings[i]))
 			return fail(error, "random string %d is not 11 characters of [0-9A-Za-z_-]",
@@ -1003,6 +1141,9 @@ fh_s3key_eval_prefix(const FhS3KeyLayout *layout, FhS3KeyTime t,
 				break;
 			case ITEM_ERROR_TYPE:
 				out_puts(&o, error_output_type);
+				break;
+			case ITEM_PARTITION_KEY:
+				out_puts(&o, values[next_key++]);
 				break;
 		}
 	}

@@ -36,6 +36,11 @@
  *
  *		fh_s3key_layout_free(layout);
  *
+ * With dynamic partitioning (!{partitionKeyFromQuery:name} and
+ * !{partitionKeyFromLambda:name} in the Prefix), the caller evaluates the
+ * keys of each record and calls fh_s3key_eval_prefix_keys with their
+ * values in the order fh_s3key_partition_key lists them.
+ *
  * The failed-record copy goes under the error output prefix: pass the
  * error output type ("http-endpoint-failed", ...) instead of NULL.
  *
@@ -60,6 +65,7 @@
 #define FH_S3KEY_RANDOM_LEN			11	/* !{firehose:random-string} */
 #define FH_S3KEY_MAX_RANDOM			64	/* random strings in one prefix */
 #define FH_S3KEY_UUID_LEN			36	/* 8-4-4-4-12 hex digits */
+#define FH_S3KEY_MAX_KEY_NAME		64	/* a partition key's name */
 
 /*
  * Output buffers.  An evaluated prefix has at most 512 characters as Java
@@ -104,6 +110,20 @@ extern FhS3KeyStatus fh_s3key_eval_prefix(const FhS3KeyLayout *layout,
 										  int nrandom,
 										  char out[FH_S3KEY_PREFIX_BUFSIZE],
 										  char error[FH_S3KEY_ERROR_LEN]);
+extern FhS3KeyStatus fh_s3key_eval_prefix_keys(const FhS3KeyLayout *layout,
+											   FhS3KeyTime t,
+											   const char *error_output_type,
+											   const char *const *random_strings,
+											   int nrandom,
+											   const char *const *values,
+											   int nvalues,
+											   char out[FH_S3KEY_PREFIX_BUFSIZE],
+											   char error[FH_S3KEY_ERROR_LEN]);
+extern int	fh_s3key_npartition_keys(const FhS3KeyLayout *layout);
+extern bool fh_s3key_partition_key(const FhS3KeyLayout *layout, int k,
+								   char name[FH_S3KEY_MAX_KEY_NAME + 1]);
+extern FhS3KeyStatus fh_s3key_check_key_value(const char *value,
+											  char error[FH_S3KEY_ERROR_LEN]);
 extern FhS3KeyStatus fh_s3key_object_key(const char *evaluated_prefix,
 										 const char *stream,
 										 int64_t version,

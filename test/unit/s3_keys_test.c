@@ -99,9 +99,11 @@ static const ParseCase parse_cases[] = {
 	{EOT, NULL, "prefix must not contain \"!{firehose:error-output-type}\""},
 
 	/* ref:273: partitionKeyFrom* not in ErrorOutputPrefix; ref 3.5 */
-	{"!{partitionKeyFromQuery:customer_id}/", EOT,
-	"prefix: \"!{partitionKeyFromQuery:customer_id}\" needs dynamic partitioning, which is not supported"},
-	{"!{partitionKeyFromLambda:id}/", EOT, "\"!{partitionKeyFromLambda:id}\" needs dynamic partitioning"},
+	{"customer=!{partitionKeyFromQuery:customer_id}/", EOT, NULL},
+	{"!{partitionKeyFromLambda:id}/!{partitionKeyFromQuery:id}/", EOT, NULL},
+	{"!{partitionKeyFromQuery:}/", EOT, "prefix: \"!{partitionKeyFromQuery:}\" does not name a partition key"},
+	{"!{partitionKeyFromQuery:a.b}/", EOT, "\"!{partitionKeyFromQuery:a.b}\" does not name a partition key"},
+	{"!{partitionKeyFromQuery:id}/", NULL, "error_output_prefix is required when prefix contains expressions"},
 	{NULL, EOT "/!{partitionKeyFromQuery:id}", "error_output_prefix must not contain \"!{partitionKeyFromQuery:id}\""},
 	{NULL, EOT "/!{partitionKeyFromLambda:id}", "error_output_prefix must not contain \"!{partitionKeyFromLambda:id}\""},
 
@@ -988,6 +990,75 @@ check_zones(void)
 	}
 }
 
+/*
+ * Dynamic partitioning: the keys of a Prefix in order, their values in the
+ * evaluated prefix beside the timestamp, and the values refused.
+ */
+static void
+check_partition_keys(void)
+{
+	FhS3KeyLayout *layout;
+	char		err[FH_S3KEY_ERROR_LEN];
+	char		out[FH_S3KEY_PREFIX_BUFSIZE];
+	char		name[FH_S3KEY_MAX_KEY_NAME + 1];
+	FhS3KeyTime t = {T_2024_03_05_1200, 0};
+	const char *values[2] = {"acme", "7"};
+	const char *bad[][2] = {
+		{"", "a partition key value is empty"},
+		{"a..b", "the partition key value \"a..b\" contains \"..\""},
+		{"..", "contains \"..\""},
+		{"a\nb", "contains a control character"},
+		{"a\x7f", "contains a control character"},
+		{"\xc3", "is not valid UTF-8"},
+	};
+	char	   *long_value;
+	bool		lambda;
+	size_t		i;
+
+	if (fh_s3key_layout_parse("data/customer=!{partitionKeyFromQuery:customer}/s=!{partitionKeyFromLambda:shard}/dt=!{timestamp:yyyy-MM-dd}/",
+							  "err/" EOT "/", &layout, err) != FH_S3KEY_OK)
+	{
+		check(0, "parse a partitioned prefix", "accepted", err);
+		return;
+	}
+	check(fh_s3key_npartition_keys(layout) == 2, "two partition keys", "2", "other");
+	lambda = fh_s3key_partition_key(layout, 0, name);
+	check_str("first key's name", "customer", name);
+	check(!lambda, "first key from the query", "query", "lambda");
+	lambda = fh_s3key_partition_key(layout, 1, name);
+	check_str("second key's name", "shard", name);
+	check(lambda, "second key from lambda", "lambda", "query");
+	check(fh_s3key_eval_prefix_keys(layout, t, NULL, NULL, 0, values, 2, out, err) == FH_S3KEY_OK,
+		  "evaluate with key values", "ok", err);
+	check_str("evaluated partitioned prefix", "data/customer=acme/s=7/dt=2024-03-05/", out);
+	check(fh_s3key_eval_prefix_keys(layout, t, NULL, NULL, 0, values, 1, out, err) == FH_S3KEY_EINVAL &&
+		  strstr(err, "2 partition key values are needed, 1 were given") != NULL,
+		  "too few values", "refused", err);
+	check(fh_s3key_eval_prefix(layout, t, "processing-failed", NULL, 0, out, err) == FH_S3KEY_OK,
+		  "error prefix of a partitioned layout", "ok", err);
+	check_str("error prefix needs no key", "err/processing-failed/", out);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+	{
+		const char *v[2] = {bad[i][0], "x"};
+
+		check(fh_s3key_eval_prefix_keys(layout, t, NULL, NULL, 0, v, 2, out, err) == FH_S3KEY_EINVAL &&
+			  strstr(err, bad[i][1]) != NULL && out[0] == '\0',
+			  bad[i][0], bad[i][1], err);
+	}
+	/* 480 characters of value and 40 of the rest: over 512 in all */
+	long_value = repeat("v", 480, "");
+	values[0] = long_value;
+	check(fh_s3key_eval_prefix_keys(layout, t, NULL, NULL, 0, values, 2, out, err) == FH_S3KEY_EINVAL &&
+		  strstr(err, "prefix is longer than 512 characters after evaluation") != NULL,
+		  "evaluated prefix over 512", "refused", err);
+	free(long_value);
+	long_value = repeat("v", 513, "");
+	check(fh_s3key_check_key_value(long_value, err) == FH_S3KEY_EINVAL &&
+		  strstr(err, "513 characters; at most 512") != NULL, "value over 512", "refused", err);
+	free(long_value);
+	fh_s3key_layout_free(layout);
+}
+
 int
 main(void)
 {
@@ -998,6 +1069,7 @@ main(void)
 	check_keys();
 	check_random_strings();
 	check_zones();
+	check_partition_keys();
 	printf("s3keys: %d of %d checks pass\n", checks_run - checks_failed,
 		   checks_run);
 	return checks_failed ? 1 : 0;
