@@ -107,6 +107,22 @@ SELECT opts, pg_temp.try_s3(opts::jsonb) AS result
                ('{"backup": {"s3": {"bucket": "b-2"}}}')
        ) AS t(opts);
 
+-- dynamic partitioning: partition_keys, max_active_partitions and their rules
+SELECT opts, pg_temp.try_s3(opts::jsonb) AS result
+  FROM (VALUES ('{"prefix": "c=!{partitionKeyFromQuery:c}/", "error_output_prefix": "e/!{firehose:error-output-type}/", "partition_keys": {"c": "$.customer.id"}, "max_active_partitions": 5000}'),
+               ('{"prefix": "c=!{partitionKeyFromLambda:c}/", "error_output_prefix": "e/!{firehose:error-output-type}/"}'),
+               ('{"prefix": "c=!{partitionKeyFromQuery:c}/", "partition_keys": {"c": "$.c"}}'),
+               ('{"prefix": "c=!{partitionKeyFromQuery:c}/", "error_output_prefix": "e/!{firehose:error-output-type}/", "partition_keys": {"d": "$.d"}}'),
+               ('{"prefix": "c=!{partitionKeyFromQuery:c}/", "error_output_prefix": "e/!{firehose:error-output-type}/", "partition_keys": {"c": "$.c ++"}}'),
+               ('{"prefix": "c=!{partitionKeyFromQuery:c}/", "error_output_prefix": "e/!{firehose:error-output-type}/", "partition_keys": {"c": 5}}'),
+               ('{"prefix": "c/", "partition_keys": {"c": "$.c"}}'),
+               ('{"prefix": "c=!{partitionKeyFromQuery:c}/", "error_output_prefix": "e/!{firehose:error-output-type}/", "partition_keys": {"c": "$.c"}, "buffer_interval": 0}'),
+               ('{"prefix": "c=!{partitionKeyFromQuery:c.d}/", "error_output_prefix": "e/!{firehose:error-output-type}/"}'),
+               ('{"prefix": "c/", "error_output_prefix": "e/!{partitionKeyFromQuery:c}/!{firehose:error-output-type}/"}'),
+               ('{"max_active_partitions": 5001}'),
+               ('{"max_active_partitions": 0}')
+       ) AS t(opts);
+
 -- environment credentials need no keys
 SELECT firehose.create_stream('s3e', 's3', '{"bucket": "b-1", "credentials": "environment"}');
 SELECT options->>'credentials' FROM firehose.streams WHERE name = 's3e';
@@ -149,6 +165,7 @@ SELECT b, pg_temp.try_backup(b::jsonb) AS result
                ('{"s3": {"bucket": "b-1", "credentials": "environment", "buffer_size": 5}}'),
                ('{"s3": {"bucket": "b-1"}}'),
                ('{"s3": {"bucket": "b-1", "credentials": "environment", "prefix": "!{timestamp:yyyy}/"}}'),
+               ('{"s3": {"bucket": "b-1", "credentials": "environment", "prefix": "!{partitionKeyFromLambda:k}/", "error_output_prefix": "!{firehose:error-output-type}/"}}'),
                ('"failed"')
        ) AS t(b);
 

@@ -134,6 +134,8 @@ fh_stream_slot_init(FhStreamSlot *s, Oid dbid, int32 stream_id)
 	pg_atomic_init_u64(&s->flush_done, 0);
 	pg_atomic_init_u32(&s->blocked_reason, FH_BLOCKED_NONE);
 	pg_atomic_init_u64(&s->blocked_since, 0);
+	pg_atomic_init_u32(&s->active_partitions, 0);
+	pg_atomic_init_u32(&s->partitions_exceeded, 0);
 }
 
 /*

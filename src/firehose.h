@@ -80,6 +80,10 @@ typedef struct FhStreamSlot
 	/* why the worker cannot move the stream on, and since when (0: it can) */
 	pg_atomic_uint32 blocked_reason;	/* FhBlocked */
 	pg_atomic_uint64 blocked_since; /* TimestampTz */
+	/* dynamic partitioning: objects of the parts in flight, and whether the
+	 * last part split had more prefixes than max_active_partitions */
+	pg_atomic_uint32 active_partitions;
+	pg_atomic_uint32 partitions_exceeded;
 } FhStreamSlot;
 
 /* what holds a stream up, shown in stream_status.blocked_reason */
@@ -428,6 +432,14 @@ typedef struct FhPartView
 	const unsigned char *object_id; /* 16 bytes, the same across retries and
 									 * worker restarts */
 	TimestampTz oldest_arrival;
+	/* the partition_keys the processors gave each record (NULL: none) */
+	Jsonb	  **partition_keys;
+
+	/*
+	 * Dynamic partitioning: the evaluated prefix of this object, which its
+	 * key starts with (NULL: the sink evaluates its own).
+	 */
+	const char *prefix;
 
 	/*
 	 * Not NULL when the records are the error records of another
@@ -445,6 +457,20 @@ typedef struct FhPartView
 	int64		possible_duplicates;	/* records sent again after an
 										 * ambiguous outcome */
 } FhPartView;
+
+/*
+ * One object of a part that its sink splits (dynamic partitioning): the
+ * view indexes of its records, and the evaluated prefix of their object;
+ * or, with error_output_type set, records the sink failed alone
+ * (fh_view_fail), whose error records go under the error output prefix.
+ */
+typedef struct FhObjectGroup
+{
+	int		   *index;
+	int			nrecords;
+	char	   *prefix;
+	const char *error_output_type;
+} FhObjectGroup;
 
 struct FhSink
 {
@@ -468,6 +494,15 @@ struct FhSink
 	void	   *(*configure) (Jsonb *options, const char *stream, int32 version);
 	/* limits of one part */
 	void		(*limits) (void *config, int *max_records, int64 *max_bytes);
+
+	/*
+	 * Optional: the objects part is to be sent as (dynamic partitioning),
+	 * in the worker's transaction, before anything is sent: their number
+	 * and *groups (in the part's memory), or 0 when the part goes whole.
+	 * *exceeded: records were failed for want of room for more groups.
+	 */
+	int			(*split) (void *config, FhPartView *part, FhObjectGroup **groups,
+						  bool *exceeded);
 
 	/*
 	 * Build the next request for part (in the part's memory context).  When
@@ -563,6 +598,8 @@ typedef struct FhProcessed
 	FhProcResult result;
 	bytea	   *data;			/* FH_PROC_OK: what the destination gets */
 	FhVerdict	verdict;		/* FH_PROC_FAILED: why */
+	Jsonb	   *partition_keys;	/* FH_PROC_OK: the keys of
+									 * !{partitionKeyFromLambda:...}, or NULL */
 } FhProcessed;
 
 /*
@@ -669,6 +706,17 @@ struct FhPart
 	FhProcessed *processed;
 	int		   *view_index;
 	bool		stepping;		/* the last answer was NEXT */
+
+	/*
+	 * Dynamic partitioning: a part its sink split is sent as child parts,
+	 * one per object, and waits for them (children_left > 0); a child's
+	 * record i is its parent's view record parent_index[i] (or the error
+	 * record of that record, for a child with an error output type).
+	 */
+	FhPart	   *parent;
+	int		   *parent_index;
+	int			nchildren;
+	int			children_left;
 	FhVerdict	last_retry;		/* the last error retried, if any */
 	/* the backup phases: the failed records' error records, then (mode
 	 * all) a copy of every record, written to the backup store, which
@@ -716,6 +764,8 @@ extern int64 fh_backoff_ms(int attempt, int64 base_ms, int64 max_ms);
 extern int64 fh_epoch_ms(TimestampTz t);
 extern size_t fh_url_trimmed_len(const char *url);
 extern bool fh_is_json(const char *data, int len);
+extern char *fh_jsonb_path_scalar(Jsonb *doc, Datum path, bool booleans, bool *found);
+extern char *fh_jsonb_scalar_text(const JsonbValue *jv, bool booleans);
 extern void fh_url_split(const char *url, char **scheme, char **hostport, char **path);
 extern char *fh_url_escape(const char *s);
 extern bool fh_url_userinfo(const char *url, size_t *start, size_t *len);

@@ -384,6 +384,7 @@ call_one(FhFunctionProcessor *p, const FhRecord *r, bytea *data,
 	bool		isnull = true;
 	char	   *res = NULL;
 	bytea	   *ok_data = NULL;
+	Jsonb	   *keys = NULL;
 	MemoryContext old;
 
 	values[0] = Int64GetDatum(r->id);
@@ -404,6 +405,9 @@ call_one(FhFunctionProcessor *p, const FhRecord *r, bytea *data,
 		d = GetAttributeByNum(th, 2, &isnull);
 		if (!isnull)
 			ok_data = DatumGetByteaPP(d);
+		d = GetAttributeByNum(th, 3, &isnull);
+		if (!isnull)
+			keys = DatumGetJsonbP(d);
 	}
 
 	old = MemoryContextSwitchTo(result_cxt);
@@ -421,6 +425,9 @@ call_one(FhFunctionProcessor *p, const FhRecord *r, bytea *data,
 		out->data = palloc(len + VARHDRSZ);
 		SET_VARSIZE(out->data, len + VARHDRSZ);
 		memcpy(VARDATA(out->data), VARDATA_ANY(ok_data), len);
+		/* a later processor's keys replace an earlier one's */
+		if (keys)
+			out->partition_keys = (Jsonb *) PG_DETOAST_DATUM_COPY(JsonbPGetDatum(keys));
 	}
 	else if (res && strcmp(res, "Dropped") == 0)
 	{
@@ -576,6 +583,7 @@ fh_process(FhProcessors *ps, Oid owner, const FhRecord *records, int n,
 	{
 		out[i].result = FH_PROC_OK;
 		out[i].data = records[i].data;
+		out[i].partition_keys = NULL;
 	}
 	GetUserIdAndSecContext(&save_uid, &save_sec);
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |

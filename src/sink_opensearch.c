@@ -232,51 +232,6 @@ os_limits(void *config, int *max_records, int64 *max_bytes)
 	*max_bytes = OS_MAX_BODY / 2;	/* room for the action lines */
 }
 
-/* the string or number at path in doc, or NULL */
-static char *
-path_value(Jsonb *doc, Datum path)
-{
-	LOCAL_FCINFO(fcinfo, 4);
-	Datum		v;
-	JsonbValue *jv;
-	Jsonb	   *j;
-	static Jsonb *no_vars = NULL;
-
-	/*
-	 * Kept for the life of the process, so made in TopMemoryContext: the
-	 * current context is the part's, deleted with the part.
-	 */
-	if (no_vars == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		no_vars = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
-		MemoryContextSwitchTo(old);
-	}
-	/* jsonb_path_query_first(doc, path, '{}', silent => true), NULL when none */
-	InitFunctionCallInfoData(*fcinfo, NULL, 4, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = JsonbPGetDatum(doc);
-	fcinfo->args[0].isnull = false;
-	fcinfo->args[1].value = path;
-	fcinfo->args[1].isnull = false;
-	fcinfo->args[2].value = JsonbPGetDatum(no_vars);
-	fcinfo->args[2].isnull = false;
-	fcinfo->args[3].value = BoolGetDatum(true);
-	fcinfo->args[3].isnull = false;
-	v = jsonb_path_query_first(fcinfo);
-	if (fcinfo->isnull)
-		return NULL;
-	j = DatumGetJsonbP(v);
-	if (!JB_ROOT_IS_SCALAR(j))
-		return NULL;
-	jv = getIthJsonbValueFromContainer(&j->root, 0);
-	if (jv->type == jbvString)
-		return pnstrdup(jv->val.string.val, jv->val.string.len);
-	if (jv->type == jbvNumeric)
-		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(jv->val.numeric)));
-	return NULL;
-}
-
 /*
  * Check record i; append its action and document lines to body, or fail
  * it for good.  Returns whether it was appended.
@@ -335,7 +290,7 @@ append_document(OsConfig *c, FhPartView *part, int i, StringInfo body)
 	}
 	if (c->id_path)
 	{
-		id = path_value(doc, c->id_path);
+		id = fh_jsonb_path_scalar(doc, c->id_path, false, NULL);
 		if (id == NULL)
 		{
 			fh_view_fail(part, i, "OpenSearch.MissingDocumentId",
@@ -353,7 +308,7 @@ append_document(OsConfig *c, FhPartView *part, int i, StringInfo body)
 	else if (!c->auto_id)
 		id = psprintf("%s-" INT64_FORMAT, c->stream, r->id);
 	if (c->routing_path)
-		routing = path_value(doc, c->routing_path);
+		routing = fh_jsonb_path_scalar(doc, c->routing_path, false, NULL);
 	if (fh_os_index_name(c->index, c->rotation, fh_epoch_ms(r->arrival), index, sizeof(index)) == 0)
 	{
 		fh_view_fail(part, i, "OpenSearch.InvalidIndex",

@@ -30,6 +30,18 @@
  * count as delivered by then, so that a failure to store the error records
  * fails the failed records alone.
  *
+ * Dynamic partitioning (firehose.md 3.5): when the prefix has
+ * !{partitionKeyFromQuery:name} (option partition_keys: name -> jsonpath,
+ * evaluated on each JSON record) or !{partitionKeyFromLambda:name} (the
+ * partition_keys the processors returned), s3_split() evaluates each
+ * record's prefix and groups the part's records by it: the worker sends
+ * each group as an object of its own (a child part), all in parallel up to
+ * max_concurrency.  A record whose key is missing, not a scalar, or not fit
+ * for a key fails alone (error output type "partitioning-failed"), and so
+ * do the records of prefixes beyond max_active_partitions in one part
+ * ("activePartitionExceeded"); their error records go up under the error
+ * prefix.
+ *
  * Errors: the Code and Message of S3's XML error body (answers.c)
  * become errorCode "S3.<Code>" and errorMessage.  5xx, 408, 429 and the
  * codes SlowDown, RequestTimeout, RequestTimeTooSkewed, InternalError
@@ -43,17 +55,27 @@
 #include <curl/curl.h>
 
 #include "answers.h"
+#include "mb/pg_wchar.h"
 #include "aws_sigv4.h"
 #include "pgtime.h"
 #include "s3_keys.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/json.h"
+#include "utils/jsonpath.h"
 #include "utils/memutils.h"
 
 #define MB					(1024LL * 1024LL)
 #define S3_MAX_PARTS		10000
 #define S3_MAX_OBJECT		(512 * MB)	/* what one part may carry */
 #define ERROR_BODY_MAX		2048
+#define MAX_PARTITION_KEYS	50	/* Firehose: at most 50 keys (firehose.md 1.11) */
+
+/* the error codes and output types of records dynamic partitioning cannot place */
+#define PARTITION_FAILED_TYPE		"partitioning-failed"
+#define PARTITION_FAILED_CODE		"DynamicPartitioning.MetadataExtractionFailed"
+#define PARTITION_EXCEEDED_TYPE		"activePartitionExceeded"
+#define PARTITION_EXCEEDED_CODE		"DynamicPartitioning.ActivePartitionsLimitExceeded"
 
 /* by FhCompression */
 static const char *const default_extensions[] = {"", ".gz", ".zst", ".snappy", ".hsnappy"};
@@ -87,6 +109,13 @@ typedef struct S3Config
 	char	   *stream;
 	int32		version;
 	FhFormat   *format;			/* record format conversion, or NULL */
+	/* dynamic partitioning: the prefix's keys, in order (none: nkeys 0) */
+	int			nkeys;
+	char	  **key_names;
+	bool	   *key_lambda;		/* from the processors, not partition_keys */
+	Datum	   *key_paths;		/* the jsonpath of a query key */
+	int64		max_active_partitions;
+	Jsonb	   *partition_keys;
 } S3Config;
 
 /* the options with a field of their own are written into S3Config */
@@ -114,6 +143,8 @@ const FhOptionDef fh_s3_options[] = {
 	{"multipart_part_size", FH_OPT_BYTES, 5 * MB, 5120 * MB, "8388608", S3C(multipart_part_size)},
 	{"tls_verify", FH_OPT_BOOL, 0, 0, "true", S3C(tls_verify)},
 	{"ca_file", FH_OPT_STRING, 0, 4096, NULL, S3C(ca_file)},
+	{"partition_keys", FH_OPT_STRMAP, 0, 4096, NULL, S3C(partition_keys)},
+	{"max_active_partitions", FH_OPT_INT, 1, 5000, NULL, S3C(max_active_partitions)},
 	{"format", FH_OPT_OBJECT, .nested = fh_format_options,
 		.normalize = fh_format_normalize,
 	.what = "an object such as {\"type\": \"parquet\", \"schema\": \"public.events\"}"},
@@ -187,6 +218,130 @@ resolve_zone(const char *name, int32 *offset)
 	return tz;
 }
 
+/* the jsonpath of partition key name (path, its text), with a clear error */
+static Datum
+partition_key_path(const char *name, const char *path)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum		d = (Datum) 0;
+
+	PG_TRY();
+	{
+		d = DirectFunctionCall1(jsonpath_in, CStringGetDatum(path));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(cxt);
+		ed = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("partition key \"%s\" of option \"partition_keys\" is not a valid JSON path: \"%s\"",
+						name, path),
+				 errdetail("%s", ed->message),
+				 errhint("Give a PostgreSQL jsonpath such as \"$.customer_id\" or \"$.ts.year\".")));
+	}
+	PG_END_TRY();
+	return d;
+}
+
+/*
+ * Dynamic partitioning's rules (firehose.md 3.3, 3.5, 2): every
+ * !{partitionKeyFromQuery:name} of the prefix has its path in
+ * partition_keys, and every path there is used and valid; at most 50 keys;
+ * an error output prefix (checked with the prefix: it has expressions); no
+ * zero buffering; not in a backup store, which has no buffering of its
+ * own (its options come without buffer_interval).
+ */
+static void
+validate_partitioning(Jsonb *o)
+{
+	char	   *prefix = "";
+	char	   *eop = NULL;
+	char		err[FH_S3KEY_ERROR_LEN];
+	FhS3KeyLayout *layout;
+	JsonbValue *keys = fh_jsonb_get(o, "partition_keys");
+	Jsonb	   *keymap = keys ? JsonbValueToJsonb(keys) : NULL;
+	int			nkeys;
+	int			nquery = 0;
+	JsonbValue *interval = fh_jsonb_get(o, "buffer_interval");
+
+	fh_jsonb_get_text(o, "prefix", &prefix);
+	fh_jsonb_get_text(o, "error_output_prefix", &eop);
+	if (fh_s3key_layout_parse(prefix, eop, &layout, err) != FH_S3KEY_OK)
+		return;					/* reported by the caller */
+	nkeys = fh_s3key_npartition_keys(layout);
+	for (int k = 0; k < nkeys; k++)
+	{
+		char		name[FH_S3KEY_MAX_KEY_NAME + 1];
+		char	   *path;
+
+		if (fh_s3key_partition_key(layout, k, name))
+			continue;
+		nquery++;
+		if (keymap == NULL || !fh_jsonb_get_text(keymap, name, &path))
+		{
+			fh_s3key_layout_free(layout);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("prefix uses !{partitionKeyFromQuery:%s}, but option \"partition_keys\" has no key \"%s\"",
+							name, name),
+					 errhint("Add it to \"partition_keys\", an object of key name to JSON path, such as {\"%s\": \"$.%s\"}.",
+							 name, name)));
+		}
+	}
+	fh_s3key_layout_free(layout);
+
+	if (keymap)
+	{
+		JsonbIterator *it = JsonbIteratorInit(&keymap->root);
+		JsonbValue	kv;
+		JsonbIteratorToken tok;
+		char	   *name = NULL;
+		int			n = 0;
+
+		while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+			{
+				name = pnstrdup(kv.val.string.val, kv.val.string.len);
+				n++;
+			}
+			else if (tok == WJB_VALUE)
+				(void) partition_key_path(name, pnstrdup(kv.val.string.val,
+														 kv.val.string.len));
+		}
+		if (n > MAX_PARTITION_KEYS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"partition_keys\" has %d keys; at most %d are allowed",
+							n, MAX_PARTITION_KEYS)));
+		if (nquery == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"partition_keys\" is set, but prefix uses no !{partitionKeyFromQuery:...}"),
+					 errhint("Use the keys in \"prefix\", such as \"customer=!{partitionKeyFromQuery:customer}/\", or leave \"partition_keys\" out.")));
+	}
+	if (nkeys == 0)
+		return;
+	if (interval == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("an S3 backup store cannot partition records dynamically"),
+				 errdetail("Its prefix uses !{partitionKeyFrom...}, which only the prefix of an s3 destination may."),
+				 errhint("Use !{timestamp:...} and !{firehose:...} in the backup store's prefix.")));
+	if (interval->type == jbvNumeric &&
+		DatumGetInt64(DirectFunctionCall1(numeric_int8,
+										  NumericGetDatum(interval->val.numeric))) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("dynamic partitioning needs a buffer_interval above 0"),
+				 errdetail("Zero buffering is not available with dynamic partitioning, as in Firehose: records are grouped by prefix within what one buffer holds."),
+				 errhint("Set \"buffer_interval\" to 60 seconds or more, or take !{partitionKeyFrom...} out of the prefix.")));
+}
+
 static void
 s3_validate(Jsonb *o)
 {
@@ -241,7 +396,7 @@ s3_validate(Jsonb *o)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("option \"prefix\" or \"error_output_prefix\" is not valid"),
 				 errdetail("%s", err),
-				 errhint("See the S3 prefix rules in the README: !{timestamp:...}, !{firehose:random-string}, and !{firehose:error-output-type} in error_output_prefix only.")));
+				 errhint("See the S3 prefix rules in the README: !{timestamp:...}, !{firehose:random-string}, !{partitionKeyFromQuery:...} and !{partitionKeyFromLambda:...} in prefix only, and !{firehose:error-output-type} in error_output_prefix only.")));
 	fh_s3key_layout_free(layout);
 
 	if (fh_jsonb_get_text(o, "file_extension", &s) &&
@@ -254,6 +409,8 @@ s3_validate(Jsonb *o)
 
 	fh_jsonb_get_text(o, "time_zone", &s);
 	(void) resolve_zone(s, &off);
+
+	validate_partitioning(o);
 
 	if (fh_jsonb_get(o, "sse_kms_key_id") &&
 		!(fh_jsonb_get_text(o, "sse", &s) && strncmp(s, "aws:kms", 7) == 0))
@@ -293,6 +450,8 @@ s3_configure(Jsonb *o, const char *stream, int32 version)
 	char	   *host = NULL;
 	char	   *path = NULL;
 
+	/* Firehose's default; not written into the options of every S3 stream */
+	c->max_active_partitions = 500;
 	fh_options_load(fh_s3_options, o, c);
 	fh_jsonb_get_text(o, "region", (char **) &c->aws.region);
 	if (!fh_jsonb_get_text(o, "endpoint", &endpoint))
@@ -324,6 +483,25 @@ s3_configure(Jsonb *o, const char *stream, int32 version)
 		c->delimiter = "";
 	c->stream = pstrdup(stream);
 	c->version = version;
+
+	c->nkeys = fh_s3key_npartition_keys(c->layout);
+	if (c->nkeys > 0)
+	{
+		c->key_names = palloc(sizeof(char *) * c->nkeys);
+		c->key_lambda = palloc(sizeof(bool) * c->nkeys);
+		c->key_paths = palloc0(sizeof(Datum) * c->nkeys);
+		for (int k = 0; k < c->nkeys; k++)
+		{
+			char		name[FH_S3KEY_MAX_KEY_NAME + 1];
+			char	   *path;
+
+			c->key_lambda[k] = fh_s3key_partition_key(c->layout, k, name);
+			c->key_names[k] = pstrdup(name);
+			if (!c->key_lambda[k] &&
+				fh_jsonb_get_text(c->partition_keys, name, &path))
+				c->key_paths[k] = partition_key_path(name, path);
+		}
+	}
 	return c;
 }
 
@@ -335,6 +513,37 @@ s3_limits(void *config, int *max_records, int64 *max_bytes)
 }
 
 /* ---------- encoding ---------- */
+
+/* the instant t of a key, in the stream's time zone */
+static FhS3KeyTime
+key_time(S3Config *c, TimestampTz at)
+{
+	FhS3KeyTime t;
+
+	t.epoch_ms = fh_epoch_ms(at);
+	t.utc_offset_s = c->fixed_offset_s;
+	if (c->tz)
+	{
+		pg_time_t	secs = (pg_time_t) (t.epoch_ms / 1000);
+		struct pg_tm *tm = pg_localtime(&secs, c->tz);
+
+		t.utc_offset_s = tm ? (int32) tm->tm_gmtoff : 0;
+	}
+	return t;
+}
+
+/* the n random strings of the object whose id is id */
+static void
+random_strings(const unsigned char *id, int n,
+			   char rnd[FH_S3KEY_MAX_RANDOM][FH_S3KEY_RANDOM_LEN + 1],
+			   const char **rp)
+{
+	for (int i = 0; i < n && i < FH_S3KEY_MAX_RANDOM; i++)
+	{
+		fh_s3key_random_string(id, i, rnd[i]);
+		rp[i] = rnd[i];
+	}
+}
 
 /* the key of part's object; false with the reason in *why */
 static bool
@@ -349,22 +558,16 @@ object_key(S3Config *c, FhPartView *part, const char *error_type, const char *ex
 	char		err[FH_S3KEY_ERROR_LEN];
 	int			n = fh_s3key_nrandom(c->layout, error_type != NULL);
 
-	t.epoch_ms = fh_epoch_ms(part->oldest_arrival);
-	t.utc_offset_s = c->fixed_offset_s;
-	if (c->tz)
+	t = key_time(c, part->oldest_arrival);
+	random_strings(part->object_id, n, rnd, rp);
+	if (error_type == NULL && part->prefix)
+		strlcpy(prefix, part->prefix, sizeof(prefix));
+	else if (fh_s3key_eval_prefix(c->layout, t, error_type, rp, n, prefix, err) != FH_S3KEY_OK)
 	{
-		pg_time_t	secs = (pg_time_t) (t.epoch_ms / 1000);
-		struct pg_tm *tm = pg_localtime(&secs, c->tz);
-
-		t.utc_offset_s = tm ? (int32) tm->tm_gmtoff : 0;
+		*why = pstrdup(err);
+		return false;
 	}
-	for (int i = 0; i < n && i < FH_S3KEY_MAX_RANDOM; i++)
-	{
-		fh_s3key_random_string(part->object_id, i, rnd[i]);
-		rp[i] = rnd[i];
-	}
-	if (fh_s3key_eval_prefix(c->layout, t, error_type, rp, n, prefix, err) != FH_S3KEY_OK ||
-		fh_s3key_object_key(prefix, c->stream, c->version, t, part->object_id,
+	if (fh_s3key_object_key(prefix, c->stream, c->version, t, part->object_id,
 							ext, out, err) != FH_S3KEY_OK)
 	{
 		*why = pstrdup(err);
@@ -372,6 +575,224 @@ object_key(S3Config *c, FhPartView *part, const char *error_type, const char *ex
 	}
 	*key = pstrdup(out);
 	return true;
+}
+
+/* ---------- dynamic partitioning ---------- */
+
+/*
+ * Record r as jsonb, or NULL with *why when it is not JSON (jsonb_in
+ * refuses some JSON the parser takes, \u0000 or huge numbers: data errors
+ * that fail the record alone, as the Parquet conversion does).
+ */
+static Jsonb *
+record_doc(const FhRecord *r, char **why)
+{
+	const char *data = VARDATA_ANY(r->data);
+	int			len = VARSIZE_ANY_EXHDR(r->data);
+	MemoryContext cxt = CurrentMemoryContext;
+	Jsonb	   *volatile doc = NULL;
+
+	if (memchr(data, '\0', len) != NULL || !pg_verifymbstr(data, len, true) ||
+		!fh_is_json(data, len))
+	{
+		*why = "The record is not JSON, so the partition keys of option \"partition_keys\" cannot be read from it.";
+		return NULL;
+	}
+	PG_TRY();
+	{
+		doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(data, len))));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(cxt);
+		ed = CopyErrorData();
+		if (ERRCODE_TO_CATEGORY(ed->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
+			ed->sqlerrcode != ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+			PG_RE_THROW();
+		FlushErrorState();
+		*why = psprintf("The record cannot be read as jsonb: %s", ed->message);
+	}
+	PG_END_TRY();
+	return doc;
+}
+
+/*
+ * The value of the k-th partition key of record i of part, or NULL with
+ * *why; *doc is the record as jsonb, parsed on first need.
+ */
+static char *
+key_value(S3Config *c, FhPartView *part, int i, int k, Jsonb **doc, bool *parsed,
+		  char **why)
+{
+	const char *name = c->key_names[k];
+	char	   *text;
+
+	if (c->key_lambda[k])
+	{
+		Jsonb	   *keys = part->partition_keys ? part->partition_keys[i] : NULL;
+		JsonbValue *v = fh_jsonb_get(keys, name);
+
+		if (v == NULL || v->type == jbvNull)
+		{
+			*why = psprintf("The processors gave no partition key \"%s\" (partitionKeyFromLambda).", name);
+			return NULL;
+		}
+		text = fh_jsonb_scalar_text(v, true);
+		if (text == NULL)
+			*why = psprintf("The partition key \"%s\" the processors gave is not a scalar.", name);
+		return text;
+	}
+	if (!*parsed)
+	{
+		*doc = record_doc(&part->records[i], why);
+		*parsed = true;
+	}
+	if (*doc == NULL)
+	{
+		if (*why == NULL)
+			*why = "The record is not JSON.";
+		return NULL;
+	}
+	{
+		bool		found;
+
+		text = fh_jsonb_path_scalar(*doc, c->key_paths[k], true, &found);
+		if (text == NULL)
+			*why = found ?
+				psprintf("The value of partition key \"%s\" (partitionKeyFromQuery) is not a scalar.", name) :
+				psprintf("The record has no value for partition key \"%s\" (partitionKeyFromQuery).", name);
+	}
+	return text;
+}
+
+typedef struct PrefixEntry
+{
+	char		prefix[FH_S3KEY_PREFIX_BUFSIZE];
+	int			group;
+} PrefixEntry;
+
+/*
+ * s3_split: the objects of a part of a partitioned stream.  Every record's
+ * prefix is evaluated with its own keys and arrival time; the records of
+ * one prefix make one object, the first max_active_partitions prefixes of
+ * the part in order of first appearance.  The others fail alone; the
+ * error records of the records failed here make the last one or two
+ * objects (partitioning-failed, activePartitionExceeded).
+ */
+static int
+s3_split(void *config, FhPartView *part, FhObjectGroup **groups_out, bool *exceeded)
+{
+	S3Config   *c = config;
+	MemoryContext outer = CurrentMemoryContext;
+	MemoryContext tmp;
+	HASHCTL		ctl;
+	HTAB	   *prefixes;
+	int		   *group_of;
+	int		   *counts;
+	FhObjectGroup *groups;
+	int			ngroups = 0;
+	int			nfailed = 0;
+	int			nexceeded = 0;
+	char		rnd[FH_S3KEY_MAX_RANDOM][FH_S3KEY_RANDOM_LEN + 1];
+	const char *rp[FH_S3KEY_MAX_RANDOM];
+	int			nrandom = fh_s3key_nrandom(c->layout, false);
+	const char **values;
+	int			total;
+
+	*exceeded = false;
+	if (c->nkeys == 0 || part->error_output_type || part->nrecords == 0)
+		return 0;
+	tmp = AllocSetContextCreate(outer, "firehose partitioning", ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = FH_S3KEY_PREFIX_BUFSIZE;
+	ctl.entrysize = sizeof(PrefixEntry);
+	ctl.hcxt = tmp;
+	prefixes = hash_create("firehose prefixes", 64, &ctl,
+						   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	group_of = palloc(sizeof(int) * part->nrecords);
+	/* the prefixes of the groups, in order, and the two error groups */
+	groups = palloc0(sizeof(FhObjectGroup) * (Min(c->max_active_partitions, part->nrecords) + 2));
+	values = palloc(sizeof(char *) * c->nkeys);
+	random_strings(part->object_id, nrandom, rnd, rp);
+
+	for (int i = 0; i < part->nrecords; i++)
+	{
+		char		prefix[FH_S3KEY_PREFIX_BUFSIZE];
+		char		err[FH_S3KEY_ERROR_LEN];
+		char	   *why = NULL;
+		Jsonb	   *doc = NULL;
+		bool		parsed = false;
+		bool		found;
+		PrefixEntry *e;
+		int			k;
+
+		MemoryContextSwitchTo(tmp);
+		for (k = 0; k < c->nkeys; k++)
+			if ((values[k] = key_value(c, part, i, k, &doc, &parsed, &why)) == NULL)
+				break;
+		if (k == c->nkeys &&
+			fh_s3key_eval_prefix_keys(c->layout, key_time(c, part->records[i].arrival),
+									  NULL, rp, nrandom, values, c->nkeys,
+									  prefix, err) != FH_S3KEY_OK)
+			why = psprintf("The prefix cannot be made with the record's partition keys: %s", err);
+		MemoryContextSwitchTo(outer);
+		if (why)
+		{
+			fh_view_fail(part, i, PARTITION_FAILED_CODE, pstrdup(why));
+			group_of[i] = -1;
+			nfailed++;
+			continue;
+		}
+		e = hash_search(prefixes, prefix, ngroups < c->max_active_partitions ?
+						HASH_ENTER : HASH_FIND, &found);
+		if (e == NULL)
+		{
+			fh_view_fail(part, i, PARTITION_EXCEEDED_CODE,
+						 psprintf("The part has more than max_active_partitions (" INT64_FORMAT ") prefixes; this record's prefix \"%s\" is not among them.",
+								  c->max_active_partitions, prefix));
+			group_of[i] = -2;
+			nexceeded++;
+			continue;
+		}
+		if (!found)
+		{
+			e->group = ngroups;
+			groups[ngroups++].prefix = pstrdup(prefix);
+		}
+		group_of[i] = e->group;
+		groups[e->group].nrecords++;
+	}
+	MemoryContextDelete(tmp);
+
+	/* the error groups after the prefixes' */
+	total = ngroups;
+	if (nfailed > 0)
+	{
+		groups[total].error_output_type = PARTITION_FAILED_TYPE;
+		groups[total++].nrecords = nfailed;
+	}
+	if (nexceeded > 0)
+	{
+		groups[total].error_output_type = PARTITION_EXCEEDED_TYPE;
+		groups[total++].nrecords = nexceeded;
+		*exceeded = true;
+	}
+	counts = palloc0(sizeof(int) * total);
+	for (int g = 0; g < total; g++)
+		groups[g].index = palloc(sizeof(int) * groups[g].nrecords);
+	for (int i = 0; i < part->nrecords; i++)
+	{
+		int			g = group_of[i] >= 0 ? group_of[i] :
+			group_of[i] == -1 ? ngroups : total - 1;
+
+		groups[g].index[counts[g]++] = i;
+	}
+	pfree(counts);
+	pfree(group_of);
+	*groups_out = groups;
+	return total;
 }
 
 /*
@@ -447,7 +868,9 @@ s3_error_fields(void *config, const FhPartView *part, int i, StringInfo out)
 	char	   *schema;
 	char	   *table;
 
-	if (c->format == NULL)
+	if (c->format == NULL || !part->rec_state || part->rec_state[i] != FH_REC_FAILED ||
+		part->rec_verdict[i].error_code == NULL ||
+		strcmp(part->rec_verdict[i].error_code, FH_FORMAT_ERROR_CODE) != 0)
 		return;
 	fh_format_table(c->format, &schema, &table);
 	appendStringInfoString(out, ",\"dataCatalogTable\":{\"databaseName\":");
@@ -522,13 +945,16 @@ s3_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 		st = palloc0(sizeof(S3State));
 		if (fh_aws_missing_credentials(&c->aws, verdict, "S3.MissingCredentials"))
 			return;				/* req->url stays NULL: fails at once */
-		if (!object_key(c, part, part->error_output_type, c->extension, &st->key, &why))
+		/* error records are JSON lines, whatever the objects' format */
+		if (!object_key(c, part, part->error_output_type,
+						part->error_output_type && c->format ? "" : c->extension,
+						&st->key, &why))
 		{
 			fh_verdict_set(verdict, FH_OUTCOME_FAIL, "S3.InvalidObjectKey",
 						   psprintf("The object key could not be made: %s", why));
 			return;
 		}
-		if (c->format)
+		if (c->format && part->error_output_type == NULL)
 		{
 			convert_part(c, part, st);
 			if (st->object.len == 0)
@@ -824,6 +1250,7 @@ const FhSink fh_sink_s3 = {
 	.validate = s3_validate,
 	.configure = s3_configure,
 	.limits = s3_limits,
+	.split = s3_split,
 	.encode = s3_encode,
 	.classify = s3_classify,
 	.give_up = s3_give_up,

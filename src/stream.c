@@ -438,8 +438,10 @@ fh_slot_status_sql(PG_FUNCTION_ARGS)
 										 get_namespace_oid(FH_SCHEMA, false));
 	FhStreamSlot *slot;
 	TupleDesc	tupdesc;
-	Datum		values[8];
-	bool		nulls[8] = {false};
+	Datum		values[10];
+	bool		nulls[10] = {false};
+	uint32		partitions = 0;
+	bool		exceeded = false;
 	uint64		blocked_since = 0;
 	FhBlocked	blocked = FH_BLOCKED_NONE;
 	uint64		committed_r = 0,
@@ -477,6 +479,8 @@ fh_slot_status_sql(PG_FUNCTION_ARGS)
 			oldest = pg_atomic_read_u64(&slot->first_pending);
 		blocked = (FhBlocked) pg_atomic_read_u32(&slot->blocked_reason);
 		blocked_since = pg_atomic_read_u64(&slot->blocked_since);
+		partitions = pg_atomic_read_u32(&slot->active_partitions);
+		exceeded = pg_atomic_read_u32(&slot->partitions_exceeded) != 0;
 	}
 	values[0] = Int64GetDatum(committed_r > cut_r ? committed_r - cut_r : 0);
 	values[1] = Int64GetDatum(committed_b > cut_b ? committed_b - cut_b : 0);
@@ -498,6 +502,8 @@ fh_slot_status_sql(PG_FUNCTION_ARGS)
 	}
 	else
 		nulls[6] = nulls[7] = true;
+	values[8] = Int32GetDatum((int32) partitions);
+	values[9] = BoolGetDatum(exceeded);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

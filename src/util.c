@@ -13,6 +13,9 @@
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
 
 #include <zlib.h>
 
@@ -378,4 +381,71 @@ fh_append_answer(StringInfo out, const FhResponse *resp, int max)
 		appendStringInfoString(out, "\xEF\xBF\xBD");
 		p = nul + 1;
 	}
+}
+
+/*
+ * fh_jsonb_path_scalar
+ *		The first item path (a jsonpath) finds in doc, as
+ *		jsonb_path_query_first(doc, path, '{}', silent => true) finds it,
+ *		when it is a string or a number: its text (a string unquoted, a
+ *		number as numeric_out writes it); with booleans, true and false too.
+ *		NULL when nothing is found or the item is of another kind; *found
+ *		(when not NULL) says whether anything but a JSON null was found.
+ */
+char *
+fh_jsonb_path_scalar(Jsonb *doc, Datum path, bool booleans, bool *found)
+{
+	LOCAL_FCINFO(fcinfo, 4);
+	Datum		v;
+	Jsonb	   *j;
+	static Jsonb *no_vars = NULL;
+
+	/*
+	 * Kept for the life of the process, so made in TopMemoryContext: the
+	 * current context is a part's, deleted with the part.
+	 */
+	if (no_vars == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		no_vars = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		MemoryContextSwitchTo(old);
+	}
+	InitFunctionCallInfoData(*fcinfo, NULL, 4, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = JsonbPGetDatum(doc);
+	fcinfo->args[0].isnull = false;
+	fcinfo->args[1].value = path;
+	fcinfo->args[1].isnull = false;
+	fcinfo->args[2].value = JsonbPGetDatum(no_vars);
+	fcinfo->args[2].isnull = false;
+	fcinfo->args[3].value = BoolGetDatum(true);
+	fcinfo->args[3].isnull = false;
+	v = jsonb_path_query_first(fcinfo);
+	if (found)
+		*found = !fcinfo->isnull;
+	if (fcinfo->isnull)
+		return NULL;
+	j = DatumGetJsonbP(v);
+	if (!JB_ROOT_IS_SCALAR(j))
+		return NULL;
+	if (found && getIthJsonbValueFromContainer(&j->root, 0)->type == jbvNull)
+		*found = false;			/* a JSON null is no value */
+	return fh_jsonb_scalar_text(getIthJsonbValueFromContainer(&j->root, 0), booleans);
+}
+
+/*
+ * fh_jsonb_scalar_text
+ *		The text of jv when it is a string (unquoted) or a number (as
+ *		numeric_out writes it), with booleans true and false too; else NULL.
+ */
+char *
+fh_jsonb_scalar_text(const JsonbValue *jv, bool booleans)
+{
+	if (jv->type == jbvString)
+		return pnstrdup(jv->val.string.val, jv->val.string.len);
+	if (jv->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(jv->val.numeric)));
+	if (jv->type == jbvBool && booleans)
+		return pstrdup(jv->val.boolean ? "true" : "false");
+	return NULL;
 }

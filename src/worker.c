@@ -94,6 +94,7 @@ typedef struct FhWorkerStream
 	uint64		outstanding_records;
 	uint64		outstanding_bytes;
 	int			active_parts;	/* parts read and not yet recorded */
+	int			requests_in_flight; /* at most max_concurrency */
 	bool		row_locked;		/* its catalog row, in this transaction */
 
 	/*
@@ -218,6 +219,9 @@ free_part(FhPart *part)
 {
 	fh_transport_cancel(part);
 	fh_transport_release_body(part);
+	/* a child part lives in its parent's memory */
+	if (part->parent)
+		return;
 	parts_memory -= part->memory;
 	MemoryContextDelete(part->cxt);
 }
@@ -232,16 +236,21 @@ drop_stream_state(FhWorkerStream *ws, bool release_slot)
 {
 	dlist_mutable_iter it;
 
-	dlist_foreach_modify(it, &waiting_parts)
-	{
-		FhPart	   *p = dlist_container(FhPart, node, it.cur);
-
-		if (p->stream == (struct FhWorkerStream *) ws)
+	/* children first: they live in their parents' memory */
+	for (int children = 1; children >= 0; children--)
+		dlist_foreach_modify(it, &waiting_parts)
 		{
-			dlist_delete(&p->node);
-			free_part(p);
+			FhPart	   *p = dlist_container(FhPart, node, it.cur);
+
+			if (p->stream == (struct FhWorkerStream *) ws &&
+				(p->parent != NULL) == (children == 1))
+			{
+				dlist_delete(&p->node);
+				free_part(p);
+			}
 		}
-	}
+	if (ws->slot)
+		pg_atomic_write_u32(&ws->slot->active_partitions, 0);
 	dlist_foreach_modify(it, &finished_parts)
 	{
 		FhPart	   *p = dlist_container(FhPart, node, it.cur);
@@ -624,10 +633,10 @@ record_part(FhPart *part)
 {
 	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
 	TimestampTz now = GetCurrentTimestamp();
-	Oid			types[14] = {INT4OID, INT8OID, INT4OID, TEXTOID, INT4OID, INT8OID,
-		INT4OID, INT4OID, INT8OID, INT4OID, INT8OID, INT8OID, TEXTOID, TEXTOID};
-	Datum		vals[14];
-	char		nulls[14];
+	Oid			types[15] = {INT4OID, INT8OID, INT4OID, TEXTOID, INT4OID, INT8OID,
+		INT4OID, INT4OID, INT8OID, INT4OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT4OID};
+	Datum		vals[15];
+	char		nulls[15];
 	int		   *failed = palloc(sizeof(int) * part->nrecords);
 	const FhVerdict **why = palloc(sizeof(FhVerdict *) * part->nrecords);
 	int			nfailed = 0;
@@ -683,8 +692,11 @@ record_part(FhPart *part)
 	else
 		nulls[13] = 'n';
 
-	if (SPI_execute_with_args("SELECT firehose._record_delivery($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-							  14, types, vals, nulls, false, 0) != SPI_OK_SELECT)
+	/* the objects its records went up as: one, or one per prefix */
+	vals[14] = Int32GetDatum(part->nchildren > 0 ? part->nchildren :
+							 (part->view.nrecords > 0 ? 1 : 0));
+	if (SPI_execute_with_args("SELECT firehose._record_delivery($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+							  15, types, vals, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not record a delivery");
 
 	if (nfailed > 0)
@@ -1047,6 +1059,153 @@ part_byte_cap(FhWorkerStream *ws, FhBatch *b)
 	return left <= (uint64) (size + slack) ? size + slack : size;
 }
 
+static void finish_part(FhPart *part, TimestampTz now);
+
+/*
+ * A child part of part: one object of it (dynamic partitioning), made of
+ * the records of group g, or of their error records when the group has an
+ * error output type.  It lives in part's memory, is sent as a part of its
+ * own, and reports to part when it is finished (finish_child).
+ */
+static void
+make_child(FhWorkerStream *ws, FhPart *part, const FhObjectGroup *g, int gno,
+		   TimestampTz now)
+{
+	FhPart	   *child = palloc0(sizeof(FhPart));
+	FhRecord   *recs = palloc(sizeof(FhRecord) * g->nrecords);
+	uint64		h[2];
+	struct
+	{
+		unsigned char id[16];
+		int			gno;
+	}			key;
+
+	child->parent = part;
+	child->stream = part->stream;
+	child->batch = part->batch;
+	child->partno = part->partno;
+	child->cxt = part->cxt;
+	child->parent_index = g->index;
+	child->nrecords = g->nrecords;
+	memcpy(child->request_id, part->request_id, sizeof(child->request_id));
+	/* the object's id, from its part's and its place: the same on a retry */
+	memset(&key, 0, sizeof(key));
+	memcpy(key.id, part->object_id, 16);
+	key.gno = gno;
+	h[0] = hash_bytes_extended((const unsigned char *) &key, sizeof(key), 0x6f626a31);
+	h[1] = hash_bytes_extended((const unsigned char *) &key, sizeof(key), 0x6f626a32);
+	memcpy(child->object_id, h, 16);
+	for (int k = 0; k < g->nrecords; k++)
+	{
+		int			i = g->index[k];
+
+		recs[k] = part->view.records[i];
+		if (g->error_output_type)
+			recs[k].data = fh_error_record(&part->view.records[i],
+										   fh_view_verdict(&part->view, i, &part->verdict),
+										   1, now, ws->sink, ws->sink_config,
+										   &part->view, i);
+		if (k == 0 || recs[k].arrival < child->oldest_arrival)
+			child->oldest_arrival = recs[k].arrival;
+	}
+	child->records = recs;
+	child->view.records = recs;
+	child->view.nrecords = g->nrecords;
+	child->view.request_id = child->request_id;
+	child->view.object_id = child->object_id;
+	child->view.oldest_arrival = child->oldest_arrival;
+	child->view.cxt = part->cxt;
+	child->view.prefix = g->prefix;
+	child->view.error_output_type = g->error_output_type;
+	child->next_attempt = now;
+	part->children_left++;
+	if (g->error_output_type == NULL)
+		part->nchildren++;
+	dlist_push_tail(&waiting_parts, &child->node);
+}
+
+/*
+ * Dynamic partitioning: the sink groups the part's records by their
+ * evaluated prefix; each group goes up as its own object, a child part,
+ * and the part waits for its children.  Records the sink could not place
+ * failed alone; their error records go up as objects of their own.
+ */
+static void
+split_into_objects(FhWorkerStream *ws, FhPart *part)
+{
+	FhObjectGroup *groups = NULL;
+	bool		exceeded = false;
+	MemoryContext old = MemoryContextSwitchTo(part->cxt);
+	TimestampTz now = GetCurrentTimestamp();
+	int			n;
+
+	part->verdict.outcome = FH_OUTCOME_OK;
+	n = ws->sink->split(ws->sink_config, &part->view, &groups, &exceeded);
+	pg_atomic_write_u32(&ws->slot->partitions_exceeded, exceeded ? 1 : 0);
+	/*
+	 * The children go after the part in waiting_parts: the sending loop may
+	 * finish the part when it finishes its last child, and must not find
+	 * the part as the next node of its iteration then.
+	 */
+	for (int g = 0; g < n; g++)
+		make_child(ws, part, &groups[g], g, now);
+	pg_atomic_add_fetch_u32(&ws->slot->active_partitions, part->nchildren);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * A child part is finished: its records' outcomes go to its parent's view
+ * (an error records' object failing marks the records it was for), and the
+ * parent, once its last child is in, is finished as a whole.
+ */
+static void
+finish_child(FhPart *child, TimestampTz now)
+{
+	FhPart	   *part = child->parent;
+	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
+	MemoryContext old = MemoryContextSwitchTo(part->cxt);
+
+	for (int k = 0; k < child->view.nrecords; k++)
+	{
+		int			i = child->parent_index[k];
+
+		if (child->view.error_output_type)
+		{
+			if (child->verdict.outcome != FH_OUTCOME_OK)
+				part->view.rec_verdict[i].error_message =
+					psprintf("%s The error record could not be written to S3: %s",
+							 part->view.rec_verdict[i].error_message,
+							 child->verdict.error_message ? child->verdict.error_message : "");
+		}
+		else if (fh_view_failed(&child->view, k, &child->verdict))
+		{
+			const FhVerdict *v = fh_view_verdict(&child->view, k, &child->verdict);
+
+			fh_view_fail(&part->view, i, v->error_code, v->error_message);
+		}
+		else
+			fh_view_deliver(&part->view, i);
+	}
+	part->attempts = Max(part->attempts, child->attempts);
+	part->last_status = child->last_status;
+	if (part->first_attempt == 0 || child->first_attempt < part->first_attempt)
+		part->first_attempt = child->first_attempt;
+	part->view.possible_duplicates += child->view.possible_duplicates;
+	if (child->last_retry.error_code)
+		part->last_retry = child->last_retry;
+	if (child->view.error_output_type == NULL)
+		pg_atomic_sub_fetch_u32(&ws->slot->active_partitions, 1);
+	MemoryContextSwitchTo(old);
+	dlist_delete(&child->node);
+	free_part(child);
+	if (--part->children_left == 0)
+	{
+		if (part->first_attempt == 0)
+			part->first_attempt = now;
+		finish_part(part, now);
+	}
+}
+
 /*
  * The process stage: the records the destination's sink is to see, from
  * the records read, in the part's view: what the stream's processors made
@@ -1062,6 +1221,7 @@ process_part(FhWorkerStream *ws, FhPart *part)
 	{
 		MemoryContext old = MemoryContextSwitchTo(part->cxt);
 		FhRecord   *out = palloc(sizeof(FhRecord) * part->nrecords);
+		Jsonb	  **keys = NULL;
 		int			n = 0;
 
 		part->processed = palloc(sizeof(FhProcessed) * part->nrecords);
@@ -1077,16 +1237,25 @@ process_part(FhWorkerStream *ws, FhPart *part)
 				continue;
 			out[n] = part->records[i];
 			out[n].data = part->processed[i].data;
+			if (part->processed[i].partition_keys)
+			{
+				if (keys == NULL)
+					keys = palloc0(sizeof(Jsonb *) * part->nrecords);
+				keys[n] = part->processed[i].partition_keys;
+			}
 			part->view_index[i] = n++;
 		}
 		part->view.records = out;
 		part->view.nrecords = n;
+		part->view.partition_keys = keys;
 		MemoryContextSwitchTo(old);
 	}
 	part->view.request_id = part->request_id;
 	part->view.object_id = part->object_id;
 	part->view.oldest_arrival = part->oldest_arrival;
 	part->view.cxt = part->cxt;
+	if (ws->sink->split && part->view.nrecords > 0)
+		split_into_objects(ws, part);
 }
 
 /* read the next part of b; false when b had nothing more */
@@ -1145,10 +1314,10 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 	for (int i = 1; i < part->nrecords; i++)
 		if (part->records[i].arrival < part->oldest_arrival)
 			part->oldest_arrival = part->records[i].arrival;
+	dlist_push_tail(&waiting_parts, &part->node);
 	process_part(ws, part);
 	b->records += part->nrecords;
 	b->bytes += part->bytes;
-	dlist_push_tail(&waiting_parts, &part->node);
 
 	ws->outstanding_records += part->nrecords;
 	ws->outstanding_bytes += part->bytes;
@@ -1274,7 +1443,6 @@ part_sink(FhPart *part, void **config, FhPartView **view)
 	return ws->sink;
 }
 
-static void finish_part(FhPart *part, TimestampTz now);
 
 /*
  * Make the view the backup store has of part in its phase: the error
@@ -1390,6 +1558,7 @@ send_part(FhPart *part)
 		finish_part(part, part->attempt_started);
 		return;
 	}
+	ws->requests_in_flight++;
 	fh_transport_start(part, &part->request, ws->cfg.request_timeout_ms);
 }
 
@@ -1403,6 +1572,11 @@ finish_part(FhPart *part, TimestampTz now)
 	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
 	bool		any_failed = false;
 
+	if (part->parent)
+	{
+		finish_child(part, now);
+		return;
+	}
 	if (part->backup_phase == 0)
 	{
 		part->last_attempt_end = now;
@@ -1467,6 +1641,7 @@ handle_response(FhPart *part)
 	MemoryContext old;
 
 	/* the request went out and its answer is in, not yet judged */
+	ws->requests_in_flight--;
 	fh_fault_point("after_send");
 	old = MemoryContextSwitchTo(part->cxt);
 	part->last_status = part->response.status;
@@ -1595,6 +1770,20 @@ publish_blocked(void)
 	}
 }
 
+/*
+ * May p be sent when due?  Not while in flight, nor while it waits for
+ * its children, nor while its stream has max_concurrency requests out (a
+ * part split into many objects sends them that many at a time).
+ */
+static bool
+sendable(FhPart *p)
+{
+	FhWorkerStream *ws = (FhWorkerStream *) p->stream;
+
+	return !p->in_flight && p->children_left == 0 &&
+		ws->requests_in_flight < ws->cfg.max_concurrency;
+}
+
 static long
 next_timeout(TimestampTz now)
 {
@@ -1618,7 +1807,7 @@ next_timeout(TimestampTz now)
 	{
 		FhPart	   *p = dlist_container(FhPart, node, it.cur);
 
-		if (!p->in_flight)
+		if (sendable(p))
 			next = Min(next, p->next_attempt);
 	}
 	if (next <= now)
@@ -1985,7 +2174,7 @@ fh_worker_main(Datum arg)
 			{
 				FhPart	   *p = dlist_container(FhPart, node, it.cur);
 
-				if (!p->in_flight && p->next_attempt <= now)
+				if (sendable(p) && p->next_attempt <= now)
 					send_part(p);
 			}
 		}

@@ -76,6 +76,7 @@ CREATE TABLE firehose.deliveries (
     duration_ms bigint NOT NULL,
     outcome     text NOT NULL CHECK (outcome IN ('delivered', 'failed', 'partial')),
     failed_records integer NOT NULL DEFAULT 0,
+    objects     integer NOT NULL DEFAULT 1,
     error_code  text,
     error       text,
     finished_at timestamptz NOT NULL DEFAULT clock_timestamp()
@@ -130,7 +131,8 @@ CREATE FUNCTION firehose._slot_status(stream_id integer,
     OUT buffered_records bigint, OUT buffered_bytes bigint,
     OUT in_flight_records bigint, OUT in_flight_bytes bigint,
     OUT oldest_arrival timestamptz, OUT worker_running boolean,
-    OUT blocked_since timestamptz, OUT blocked_reason text)
+    OUT blocked_since timestamptz, OUT blocked_reason text,
+    OUT active_partitions integer, OUT partitions_exceeded boolean)
 RETURNS record LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'fh_slot_status_sql';
 
 -- called by the worker for every finished request: p_records records of
@@ -139,19 +141,19 @@ RETURNS record LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'fh_slot_status_sql';
 CREATE FUNCTION firehose._record_delivery(p_stream_id integer, p_batch bigint, p_part integer,
     p_request_id text, p_records integer, p_bytes bigint, p_attempts integer,
     p_http_status integer, p_duration_ms bigint, p_failed_records integer, p_failed_bytes bigint,
-    p_duplicates bigint, p_error_code text, p_error text)
+    p_duplicates bigint, p_error_code text, p_error text, p_objects integer)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     now timestamptz := clock_timestamp();
 BEGIN
     INSERT INTO firehose.deliveries (stream, batch, part, request_id, records, bytes, attempts,
                                      http_status, duration_ms, outcome, failed_records,
-                                     error_code, error)
+                                     objects, error_code, error)
     SELECT s.name, p_batch, p_part, p_request_id::uuid, p_records, p_bytes, p_attempts,
            p_http_status, p_duration_ms,
            CASE WHEN p_failed_records = 0 THEN 'delivered'
                 WHEN p_failed_records = p_records THEN 'failed' ELSE 'partial' END,
-           p_failed_records, p_error_code, p_error
+           p_failed_records, p_objects, p_error_code, p_error
       FROM firehose.stream s WHERE s.id = p_stream_id;
     UPDATE firehose.stream_stats
        SET delivered_records = delivered_records + (p_records - p_failed_records),
@@ -510,7 +512,8 @@ SELECT s.name AS stream, s.status,
            AS incoming_bytes,
        clock_timestamp() - st.oldest_arrival AS oldest_record_age,
        x.last_success_at, x.last_error_code, x.last_error, x.last_error_at,
-       st.worker_running, st.blocked_since, st.blocked_reason
+       st.worker_running, st.blocked_since, st.blocked_reason,
+       st.active_partitions, st.partitions_exceeded
   FROM firehose.stream s
   JOIN firehose.stream_stats x ON x.stream_id = s.id
  CROSS JOIN LATERAL firehose._slot_status(s.id) st;
