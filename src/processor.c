@@ -10,7 +10,9 @@
  * whose result says what becomes of the record: "Ok" (deliver its data),
  * "Dropped" (done, nothing sent) or "ProcessingFailed" (into
  * failed_records with the original data).  An ERROR the function raises
- * fails that record alone, with its message.
+ * fails that record alone, with its message.  Its partition_keys (a JSON
+ * object, or NULL) go with an Ok record to the destination: an S3 prefix's
+ * !{partitionKeyFromLambda:name} reads them (dynamic partitioning).
  *
  * The function runs in the worker's transaction, right after the part is
  * read and before anything goes on the network, as the stream's owner
