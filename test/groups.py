@@ -34,6 +34,7 @@ WEIGHTS = {
     "test_parquet.py": 40,
     "test_parquet_s3.py": 25,
     "test_s3_partitioning.py": 60,
+    "test_parquet_million.py": 35,
     "test_bounds.py": 50,
     "test_delivery.py": 50,
     "test_processors.py": 60,
