@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Delivery throughput of a stream with an identity SQL function processor,
-as a ratio to the same stream without processors, in the same run.
+and of one with json_to_csv, as a ratio to the same stream without
+processors, in the same run.
 
     /usr/bin/python3 bench/processors.py [--records N] [--rounds R]
 
@@ -14,6 +15,8 @@ distinct records it got).  Two http streams deliver to it:
           bench.identity(r) a LANGUAGE sql function returning
           ROW('Ok', r.data, NULL)
   plpgsql the same with bench.identity_pl, the same in LANGUAGE plpgsql
+  csv     processors [{"type": "json_to_csv", "columns": ["s", "t", "i",
+          "pad"]}]: every record, a JSON object, becomes a CSV line
 
 Both with buffer_interval 1 hour, buffer_size 5 MiB, max_concurrency 1.  In
 every round each stream (the order rotating from round to round) is
@@ -23,7 +26,7 @@ firehose.flush(stream, wait => true): the worker's read, process, encode,
 send and record, and nothing else.  Prints records/s and the worker's CPU
 time per record (from /proc, steadier than wall time on a loaded machine) per
 run, the medians and
-the ratios sqlfn/plain and plpgsql/plain of the medians.
+the ratios sqlfn/plain, plpgsql/plain and csv/plain of the medians.
 
 Every run is checked: the receiver must hold exactly N new distinct records
 and stream_status must show them delivered, none failed.  A benchmark: it
@@ -105,7 +108,9 @@ def main():
                    "sqlfn": dict(common, processors=[{"type": "function",
                                                       "function": "bench.identity"}]),
                    "plpgsql": dict(common, processors=[{"type": "function",
-                                                        "function": "bench.identity_pl"}])}
+                                                        "function": "bench.identity_pl"}]),
+                   "csv": dict(common, processors=[{"type": "json_to_csv",
+                                                    "columns": ["s", "t", "i", "pad"]}])}
         for name, opts in streams.items():
             cluster.psql("SELECT firehose.create_stream(%s, 'http', %s)",
                          params=(name, json.dumps(opts)))
@@ -131,9 +136,11 @@ def main():
         print("medians: " + ", ".join("%s %.0f records/s (%.1f us CPU/record)"
                                       % (n, med[n], mcpu[n]) for n in order))
         print("SUMMARY processors records=%d rounds=%d plain=%.0f sqlfn=%.0f plpgsql=%.0f "
-              "ratio_sqlfn=%.2f ratio_plpgsql=%.2f"
+              "csv=%.0f ratio_sqlfn=%.2f ratio_plpgsql=%.2f ratio_csv=%.2f (goals: sqlfn 0.7, "
+              "csv 0.8)"
               % (args.records, args.rounds, med["plain"], med["sqlfn"], med["plpgsql"],
-                 med["sqlfn"] / med["plain"], med["plpgsql"] / med["plain"]))
+                 med["csv"], med["sqlfn"] / med["plain"], med["plpgsql"] / med["plain"],
+                 med["csv"] / med["plain"]))
     return 0
 
 

@@ -705,6 +705,11 @@ struct FhPart
 	 * (-1: dropped or failed) */
 	FhProcessed *processed;
 	int		   *view_index;
+	int64		view_bytes;		/* bytes of the view's records */
+	int			dropped;		/* records the processors dropped, */
+	int			processing_failed;	/* failed, */
+	int64		processing_us;	/* and the time they took (-1: none) */
+	TimestampTz processed_at;
 	bool		stepping;		/* the last answer was NEXT */
 
 	/*
@@ -718,9 +723,10 @@ struct FhPart
 	int			nchildren;
 	int			children_left;
 	FhVerdict	last_retry;		/* the last error retried, if any */
-	/* the backup phases: the failed records' error records, then (mode
-	 * all) a copy of every record, written to the backup store, which
-	 * sees them through backup_view */
+	/* the backup phases: the error records of the records processors
+	 * failed, then of those that failed at the destination, then (mode
+	 * all) a copy of every source record, written to the backup store,
+	 * which sees them through backup_view */
 	int			backup_phase;	/* 0: the destination; FH_BACKUP_* */
 	FhPartView	backup_view;
 	FhVerdict	primary;		/* the destination's verdict meanwhile */
@@ -743,9 +749,13 @@ struct FhPart
 	FhResponse	response;
 };
 
-#define FH_BACKUP_ERRORS	1
-#define FH_BACKUP_ALL		2
-#define FH_BACKUP_DONE		3
+#define FH_BACKUP_PROCESSING 1	/* error records of processing failures */
+#define FH_BACKUP_ERRORS	2	/* error records of delivery failures */
+#define FH_BACKUP_ALL		3	/* every source record */
+#define FH_BACKUP_DONE		4
+
+/* the !{firehose:error-output-type} of records processors failed */
+#define FH_PROCESSING_ERROR_OUTPUT_TYPE "processing-failed"
 
 
 PGDLLEXPORT void fh_launcher_main(Datum arg);

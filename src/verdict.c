@@ -96,7 +96,7 @@ fh_view_failed(const FhPartView *part, int i, const FhVerdict *part_verdict)
  *		The error record (firehose.md 3.8) of record r, which failed with
  *		verdict v after attempts attempts, the last ending at attempt_end:
  *		one JSON line, with the fields of the destination (sink, config) of
- *		record i of its view part.  Allocated in CurrentMemoryContext.
+ *		record i of its view part (sink NULL: none, a processing failure).  Allocated in CurrentMemoryContext.
  */
 bytea *
 fh_error_record(const FhRecord *r, const FhVerdict *v, int attempts,
@@ -117,7 +117,7 @@ fh_error_record(const FhRecord *r, const FhVerdict *v, int attempts,
 					 fh_epoch_ms(attempt_end));
 	fh_base64_append(&out, VARDATA_ANY(r->data), VARSIZE_ANY_EXHDR(r->data));
 	appendStringInfoChar(&out, '"');
-	if (sink->error_fields)
+	if (sink && sink->error_fields)
 		sink->error_fields(config, part, i, &out);
 	appendStringInfoString(&out, "}\n");
 	result = (bytea *) out.data;

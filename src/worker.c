@@ -39,6 +39,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "portability/instr_time.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
@@ -633,10 +634,11 @@ record_part(FhPart *part)
 {
 	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
 	TimestampTz now = GetCurrentTimestamp();
-	Oid			types[15] = {INT4OID, INT8OID, INT4OID, TEXTOID, INT4OID, INT8OID,
-		INT4OID, INT4OID, INT8OID, INT4OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT4OID};
-	Datum		vals[15];
-	char		nulls[15];
+	Oid			types[20] = {INT4OID, INT8OID, INT4OID, TEXTOID, INT4OID, INT8OID,
+		INT4OID, INT4OID, INT8OID, INT4OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT4OID,
+	INT4OID, INT8OID, INT4OID, INT4OID, INT8OID};
+	Datum		vals[20];
+	char		nulls[20];
 	int		   *failed = palloc(sizeof(int) * part->nrecords);
 	const FhVerdict **why = palloc(sizeof(FhVerdict *) * part->nrecords);
 	int			nfailed = 0;
@@ -695,8 +697,15 @@ record_part(FhPart *part)
 	/* the objects its records went up as: one, or one per prefix */
 	vals[14] = Int32GetDatum(part->nchildren > 0 ? part->nchildren :
 							 (part->view.nrecords > 0 ? 1 : 0));
-	if (SPI_execute_with_args("SELECT firehose._record_delivery($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-							  15, types, vals, nulls, false, 0) != SPI_OK_SELECT)
+	vals[15] = Int32GetDatum(part->view.nrecords);
+	vals[16] = Int64GetDatum(part->view_bytes);
+	vals[17] = Int32GetDatum(part->dropped);
+	vals[18] = Int32GetDatum(part->processing_failed);
+	vals[19] = Int64GetDatum(part->processing_us);
+	if (part->processing_us < 0)
+		nulls[19] = 'n';
+	if (SPI_execute_with_args("SELECT firehose._record_delivery($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+							  20, types, vals, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not record a delivery");
 
 	if (nfailed > 0)
@@ -1217,22 +1226,36 @@ process_part(FhWorkerStream *ws, FhPart *part)
 {
 	part->view.records = part->records;
 	part->view.nrecords = part->nrecords;
+	part->view_bytes = part->bytes;
+	part->processing_us = -1;
 	if (ws->processors)
 	{
 		MemoryContext old = MemoryContextSwitchTo(part->cxt);
 		FhRecord   *out = palloc(sizeof(FhRecord) * part->nrecords);
 		Jsonb	  **keys = NULL;
 		int			n = 0;
+		instr_time	start;
+		instr_time	took;
 
 		part->processed = palloc(sizeof(FhProcessed) * part->nrecords);
 		part->view_index = palloc(sizeof(int) * part->nrecords);
+		INSTR_TIME_SET_CURRENT(start);
 		PushActiveSnapshot(GetTransactionSnapshot());
 		fh_process(ws->processors, ws->owner, part->records, part->nrecords,
 				   part->processed);
 		PopActiveSnapshot();
+		INSTR_TIME_SET_CURRENT(took);
+		INSTR_TIME_SUBTRACT(took, start);
+		part->processing_us = INSTR_TIME_GET_MICROSEC(took);
+		part->processed_at = GetCurrentTimestamp();
+		part->view_bytes = 0;
 		for (int i = 0; i < part->nrecords; i++)
 		{
 			part->view_index[i] = -1;
+			if (part->processed[i].result == FH_PROC_DROPPED)
+				part->dropped++;
+			if (part->processed[i].result == FH_PROC_FAILED)
+				part->processing_failed++;
 			if (part->processed[i].result != FH_PROC_OK)
 				continue;
 			out[n] = part->records[i];
@@ -1243,6 +1266,7 @@ process_part(FhWorkerStream *ws, FhPart *part)
 					keys = palloc0(sizeof(Jsonb *) * part->nrecords);
 				keys[n] = part->processed[i].partition_keys;
 			}
+			part->view_bytes += VARSIZE_ANY_EXHDR(out[n].data);
 			part->view_index[i] = n++;
 		}
 		part->view.records = out;
@@ -1446,8 +1470,11 @@ part_sink(FhPart *part, void **config, FhPartView **view)
 
 /*
  * Make the view the backup store has of part in its phase: the error
- * records of the records that failed at the destination, or every record.
- * The destination's verdicts are final (part->primary).
+ * records of the records processors failed (their source data), or of
+ * the records that failed at the destination (the data it was sent), or
+ * every source record (as Firehose's source record backup keeps them
+ * before processing).  The destination's verdicts are final
+ * (part->primary).
  */
 static void
 backup_view(FhPart *part)
@@ -1461,17 +1488,36 @@ backup_view(FhPart *part)
 	v->object_id = part->object_id;
 	v->oldest_arrival = part->oldest_arrival;
 	v->cxt = part->cxt;
-	if (part->backup_phase == FH_BACKUP_ERRORS)
+	if (part->backup_phase == FH_BACKUP_PROCESSING)
 	{
-		FhRecord   *errors = palloc(sizeof(FhRecord) * part->nrecords);
+		FhRecord   *errors = palloc(sizeof(FhRecord) * part->processing_failed);
 		int			n = 0;
 
 		for (int i = 0; i < part->nrecords; i++)
 		{
-			if (!record_failed(part, i))
+			if (part->processed[i].result != FH_PROC_FAILED)
 				continue;
 			errors[n] = part->records[i];
-			errors[n].data = fh_error_record(&part->records[i], record_verdict(part, i),
+			/* processed once, so one attempt, ending when it was done */
+			errors[n].data = fh_error_record(&part->records[i], &part->processed[i].verdict,
+											 1, part->processed_at, NULL, NULL, NULL, i);
+			n++;
+		}
+		v->records = errors;
+		v->nrecords = n;
+		v->error_output_type = FH_PROCESSING_ERROR_OUTPUT_TYPE;
+	}
+	else if (part->backup_phase == FH_BACKUP_ERRORS)
+	{
+		FhRecord   *errors = palloc(sizeof(FhRecord) * part->view.nrecords);
+		int			n = 0;
+
+		for (int i = 0; i < part->view.nrecords; i++)
+		{
+			if (!record_failed(part, i))
+				continue;
+			errors[n] = part->view.records[i];
+			errors[n].data = fh_error_record(&part->view.records[i], record_verdict(part, i),
 											 part->primary_attempts, part->last_attempt_end,
 											 ws->sink, ws->sink_config, &part->view, i);
 			n++;
@@ -1605,10 +1651,12 @@ finish_part(FhPart *part, TimestampTz now)
 	{
 		int			next;
 
-		for (int i = 0; i < part->nrecords && !any_failed; i++)
+		/* the view's records: processors may have left fewer than read */
+		for (int i = 0; i < part->view.nrecords && !any_failed; i++)
 			any_failed = record_failed(part, i);
 		for (next = part->backup_phase + 1; next < FH_BACKUP_DONE; next++)
-			if ((next == FH_BACKUP_ERRORS && any_failed) ||
+			if ((next == FH_BACKUP_PROCESSING && part->processing_failed > 0) ||
+				(next == FH_BACKUP_ERRORS && any_failed) ||
 				(next == FH_BACKUP_ALL && ws->backup->all))
 				break;
 		part->backup_phase = next;

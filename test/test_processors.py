@@ -6,6 +6,7 @@ ERROR it raises fails that record alone.  The receiver is the strict one:
 it checks the Firehose HTTP protocol of every request.
 """
 
+import base64
 import json
 import os
 
@@ -13,6 +14,7 @@ import psycopg2
 import pytest
 
 from helpers import failed, flush, make_stream, put_texts
+from test_s3 import s3, wait_for_keys  # noqa: F401  (s3 is a fixture)
 
 # uppercases, and drops, fails, raises, returns NULL or nonsense by content
 CONTENT_FUNCTION = """
@@ -234,3 +236,136 @@ def test_function_dropped_after_create_fails_the_records(db, receiver):
     rows = failed(db, "g")
     assert [row["data"] for row in rows] == [b"a", b"b"]
     assert all(row["error_code"].startswith("Processor.") for row in rows)
+
+
+# -- around the processors: counters, before/after counts, redrive, backup -------------
+
+GATE_FUNCTION = """
+CREATE SCHEMA app;
+CREATE TABLE app.gate (open boolean);
+INSERT INTO app.gate VALUES (false);
+-- drops 'drop...', fails 'fail...' while the gate is closed, appends '!' to the rest
+CREATE FUNCTION app.gated(r firehose.record) RETURNS firehose.processed
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text := convert_from(r.data, 'UTF8');
+BEGIN
+    IF t LIKE 'drop%' THEN
+        RETURN ROW('Dropped', NULL, NULL)::firehose.processed;
+    ELSIF t LIKE 'fail%' AND NOT (SELECT open FROM app.gate) THEN
+        RETURN ROW('ProcessingFailed', NULL, NULL)::firehose.processed;
+    END IF;
+    RETURN ROW('Ok', convert_to(t || '!', 'UTF8'), NULL)::firehose.processed;
+END $$;
+"""
+
+
+def test_status_counts_dropped_and_failed_and_processing_time(db, receiver):
+    db.execute(GATE_FUNCTION)
+    r = receiver()
+    make_stream(db, "cnt", r.url, processors=processors("app.gated"),
+                buffer_interval="1 hour")
+    texts = ["keep-%d" % i for i in range(7)] + ["drop-%d" % i for i in range(5)] + \
+        ["fail-%d" % i for i in range(3)]
+    put_texts(db, "cnt", texts)
+    flush(db, "cnt")
+    assert sorted(r.records()) == sorted(("keep-%d!" % i).encode() for i in range(7))
+    row = db.q("SELECT delivered_records, failed_records, dropped_records, "
+               "processing_failed_records, processing_us_per_record "
+               "FROM firehose.stream_status WHERE stream = 'cnt'")[0]
+    assert row[:4] == (12, 3, 5, 3)
+    assert row[4] is not None and row[4] > 0
+
+    # one part: 15 records read, 7 after processing, their bytes as sent
+    assert db.q("SELECT records, bytes, records_after_processing, bytes_after_processing, "
+                "failed_records FROM firehose.deliveries WHERE stream = 'cnt'") == \
+        [(15, sum(len(t) for t in texts), 7, sum(len(t) + 1 for t in texts[:7]), 3)]
+
+    # a stream without processors: before and after the same, no processing time
+    make_stream(db, "plain", r.url)
+    put_texts(db, "plain", ["a", "bb"])
+    flush(db, "plain")
+    assert db.q("SELECT records, bytes, records_after_processing, bytes_after_processing "
+                "FROM firehose.deliveries WHERE stream = 'plain'") == [(2, 3, 2, 3)]
+    assert db.q("SELECT dropped_records, processing_failed_records, processing_us_per_record "
+                "FROM firehose.stream_status WHERE stream = 'plain'") == [(0, 0, None)]
+
+
+def test_processing_failures_are_redriven_through_the_processors(db, receiver):
+    db.execute(GATE_FUNCTION)
+    r = receiver()
+    make_stream(db, "rd", r.url, processors=processors("app.gated"))
+    put_texts(db, "rd", ["keep", "fail-1", "fail-2"])
+    flush(db, "rd")
+    assert r.records() == [b"keep!"]
+    assert [x["data"] for x in failed(db, "rd")] == [b"fail-1", b"fail-2"]
+
+    db.execute("UPDATE app.gate SET open = true")
+    assert db.one("SELECT firehose.redrive('rd')") == 2
+    flush(db, "rd")
+    assert failed(db, "rd") == []
+    # the original data went through the processor again
+    assert r.records() == [b"keep!", b"fail-1!", b"fail-2!"]
+    r.assert_no_violations()
+
+
+# -- the S3 backup of a stream with processors (the real S3 server) -----------------------
+
+def error_docs(body):
+    return [json.loads(x) for x in body.decode().splitlines()]
+
+
+def test_backup_writes_processing_failures_under_processing_failed(db, s3, receiver):
+    """Records a processor failed go to the backup as error records under
+    !{firehose:error-output-type} = processing-failed, with their source data;
+    delivery failures of the same part under the destination's own type,
+    with the data that was sent."""
+    db.execute(GATE_FUNCTION)
+    r = receiver()
+    b = s3.bucket()
+    s3.http_stream("bp", r.url, processors=processors("app.gated"),
+                   backup={"mode": "failed", "s3": s3.target(b)})
+    put_texts(db, "bp", ["keep-1", "fail-1", "drop-1", "keep-2", "fail-2"])
+    flush(db, "bp")
+    assert r.records() == [b"keep-1!", b"keep-2!"]
+    (key,) = wait_for_keys(s3, b, 1)
+    assert key.startswith("processing-failed/"), key
+    docs = error_docs(s3.get(b, key))
+    assert [base64.b64decode(d["rawData"]) for d in docs] == [b"fail-1", b"fail-2"]
+    assert {d["errorCode"] for d in docs} == {"Processor.ProcessingFailed"}
+    assert all(d["attemptsMade"] == 1 for d in docs)
+
+    # now the destination refuses: both kinds in one part, each under its type
+    r.faults([{"status": 400, "error_message": "no"}])
+    put_texts(db, "bp", ["keep-3", "fail-3"])
+    flush(db, "bp")
+    keys = wait_for_keys(s3, b, 3)
+    assert len(keys) == 3
+    (http_key,) = [k for k in keys if k.startswith("http-endpoint-failed/")]
+    docs = error_docs(s3.get(b, http_key))
+    assert [base64.b64decode(d["rawData"]) for d in docs] == [b"keep-3!"]
+    assert docs[0]["errorCode"] == "HttpEndpoint.DestinationException"
+    proc_keys = [k for k in keys if k.startswith("processing-failed/")]
+    assert len(proc_keys) == 2
+    raws = [base64.b64decode(d["rawData"]) for k in proc_keys for d in error_docs(s3.get(b, k))]
+    assert sorted(raws) == [b"fail-1", b"fail-2", b"fail-3"]
+    # failed_records keeps the source data of both, for a redrive
+    assert sorted(x["data"] for x in failed(db, "bp")) == \
+        [b"fail-1", b"fail-2", b"fail-3", b"keep-3"]
+
+
+def test_backup_all_keeps_the_source_records(db, s3, receiver):
+    """Mode all: the backup object holds the records as read, before the
+    processors changed, dropped or failed them."""
+    db.execute(GATE_FUNCTION)
+    r = receiver()
+    b = s3.bucket()
+    s3.http_stream("ba", r.url, processors=processors("app.gated"),
+                   backup={"mode": "all", "s3": s3.target(b)}, buffer_interval="1 hour")
+    texts = ["keep-1", "drop-1", "fail-1", "keep-2"]
+    put_texts(db, "ba", texts)
+    flush(db, "ba")
+    assert r.records() == [b"keep-1!", b"keep-2!"]
+    keys = wait_for_keys(s3, b, 2)
+    (all_key,) = [k for k in keys if not k.startswith("processing-failed/")]
+    assert s3.get(b, all_key) == b"".join(t.encode() + b"\n" for t in texts)

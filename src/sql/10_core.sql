@@ -40,6 +40,13 @@ CREATE TABLE firehose.stream_stats (
     failed_records    bigint NOT NULL DEFAULT 0,
     failed_bytes      bigint NOT NULL DEFAULT 0,
     possible_duplicates bigint NOT NULL DEFAULT 0,
+    -- the process stage: records dropped (counted in delivered_records) and
+    -- failed (in failed_records) by processors; records that went through
+    -- processors and the microseconds that took
+    dropped_records   bigint NOT NULL DEFAULT 0,
+    processing_failed_records bigint NOT NULL DEFAULT 0,
+    processed_records bigint NOT NULL DEFAULT 0,
+    processing_us     bigint NOT NULL DEFAULT 0,
     last_success_at   timestamptz,
     last_error_code   text,
     last_error        text,
@@ -71,6 +78,10 @@ CREATE TABLE firehose.deliveries (
     request_id  uuid NOT NULL,
     records     integer NOT NULL,
     bytes       bigint NOT NULL,
+    -- what the processors made of the records read: the records and bytes
+    -- sent (the same as records and bytes without processors)
+    records_after_processing integer NOT NULL,
+    bytes_after_processing bigint NOT NULL,
     attempts    integer NOT NULL,
     http_status integer,
     duration_ms bigint NOT NULL,
@@ -137,19 +148,26 @@ RETURNS record LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'fh_slot_status_sql';
 
 -- called by the worker for every finished request: p_records records of
 -- which p_failed_records (p_failed_bytes) failed; p_duplicates were sent
--- again after an ambiguous outcome (a Splunk acknowledgement timeout)
+-- again after an ambiguous outcome (a Splunk acknowledgement timeout); the
+-- processors (if any) left p_records_after records (p_bytes_after bytes),
+-- dropped p_dropped and failed p_processing_failed (counted in
+-- p_failed_records too), in p_processing_us microseconds
 CREATE FUNCTION firehose._record_delivery(p_stream_id integer, p_batch bigint, p_part integer,
     p_request_id text, p_records integer, p_bytes bigint, p_attempts integer,
     p_http_status integer, p_duration_ms bigint, p_failed_records integer, p_failed_bytes bigint,
-    p_duplicates bigint, p_error_code text, p_error text, p_objects integer)
+    p_duplicates bigint, p_error_code text, p_error text, p_objects integer,
+    p_records_after integer, p_bytes_after bigint, p_dropped integer,
+    p_processing_failed integer, p_processing_us bigint)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     now timestamptz := clock_timestamp();
 BEGIN
-    INSERT INTO firehose.deliveries (stream, batch, part, request_id, records, bytes, attempts,
+    INSERT INTO firehose.deliveries (stream, batch, part, request_id, records, bytes,
+                                     records_after_processing, bytes_after_processing, attempts,
                                      http_status, duration_ms, outcome, failed_records,
                                      objects, error_code, error)
-    SELECT s.name, p_batch, p_part, p_request_id::uuid, p_records, p_bytes, p_attempts,
+    SELECT s.name, p_batch, p_part, p_request_id::uuid, p_records, p_bytes,
+           p_records_after, p_bytes_after, p_attempts,
            p_http_status, p_duration_ms,
            CASE WHEN p_failed_records = 0 THEN 'delivered'
                 WHEN p_failed_records = p_records THEN 'failed' ELSE 'partial' END,
@@ -161,6 +179,11 @@ BEGIN
            failed_records = failed_records + p_failed_records,
            failed_bytes = failed_bytes + p_failed_bytes,
            possible_duplicates = possible_duplicates + p_duplicates,
+           dropped_records = dropped_records + p_dropped,
+           processing_failed_records = processing_failed_records + p_processing_failed,
+           processed_records = processed_records
+                               + CASE WHEN p_processing_us IS NULL THEN 0 ELSE p_records END,
+           processing_us = processing_us + coalesce(p_processing_us, 0),
            last_success_at = CASE WHEN p_failed_records < p_records
                                   THEN now ELSE last_success_at END,
            last_error_code = CASE WHEN p_error_code IS NOT NULL
@@ -506,6 +529,9 @@ SELECT s.name AS stream, s.status,
        st.in_flight_records, st.in_flight_bytes,
        x.delivered_records, x.delivered_bytes,
        x.failed_records, x.failed_bytes, x.possible_duplicates,
+       x.dropped_records, x.processing_failed_records,
+       (x.processing_us::float8 / NULLIF(x.processed_records, 0))::numeric(20, 3)
+           AS processing_us_per_record,
        st.buffered_records + st.in_flight_records + x.delivered_records + x.failed_records
            AS incoming_records,
        st.buffered_bytes + st.in_flight_bytes + x.delivered_bytes + x.failed_bytes
