@@ -369,3 +369,39 @@ def test_backup_all_keeps_the_source_records(db, s3, receiver):
     keys = wait_for_keys(s3, b, 2)
     (all_key,) = [k for k in keys if not k.startswith("processing-failed/")]
     assert s3.get(b, all_key) == b"".join(t.encode() + b"\n" for t in texts)
+
+
+def readme_block(marker):
+    """The ```sql block of README.md that follows the line with marker."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md")) as f:
+        text = f.read()
+    after = text[text.index(marker):]
+    start = after.index("```sql\n") + len("```sql\n")
+    return after[start:after.index("```\n", start)]
+
+
+def test_readme_cdc_example(db, receiver):
+    """The README's CDC example, run as written (its URL the receiver's):
+    an update of last_seen alone is dropped, email is masked in both images."""
+    r = receiver()
+    sql = readme_block("<!-- cdc-example")
+    assert "https://example.com/cdc" in sql
+    db.execute(sql.replace("https://example.com/cdc", r.url))
+    db.execute("INSERT INTO app.customers VALUES (1, 'Ada', 'ada@example.com', now())")
+    db.execute("UPDATE app.customers SET last_seen = now() + interval '1 minute'")
+    db.execute("UPDATE app.customers SET name = 'Ada L.'")
+    db.execute("INSERT INTO app.customers VALUES (2, 'Bob', NULL, NULL)")
+    flush(db, "customers_cdc")
+    r.assert_no_violations()
+
+    events = [json.loads(x) for x in r.records()]
+    assert [e["op"] for e in events] == ["c", "u", "c"]
+    md5 = db.one("SELECT md5('ada@example.com')")
+    assert events[0]["after"]["email"] == md5
+    assert events[1]["before"]["email"] == md5 and events[1]["after"]["email"] == md5
+    assert (events[1]["before"]["name"], events[1]["after"]["name"]) == ("Ada", "Ada L.")
+    assert events[2]["after"]["email"] is None
+    assert not any("ada@example.com" in x.decode() for x in r.records())
+    assert db.q("SELECT dropped_records, failed_records FROM firehose.stream_status "
+                "WHERE stream = 'customers_cdc'") == [(1, 0)]
+    db.execute("SELECT firehose.uncapture_table('app.customers')")
