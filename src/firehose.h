@@ -774,6 +774,7 @@ extern int64 fh_backoff_ms(int attempt, int64 base_ms, int64 max_ms);
 extern int64 fh_epoch_ms(TimestampTz t);
 extern size_t fh_url_trimmed_len(const char *url);
 extern bool fh_is_json(const char *data, int len);
+extern Jsonb *fh_jsonb_parse(const char *text, char **error);
 extern char *fh_jsonb_path_scalar(Jsonb *doc, Datum path, bool booleans, bool *found);
 extern char *fh_jsonb_scalar_text(const JsonbValue *jv, bool booleans);
 extern void fh_url_split(const char *url, char **scheme, char **hostport, char **path);

@@ -18,7 +18,7 @@
  *
  * A record that is not a JSON object (not JSON, not valid in the database
  * encoding, an array, a scalar) fails alone with
- * Processor.ProcessingFailed.  This file calls only verdict.c.
+ * Processor.ProcessingFailed.  This file calls only verdict.c and util.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -276,9 +276,8 @@ column_value(const CsvColumn *col, JsonbContainer *root, JsonbValue *buf)
 static char *
 csv_line(const CsvConfig *c, const char *data, int len, StringInfo line)
 {
-	Jsonb	   *jb = NULL;
-	char	   *why = NULL;
-	MemoryContext cxt = CurrentMemoryContext;
+	Jsonb	   *jb;
+	char	   *why;
 
 	if (memchr(data, '\0', len))
 		return "The record is not a JSON object: it has a NUL byte.";
@@ -286,31 +285,9 @@ csv_line(const CsvConfig *c, const char *data, int len, StringInfo line)
 		return psprintf("The record is not a JSON object: it is not valid %s.",
 						GetDatabaseEncodingName());
 
-	/*
-	 * jsonb_in raises an ERROR on what is not JSON.  Caught without a
-	 * subtransaction: the parser takes no locks or buffers, it only
-	 * allocates in this context, which the caller resets.  Errors other than
-	 * bad data (out of memory, cancel) go on up.
-	 */
-	PG_TRY();
-	{
-		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(data)));
-	}
-	PG_CATCH();
-	{
-		ErrorData  *ed;
-
-		MemoryContextSwitchTo(cxt);
-		ed = CopyErrorData();
-		if (ERRCODE_TO_CATEGORY(ed->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
-			ERRCODE_TO_CATEGORY(ed->sqlerrcode) != ERRCODE_PROGRAM_LIMIT_EXCEEDED)
-			PG_RE_THROW();
-		FlushErrorState();
-		why = psprintf("The record is not a JSON object: %s", ed->message);
-	}
-	PG_END_TRY();
-	if (why)
-		return why;
+	jb = fh_jsonb_parse(data, &why);
+	if (jb == NULL)
+		return psprintf("The record is not a JSON object: %s", why);
 	if (!JB_ROOT_IS_OBJECT(jb))
 		return psprintf("The record is not a JSON object: it is a JSON %s.",
 						JB_ROOT_IS_SCALAR(jb) ? "scalar" : "array");

@@ -267,26 +267,16 @@ append_document(OsConfig *c, FhPartView *part, int i, StringInfo body)
 	if (c->id_path || c->routing_path)
 	{
 		/* jsonb refuses some valid JSON (\u0000, huge numbers): fail alone */
-		MemoryContext cxt = CurrentMemoryContext;
+		char	   *why;
 
-		PG_TRY();
+		doc = fh_jsonb_parse(text, &why);
+		if (doc == NULL)
 		{
-			doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
-		}
-		PG_CATCH();
-		{
-			ErrorData  *ed;
-
-			MemoryContextSwitchTo(cxt);
-			ed = CopyErrorData();
-			FlushErrorState();
 			fh_view_fail(part, i, "OpenSearch.InvalidDocument",
 						psprintf("The document_id or routing path cannot be applied to the record: %s",
-								 ed->message));
-			FreeErrorData(ed);
+								 why));
 			return false;
 		}
-		PG_END_TRY();
 	}
 	if (c->id_path)
 	{

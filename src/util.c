@@ -239,6 +239,41 @@ fh_is_json(const char *data, int len)
 	return pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
 }
 
+/*
+ * fh_jsonb_parse
+ *		text (a C string) as jsonb; NULL and *error (why) when jsonb_in
+ *		refuses it.  jsonb_in's ERROR is caught without a subtransaction: the
+ *		parser takes no locks or buffers and only allocates in
+ *		CurrentMemoryContext, which the caller is to reset or delete.  Errors
+ *		other than bad data (out of memory, cancel) go on up.
+ */
+Jsonb *
+fh_jsonb_parse(const char *text, char **error)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Jsonb	   *volatile jb = NULL;
+
+	*error = NULL;
+	PG_TRY();
+	{
+		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(cxt);
+		ed = CopyErrorData();
+		if (ERRCODE_TO_CATEGORY(ed->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
+			ERRCODE_TO_CATEGORY(ed->sqlerrcode) != ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+			PG_RE_THROW();
+		FlushErrorState();
+		*error = ed->message;
+	}
+	PG_END_TRY();
+	return jb;
+}
+
 /* secret (len bytes) at p, or a start of it cut off by the end of the text */
 static size_t
 secret_at(const char *p, const char *end, const char *secret, size_t len)
