@@ -9,8 +9,11 @@ REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --load-extension=firehose
 
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -I$(srcdir)/src -I/usr/include/libxml2 -std=gnu99 -Wno-declaration-after-statement
+PG_CPPFLAGS = -I$(srcdir)/src -I/usr/include/libxml2 -I$(libpq_srcdir) -std=gnu99 -Wno-declaration-after-statement
 SHLIB_LINK = -lcurl -lz -lzstd -lsnappy -lxml2 -lcrypto
+# libpq for destination "postgres", linked as contrib's dblink and
+# postgres_fdw link it (PGXS: -L$(libdir) -lpq, headers in includedir)
+SHLIB_LINK_INTERNAL = $(libpq)
 EXTRA_CLEAN = results regression.diffs regression.out
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -209,6 +209,13 @@ struct FhOptionDef
 	const FhOptionDef *nested;
 	Jsonb	   *(*normalize) (Jsonb *value);
 	const char *what;
+
+	/*
+	 * A string that carries a secret inside (a libpq conninfo's password):
+	 * the value to show instead, with the secret parts appended to
+	 * *secrets when secrets is not NULL.
+	 */
+	char	   *(*redact) (const char *value, List **secrets);
 };
 
 /* in an option table: the value goes into this member of the config struct */
@@ -338,6 +345,46 @@ typedef enum FhOutcome
 
 typedef struct FhPart FhPart;
 
+/*
+ * A step of a PostgreSQL destination (sink_postgres.c), run by pgconn.c on
+ * the stream's one libpq connection instead of a curl request: sql, one or
+ * more statements sent as one simple query, whose COPY ... FROM STDIN
+ * statements get copy_data[0], [1], ... in turn.  The connection is made
+ * from keywords/values (NULL-terminated) when there is none or they
+ * changed; init_sql runs first on every new connection (and when
+ * force_init), and when epoch is not 0 and the connection is not that one
+ * any more, only init_sql runs (the sink built sql for a connection that is
+ * gone: FhResponse.pg_stale).  A transaction left open is rolled back
+ * before the answer.
+ */
+typedef struct FhPgRequest
+{
+	const char *key;			/* the connection's owner: the stream */
+	const char *const *keywords;
+	const char *const *values;
+	const char *conn_signature; /* keywords and values as one text */
+	const char *init_sql;
+	bool		force_init;
+	uint64		epoch;
+	const char *sql;			/* NULL: init_sql alone */
+	StringInfoData *copy_data;
+	int			ncopy;
+} FhPgRequest;
+
+/* one result of a step (a statement's, or the error that ended it) */
+typedef struct FhPgResult
+{
+	bool		init;			/* of init_sql */
+	bool		ok;
+	char		sqlstate[6];	/* errors: "" if the server sent none */
+	char	   *message;		/* errors: the server's (or libpq's) message */
+	char	   *context;		/* errors: e.g. "COPY t, line 3, column a" */
+	char	   *cmd_tuples;		/* rows the command touched, as text */
+	int			nrows;
+	int			ncols;
+	char	  **values;			/* nrows * ncols texts, NULL for NULLs */
+} FhPgResult;
+
 /* what a sink asks the transport to send */
 typedef struct FhRequest
 {
@@ -374,6 +421,7 @@ typedef struct FhRequest
 	int64		max_response;	/* bytes of response body kept; 0: 1 MiB */
 	bool		tls_verify;
 	char	   *ca_file;
+	FhPgRequest *pg;			/* not NULL: a PostgreSQL step, not HTTP */
 } FhRequest;
 
 /* what came back */
@@ -393,6 +441,19 @@ typedef struct FhResponse
 	/* firehose.allowed_destinations refused this host or address ("" if not) */
 	char		refused[64];
 	bool		refused_host;	/* the URL's host itself: no connection at all */
+
+	/*
+	 * A PostgreSQL step's: its results in order (an error ends them), the
+	 * connection's epoch, whether init_sql ran, whether sql was left out
+	 * (the connection was not the one asked for), and the connection's
+	 * error when it broke or could not be made (NULL if none).
+	 */
+	FhPgResult *pg_results;
+	int			pg_nresults;
+	uint64		pg_epoch;
+	bool		pg_init_ran;
+	bool		pg_stale;
+	char	   *pg_error;
 } FhResponse;
 
 /* the classification of a response, with Firehose's error code */
@@ -556,6 +617,7 @@ extern const FhSink fh_sink_elastic;
 extern const FhSink fh_sink_s3;
 extern const FhSink fh_sink_opensearch;
 extern const FhSink fh_sink_splunk;
+extern const FhSink fh_sink_postgres;
 
 extern const FhOptionDef fh_s3_options[];
 
@@ -680,6 +742,23 @@ extern void fh_transport_cancel(FhPart *part);
 extern void fh_transport_release_body(FhPart *part);
 extern int	fh_transport_wait(long timeout_ms, FhPart **done, int max_done);
 extern int	fh_transport_running(void);
+
+/* ---------- PostgreSQL connections (pgconn.c) ---------- */
+
+/* a socket of a connection and what to wait for (WL_SOCKET_*) */
+typedef struct FhPgWatch
+{
+	int			fd;
+	uint32		events;
+} FhPgWatch;
+
+extern void fh_pg_start(FhPart *part, FhRequest *req, int64 timeout_ms);
+extern void fh_pg_cancel(FhPart *part);
+extern int	fh_pg_watches(FhPgWatch *out, int max, bool *changed);
+extern void fh_pg_service(int fd);
+extern long fh_pg_timeout(long timeout_ms);
+extern int	fh_pg_done(FhPart **done, int max_done);
+extern int	fh_pg_running(void);
 
 /* ---------- worker (worker.c) ---------- */
 

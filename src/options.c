@@ -754,6 +754,13 @@ fh_options_redact(const FhSink *sink, Jsonb *opts, List **secrets)
 					kv.val.string.val = "********";
 					kv.val.string.len = 8;
 				}
+				else if (cur && cur->redact && kv.type == jbvString)
+				{
+					kv.val.string.val = cur->redact(pnstrdup(kv.val.string.val,
+															 kv.val.string.len),
+													secrets);
+					kv.val.string.len = strlen(kv.val.string.val);
+				}
 				else if (cur && cur->type == FH_OPT_URL && kv.type == jbvString)
 				{
 					char	   *url = pnstrdup(kv.val.string.val, kv.val.string.len);

@@ -13,6 +13,7 @@ static const FhSink *const sinks[] = {
 	&fh_sink_s3,
 	&fh_sink_opensearch,
 	&fh_sink_splunk,
+	&fh_sink_postgres,
 	&fh_sink_datadog,
 	&fh_sink_newrelic,
 	&fh_sink_honeycomb,

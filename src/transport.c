@@ -279,7 +279,7 @@ fh_transport_init(void)
 int
 fh_transport_running(void)
 {
-	return nrunning;
+	return nrunning + fh_pg_running();
 }
 
 /*
@@ -290,10 +290,20 @@ fh_transport_running(void)
 void
 fh_transport_start(FhPart *part, FhRequest *req, int64 timeout_ms)
 {
-	CURL	   *easy = curl_easy_init();
+	CURL	   *easy;
 	char	   *errbuf;
-	MemoryContext old = MemoryContextSwitchTo(part->cxt);
+	MemoryContext old;
 
+	if (req->pg)
+	{
+		/* a PostgreSQL step: on the stream's libpq connection (pgconn.c) */
+		fh_transport_release_body(part);
+		memset(&part->response, 0, sizeof(part->response));
+		fh_pg_start(part, req, timeout_ms);
+		return;
+	}
+	easy = curl_easy_init();
+	old = MemoryContextSwitchTo(part->cxt);
 	if (easy == NULL)
 		elog(ERROR, "curl_easy_init failed");
 	errbuf = palloc0(CURL_ERROR_SIZE);
@@ -389,6 +399,8 @@ fh_transport_cancel(FhPart *part)
 {
 	if (part->easy)
 		release_easy(part);
+	else if (part->request.pg)
+		fh_pg_cancel(part);
 }
 
 static void
@@ -443,7 +455,14 @@ fh_transport_wait(long timeout_ms, FhPart **done, int max_done)
 	int			running;
 	CURLMsg    *msg;
 	int			msgs_left;
+	FhPgWatch	pgw[MAX_SOCKETS];
+	int			npgw;
+	bool		pg_changed;
 
+	npgw = fh_pg_watches(pgw, MAX_SOCKETS, &pg_changed);
+	if (pg_changed)
+		wait_set_stale = true;
+	timeout_ms = fh_pg_timeout(timeout_ms);
 	if (curl_timeout_ms == 0)
 		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	else
@@ -455,7 +474,7 @@ fh_transport_wait(long timeout_ms, FhPart **done, int max_done)
 		{
 			if (wait_set)
 				FreeWaitEventSet(wait_set);
-			wait_set = CreateWaitEventSet(TopMemoryContext, nsocks + 2);
+			wait_set = CreateWaitEventSet(TopMemoryContext, nsocks + npgw + 2);
 			AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 			AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 			for (int i = 0; i < nsocks; i++)
@@ -468,6 +487,9 @@ fh_transport_wait(long timeout_ms, FhPart **done, int max_done)
 					ev |= WL_SOCKET_WRITEABLE;
 				AddWaitEventToSet(wait_set, ev, socks[i].fd, NULL, NULL);
 			}
+			/* user_data tells the libpq sockets from curl's */
+			for (int i = 0; i < npgw; i++)
+				AddWaitEventToSet(wait_set, pgw[i].events, pgw[i].fd, NULL, &pgw[i]);
 			wait_set_stale = false;
 		}
 		nevents = WaitEventSetWait(wait_set, timeout_ms, events, lengthof(events),
@@ -482,6 +504,11 @@ fh_transport_wait(long timeout_ms, FhPart **done, int max_done)
 			if (events[i].events & WL_LATCH_SET)
 			{
 				ResetLatch(MyLatch);
+				continue;
+			}
+			if (events[i].user_data != NULL)
+			{
+				fh_pg_service(events[i].fd);
 				continue;
 			}
 			if (events[i].events & WL_SOCKET_READABLE)
@@ -503,5 +530,5 @@ fh_transport_wait(long timeout_ms, FhPart **done, int max_done)
 		complete(part, msg->data.result);
 		done[ndone++] = part;
 	}
-	return ndone;
+	return ndone + fh_pg_done(done + ndone, max_done - ndone);
 }

@@ -1,0 +1,247 @@
+"""Destination 'postgres' (issue 12, section 1): records into a table of a
+second, real PostgreSQL cluster that this module starts (test/pgcluster.py,
+without the firehose library).
+
+Each test makes its own target database.  Records are JSON objects that
+carry an id; what the target holds is compared with what was committed.
+"""
+
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+
+import psycopg2
+import pytest
+
+import pgcluster
+from helpers import FAST, failed, one_worker
+
+ROUNDS = int(os.environ.get("FIREHOSE_PG_CRASH_ROUNDS", "10"))
+
+MIXED = """CREATE TABLE public.events (
+    id bigint PRIMARY KEY,
+    session int NOT NULL,
+    name text,
+    amount numeric(12,2),
+    ratio double precision,
+    ok boolean,
+    at timestamptz,
+    day date,
+    tag uuid,
+    doc jsonb)"""
+
+
+@pytest.fixture(scope="module")
+def target():
+    """The second cluster: the destination's server."""
+    c = pgcluster.Cluster(conf={"shared_preload_libraries": "", "log_min_messages": "warning"})
+    c.start()
+    yield c
+    c.destroy()
+
+
+_targets = iter(range(1, 1000))
+
+
+@pytest.fixture
+def tdb(target):
+    """A fresh database on the target cluster; (name, cursor factory)."""
+    name = "tgt_%d_%d" % (os.getpid(), next(_targets))
+    target.psql('CREATE DATABASE "%s"' % name)
+    yield name
+    target.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+def tq(target, dbname, sql, params=None):
+    return target.psql(sql, db=dbname, params=params)
+
+
+def conninfo(target, dbname):
+    return "host=127.0.0.1 port=%d user=%s dbname=%s" % (target.port, target.user, dbname)
+
+
+def make_pg_stream(db, name, target, dbname, **opts):
+    o = dict(FAST, conninfo=conninfo(target, dbname), table="public.events")
+    o.update(opts)
+    db.execute("SELECT firehose.create_stream(%s, 'postgres', %s::jsonb)", (name, json.dumps(o)))
+
+
+def record(i, session=0, bad=False):
+    r = {"id": i, "session": session, "name": "n\t%d\\x\n" % i, "amount": "%d.25" % (i % 1000),
+         "ratio": i / 7.0, "ok": i % 2 == 0, "at": "2026-01-01T00:00:00Z",
+         "day": "2026-02-03", "tag": "00000000-0000-0000-0000-%012d" % i,
+         "doc": {"k": i, "s": "x'\"y"}}
+    if bad:
+        r["amount"] = "not a number" if i % 2 else r["amount"]
+        if i % 2 == 0:
+            r["session"] = None
+    return json.dumps(r)
+
+
+def put_all(db, stream, texts):
+    return db.one("SELECT firehose.put_batch(%s, %s::text[])", (stream, list(texts)))
+
+
+def target_ids(target, dbname, table="public.events"):
+    return [x for (x,) in tq(target, dbname, "SELECT id FROM %s ORDER BY id" % table)]
+
+
+def test_records_land_in_the_table_with_their_types(db, target, tdb):
+    tq(target, tdb, MIXED)
+    make_pg_stream(db, "p", target, tdb)
+    put_all(db, "p", [record(i) for i in range(1, 6)])
+    assert db.flush("p") is True
+    rows = tq(target, tdb, "SELECT id, session, name, amount::text, ok, at, day::text, tag::text, "
+              "doc FROM public.events ORDER BY id")
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[0][2] == "n\t1\\x\n"
+    assert rows[0][3] == "1.25"
+    assert rows[0][4] is False and rows[1][4] is True
+    assert rows[0][6] == "2026-02-03"
+    assert rows[0][7] == "00000000-0000-0000-0000-000000000001"
+    assert rows[0][8] == {"k": 1, "s": "x'\"y"}
+    st = db.q("SELECT delivered_records, failed_records FROM firehose.stream_status "
+              "WHERE stream = 'p'")
+    assert st == [(5, 0)]
+
+
+def test_bad_records_fail_alone(db, target, tdb):
+    """1% of the records are refused by the target (a value numeric does not
+    read, a NULL in a NOT NULL column): exactly those are in failed_records,
+    with Postgres.<SQLSTATE> and the server's message; the rest are in the
+    table."""
+    tq(target, tdb, MIXED)
+    make_pg_stream(db, "p", target, tdb)
+    n = 3000
+    bad = set(random.Random(7).sample(range(1, n + 1), n // 100))
+    put_all(db, "p", [record(i, bad=i in bad) for i in range(1, n + 1)])
+    assert db.flush("p", "120s") is True
+    assert target_ids(target, tdb) == sorted(set(range(1, n + 1)) - bad)
+    rows = failed(db, "p")
+    assert sorted(json.loads(r["data"])["id"] for r in rows) == sorted(bad)
+    codes = {r["error_code"] for r in rows}
+    assert codes == {"Postgres.22P02", "Postgres.23502"}, codes
+    msgs = {r["error_code"]: r["error_message"] for r in rows}
+    assert "invalid input syntax for type numeric" in msgs["Postgres.22P02"]
+    assert "null value in column \"session\"" in msgs["Postgres.23502"]
+
+
+def test_a_record_that_is_no_json_object_fails_alone(db, target, tdb):
+    tq(target, tdb, MIXED)
+    make_pg_stream(db, "p", target, tdb)
+    put_all(db, "p", [record(1), "[1,2]", "not json", record(2)])
+    assert db.flush("p") is True
+    assert target_ids(target, tdb) == [1, 2]
+    rows = failed(db, "p")
+    assert sorted(r["data"] for r in rows) == [b"[1,2]", b"not json"]
+    assert {r["error_code"] for r in rows} == {"Postgres.InvalidRecord"}
+
+
+def test_error_without_a_line_is_bisected(db, target, tdb):
+    """A deferred constraint fails at COMMIT, naming no record: bisection
+    finds the one record."""
+    tq(target, tdb, "CREATE TABLE public.events (id bigint PRIMARY KEY, "
+        "session int, CONSTRAINT small EXCLUDE USING btree (session WITH =) "
+        "DEFERRABLE INITIALLY DEFERRED)")
+    tq(target, tdb, "INSERT INTO public.events VALUES (1000, 17)")
+    make_pg_stream(db, "p", target, tdb)
+    recs = [json.dumps({"id": i, "session": 100 + i}) for i in range(1, 41)]
+    recs.insert(23, json.dumps({"id": 99, "session": 17}))  # clashes at COMMIT
+    put_all(db, "p", recs)
+    assert db.flush("p") is True
+    rows = failed(db, "p")
+    assert [(json.loads(r["data"])["id"], r["error_code"]) for r in rows] == \
+        [(99, "Postgres.23P01")], rows
+    assert target_ids(target, tdb) == list(range(1, 41)) + [1000]
+
+
+def test_upsert_updates_rows_by_key(db, target, tdb):
+    tq(target, tdb, "CREATE TABLE public.kv (k text PRIMARY KEY, v int NOT NULL, note text)")
+    tq(target, tdb, "INSERT INTO public.kv VALUES ('a', 1, 'old'), ('z', 26, 'untouched')")
+    make_pg_stream(db, "u", target, tdb, table="public.kv", mode="upsert", key_columns=["k"],
+                   columns={"k": "$.key", "v": "$.val.n", "note": "note"})
+    put_all(db, "u", [json.dumps({"key": "a", "val": {"n": 10}, "note": "new"}),
+                      json.dumps({"key": "b", "val": {"n": 2}}),
+                      json.dumps({"key": "b", "val": {"n": 3}, "note": "last wins"}),
+                      json.dumps({"key": "c", "val": {}})])      # v NULL: refused
+    assert db.flush("u") is True
+    rows = tq(target, tdb, "SELECT k, v, note FROM public.kv ORDER BY k")
+    assert rows == [("a", 10, "new"), ("b", 3, "last wins"), ("z", 26, "untouched")]
+    f = failed(db, "u")
+    assert [(json.loads(r["data"])["key"], r["error_code"]) for r in f] == [("c", "Postgres.23502")]
+
+
+def test_schema_error_fails_at_once(db, target, tdb):
+    make_pg_stream(db, "p", target, tdb, table="public.missing", retry_duration=600)
+    put_all(db, "p", [record(1)])
+    assert db.flush("p") is True
+    rows = failed(db, "p")
+    assert [(r["error_code"], r["attempts_made"]) for r in rows] == [("Postgres.42P01", 1)]
+    assert "public.missing" in rows[0]["error_message"]
+
+
+def test_target_down_then_delivered(db, target, tdb, wait_until):
+    """The target stops for 20 s: the part is retried with backoff and
+    delivered once it is back, nothing lost, nothing twice."""
+    tq(target, tdb, MIXED)
+    make_pg_stream(db, "p", target, tdb, retry_duration=600, retry_max=2000)
+    put_all(db, "p", [record(i) for i in range(1, 101)])
+    assert db.flush("p") is True
+    target.stop()
+    try:
+        put_all(db, "p", [record(i) for i in range(101, 201)])
+        # the worker tries and fails while the target is down
+        wait_until(lambda: "retried" in (db.one("SELECT blocked_reason FROM "
+                                                "firehose.stream_status WHERE stream = 'p'")
+                                         or ""), timeout=30)
+        time.sleep(20)      # the outage itself, not a wait for a result
+    finally:
+        target.start()
+    assert db.flush("p", "120s") is True
+    assert target_ids(target, tdb) == list(range(1, 201))
+    assert failed(db, "p") == []
+    assert db.one("SELECT count(*) FROM firehose.deliveries WHERE stream = 'p' AND attempts > 1") >= 1
+
+
+def test_many_sessions_with_rollbacks(db, target, tdb):
+    """200,000 records from 4 sessions, some transactions rolled back, into
+    a 10-column table of mixed types: the table holds the committed set,
+    each once."""
+    tq(target, tdb, MIXED)
+    make_pg_stream(db, "p", target, tdb, exactly_once=True, buffer_size="4MB",
+                   buffer_interval=200)
+    total = 200000
+    committed = [set() for _ in range(4)]
+
+    def session(s):
+        conn = db.conn(autocommit=False)
+        cur = conn.cursor()
+        rng = random.Random(s)
+        ids = list(range(s + 1, total + 1, 4))
+        for k in range(0, len(ids), 1000):
+            chunk = ids[k:k + 1000]
+            cur.execute("SELECT firehose.put_batch('p', %s::text[])",
+                        ([record(i, s) for i in chunk],))
+            if rng.random() < 0.15:
+                conn.rollback()
+            else:
+                conn.commit()
+                committed[s].update(chunk)
+        conn.close()
+
+    threads = [threading.Thread(target=session, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    want = sorted(set().union(*committed))
+    assert len(want) > total // 2
+    assert db.flush("p", "600s") is True
+    got = tq(target, tdb, "SELECT id, session FROM public.events ORDER BY id")
+    assert [r[0] for r in got] == want
+    assert all(r[1] == (r[0] - 1) % 4 for r in got)
+    assert failed(db, "p") == []
