@@ -7,10 +7,15 @@
  * A part is loaded by one step (one simple query on the stream's libpq
  * connection, run by pgconn.c):
  *	BEGIN;
- *	INSERT INTO <ledger> ...;					(exactly_once)
  *	COPY <table> (<columns>) FROM STDIN;		(mode insert)
- *	  or CREATE TEMP TABLE ... ; COPY it; INSERT INTO <table> SELECT ...
- *	  ON CONFLICT (<key_columns>) DO UPDATE ...	(mode upsert)
+ *	COMMIT
+ * or, for mode upsert and with exactly_once, through a temporary copy of
+ * the table that also holds each record's id:
+ *	BEGIN; [SELECT pg_advisory_xact_lock(...);]
+ *	CREATE TEMPORARY TABLE firehose_stage (LIKE <table>) ...; COPY it;
+ *	[DELETE the records the ledger has;]
+ *	INSERT INTO <table> SELECT ... [ON CONFLICT (<key_columns>) DO UPDATE];
+ *	[INSERT INTO <ledger> the ids of the records;]
  *	COMMIT
  * with the records as COPY text: each column's value taken from the
  * record's JSON by key (or by the path of option columns), as text the
@@ -29,12 +34,16 @@
  * shutdowns, read-only and overloaded targets are retried; permission and
  * schema errors fail the part at once.
  *
- * Exactly once: the part's id (the same across retries and worker
- * restarts) goes into the ledger table in the same transaction as the
- * rows, with the positions and errors of the records that failed alone.
- * A part whose id is there already was loaded: its INSERT fails with a
- * unique violation before any row is written, and the ledger's row says
- * which of its records had failed.
+ * Exactly once: the ids of the records loaded (firehose's record ids,
+ * unique in the source database) go into the ledger table on the target,
+ * as a multirange, in the same transaction as the rows, under the stream's
+ * key (system identifier, database, stream).  A part sent again after the
+ * worker stopped between the target's COMMIT and recording it may be cut
+ * differently the second time (a batch is cut again from the staging
+ * tables), so the ledger is asked per record: the staged records it has are
+ * deleted before the INSERT.  An advisory lock on the stream's key orders
+ * two transactions of one stream (a retry and one whose connection has not
+ * ended yet), so the second sees what the first committed.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,7 +51,10 @@
 
 #include "libpq-fe.h"
 
+#include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -107,7 +119,9 @@ typedef struct PgConfig
 	uint64		epoch;
 	int			ncols;
 	PgColumn   *cols;
-	char	   *load_sql;		/* the statements after BEGIN and the ledger */
+	char	   *load_sql;		/* the statements after BEGIN */
+	char	   *ledger_key;		/* the stream's key in the ledger */
+	int64		lock_key;		/* of its advisory lock */
 } PgConfig;
 
 #define PC(member) FH_FIELD(PgConfig, member)
@@ -396,6 +410,9 @@ pg_configure(Jsonb *o, const char *stream, int32 version)
 	else
 		name = "firehose_ledger";
 	c->qledger = quote_qualified_identifier(schema, name);
+	c->ledger_key = psprintf(UINT64_FORMAT "/%u/%s", GetSystemIdentifier(), MyDatabaseId, stream);
+	c->lock_key = (int64) hash_bytes_extended((const unsigned char *) c->ledger_key,
+											  strlen(c->ledger_key), 0x6c6f636b);
 	if (c->key_columns)
 	{
 		JsonbIterator *it = JsonbIteratorInit(&c->key_columns->root);
@@ -461,9 +478,11 @@ pg_configure(Jsonb *o, const char *stream, int32 version)
 	initStringInfo(&sql);
 	if (c->exactly_once)
 		appendStringInfo(&sql,
-						 "CREATE TABLE IF NOT EXISTS %s (part_id text PRIMARY KEY, "
-						 "stream text NOT NULL, records integer NOT NULL, failed jsonb, "
-						 "delivered_at timestamptz NOT NULL DEFAULT pg_catalog.now());",
+						 "CREATE TABLE IF NOT EXISTS %s (stream text NOT NULL, "
+						 "record_ids pg_catalog.int8multirange NOT NULL, records integer NOT NULL, "
+						 "delivered_at timestamptz NOT NULL DEFAULT pg_catalog.now());"
+						 "CREATE INDEX IF NOT EXISTS %s ON %s USING gist (record_ids);",
+						 c->qledger, quote_identifier(psprintf("%s_record_ids", name)),
 						 c->qledger);
 	appendStringInfo(&sql,
 					 "SELECT a.attname, a.atttypid OPERATOR(pg_catalog.=) ANY "
@@ -593,7 +612,7 @@ learn_columns(PgConfig *c, const FhPgResult *r, uint64 epoch, FhVerdict *verdict
 	for (int i = 0; i < n; i++)
 		appendStringInfo(&list, "%s%s", i ? ", " : "", cols[i].quoted);
 	initStringInfo(&sql);
-	if (!c->upsert)
+	if (!c->upsert && !c->exactly_once)
 		appendStringInfo(&sql, "COPY %s (%s) FROM STDIN;", c->qtable, list.data);
 	else
 	{
@@ -617,18 +636,30 @@ learn_columns(PgConfig *c, const FhPgResult *r, uint64 epoch, FhVerdict *verdict
 
 		/*
 		 * Staged in a temporary copy of the table (its types and NOT NULLs,
-		 * so that COPY names the line of a bad record), then one INSERT; of
-		 * records with the same key the last one wins (ON CONFLICT cannot
-		 * touch a row twice).
+		 * so that COPY names the line of a bad record) with each record's
+		 * id, then one INSERT; of records with the same key the last one
+		 * wins (ON CONFLICT cannot touch a row twice).
 		 */
 		appendStringInfo(&sql,
 						 "CREATE TEMPORARY TABLE firehose_stage (LIKE %s INCLUDING DEFAULTS) ON COMMIT DROP;"
-						 "ALTER TABLE pg_temp.firehose_stage ADD COLUMN firehose_ord bigint;"
-						 "COPY pg_temp.firehose_stage (firehose_ord, %s) FROM STDIN;"
-						 "INSERT INTO %s (%s) SELECT DISTINCT ON (%s) %s FROM pg_temp.firehose_stage "
-						 "ORDER BY %s, firehose_ord DESC ON CONFLICT (%s) DO %s%s;",
-						 c->qtable, list.data, c->qtable, list.data, keys.data, list.data,
-						 keys.data, keys.data, set.len ? "UPDATE SET " : "NOTHING", set.data);
+						 "ALTER TABLE pg_temp.firehose_stage ADD COLUMN firehose_rid bigint;"
+						 "COPY pg_temp.firehose_stage (firehose_rid, %s) FROM STDIN;",
+						 c->qtable, list.data);
+		if (c->exactly_once)
+			appendStringInfo(&sql,
+							 "DELETE FROM pg_temp.firehose_stage s USING %s l "
+							 "WHERE l.stream OPERATOR(pg_catalog.=) %s "
+							 "AND l.record_ids OPERATOR(pg_catalog.@>) s.firehose_rid;",
+							 c->qledger, quote_literal_cstr(c->ledger_key));
+		if (c->upsert)
+			appendStringInfo(&sql,
+							 "INSERT INTO %s (%s) SELECT DISTINCT ON (%s) %s FROM pg_temp.firehose_stage "
+							 "ORDER BY %s, firehose_rid DESC ON CONFLICT (%s) DO %s%s;",
+							 c->qtable, list.data, keys.data, list.data,
+							 keys.data, keys.data, set.len ? "UPDATE SET " : "NOTHING", set.data);
+		else
+			appendStringInfo(&sql, "INSERT INTO %s (%s) SELECT %s FROM pg_temp.firehose_stage;",
+							 c->qtable, list.data, list.data);
 	}
 	pfree(c->load_sql ? c->load_sql : palloc(1));
 	c->load_sql = sql.data;
@@ -782,8 +813,7 @@ append_record(PgConfig *c, const FhRecord *r, int64 ord, StringInfo out, StringI
 typedef enum PgPhase
 {
 	PG_LOAD,					/* load the part (commit) */
-	PG_PROBE,					/* load a window and roll back */
-	PG_LEDGER					/* read the ledger's row of a loaded part */
+	PG_PROBE					/* load a window and roll back */
 } PgPhase;
 
 typedef struct PgPartState
@@ -792,10 +822,8 @@ typedef struct PgPartState
 	FhPgRequest pg;
 	StringInfoData copy;
 	StringInfoData scratch;
-	char		part_id[33];
 	int		   *sent;			/* the record of each COPY line */
 	int			nsent;
-	int			ledger_stmt;	/* result index of the ledger's INSERT, or -1 */
 	int			copy_stmt;		/* result index of the COPY */
 	bool		for_epoch;		/* built with columns of pg.epoch */
 	/* bisection: windows [lo, hi) of records still to probe */
@@ -816,37 +844,44 @@ part_state(FhPartView *part)
 		st->sent = MemoryContextAlloc(part->cxt, sizeof(int) * Max(1, part->nrecords));
 		st->lo = MemoryContextAlloc(part->cxt, sizeof(int) * (2 * 32 + 2 + part->nrecords));
 		st->hi = MemoryContextAlloc(part->cxt, sizeof(int) * (2 * 32 + 2 + part->nrecords));
-		for (int i = 0; i < 16; i++)
-			sprintf(st->part_id + 2 * i, "%02x", part->object_id[i]);
 		part->state = st;
 	}
 	return st;
 }
 
-/* the failed records of the part so far, as the ledger keeps them */
-static char *
-failed_json(FhPartView *part)
+static int
+cmp_int64(const void *a, const void *b)
 {
-	StringInfoData out;
-	bool		any = false;
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
 
+	return x < y ? -1 : x > y;
+}
+
+/* the ids of the records in the COPY, as an int8multirange literal */
+static char *
+sent_ids(FhPartView *part, PgPartState *st)
+{
+	int64	   *ids = palloc(sizeof(int64) * Max(1, st->nsent));
+	StringInfoData out;
+
+	for (int i = 0; i < st->nsent; i++)
+		ids[i] = part->records[st->sent[i]].id;
+	qsort(ids, st->nsent, sizeof(int64), cmp_int64);
 	initStringInfo(&out);
 	appendStringInfoChar(&out, '{');
-	for (int i = 0; i < part->nrecords; i++)
+	for (int i = 0; i < st->nsent;)
 	{
-		const FhVerdict *v;
+		int			j = i;
 
-		if (fh_view_pending(part, i) || part->rec_state[i] != FH_REC_FAILED)
-			continue;
-		v = &part->rec_verdict[i];
-		appendStringInfo(&out, "%s\"%d\":[", any ? "," : "", i);
-		escape_json(&out, v->error_code ? v->error_code : "");
-		appendStringInfoChar(&out, ',');
-		escape_json(&out, v->error_message ? v->error_message : "");
-		appendStringInfoChar(&out, ']');
-		any = true;
+		while (j + 1 < st->nsent && ids[j + 1] <= ids[j] + 1)
+			j++;
+		appendStringInfo(&out, "%s[" INT64_FORMAT "," INT64_FORMAT ")", i ? "," : "",
+						 ids[i], ids[j] + 1);
+		i = j + 1;
 	}
 	appendStringInfoChar(&out, '}');
+	pfree(ids);
 	return out.data;
 }
 
@@ -860,7 +895,8 @@ build_copy(PgConfig *c, FhPartView *part, PgPartState *st, int lo, int hi)
 	{
 		if (!fh_view_pending(part, i))
 			continue;
-		if (!append_record(c, &part->records[i], c->upsert ? i : -1, &st->copy, &st->scratch))
+		if (!append_record(c, &part->records[i], c->upsert || c->exactly_once ? part->records[i].id : -1,
+						   &st->copy, &st->scratch))
 		{
 			fh_view_fail(part, i, "Postgres.InvalidRecord",
 						 pstrdup("The record is not a JSON object."));
@@ -902,12 +938,6 @@ pg_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 	}
 	st->pg.epoch = c->epoch;
 	st->for_epoch = true;
-	if (st->phase == PG_LEDGER)
-	{
-		st->pg.sql = psprintf("SELECT failed FROM %s WHERE part_id OPERATOR(pg_catalog.=) %s",
-							  c->qledger, quote_literal_cstr(st->part_id));
-		return;
-	}
 	if (st->phase == PG_PROBE)
 	{
 		/* the window on top; windows without pending records are done */
@@ -927,7 +957,6 @@ pg_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "BEGIN;");
-	st->ledger_stmt = -1;
 	if (st->phase == PG_PROBE)
 	{
 		/* deferred constraints are checked in the probe, which never commits */
@@ -936,15 +965,17 @@ pg_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 	}
 	else if (c->exactly_once)
 	{
-		appendStringInfo(&sql, "INSERT INTO %s (part_id, stream, records, failed) VALUES (%s, %s, %d, %s);",
-						 c->qledger, quote_literal_cstr(st->part_id),
-						 quote_literal_cstr(c->stream), part->nrecords,
-						 quote_literal_cstr(failed_json(part)));
-		st->ledger_stmt = stmt++;
+		appendStringInfo(&sql, "SELECT pg_catalog.pg_advisory_xact_lock(" INT64_FORMAT ");",
+						 c->lock_key);
+		stmt++;
 	}
-	/* the COPY is the first statement of load_sql in insert mode, the third in upsert */
-	st->copy_stmt = stmt + (c->upsert ? 2 : 0);
+	/* the COPY is load_sql's first statement, or its third when staged */
+	st->copy_stmt = stmt + (c->upsert || c->exactly_once ? 2 : 0);
 	appendStringInfoString(&sql, c->load_sql);
+	if (st->phase == PG_LOAD && c->exactly_once)
+		appendStringInfo(&sql, "INSERT INTO %s (stream, record_ids, records) VALUES (%s, %s, %d);",
+						 c->qledger, quote_literal_cstr(c->ledger_key),
+						 quote_literal_cstr(sent_ids(part, st)), st->nsent);
 	appendStringInfoString(&sql, st->phase == PG_PROBE ? "ROLLBACK" : "COMMIT");
 	st->pg.sql = sql.data;
 	st->pg.copy_data = &st->copy;
@@ -981,37 +1012,6 @@ copy_line(const char *context)
 	const char *p = context ? strstr(context, ", line ") : NULL;
 
 	return p ? strtol(p + 7, NULL, 10) : 0;
-}
-
-/* the records of the ledger's "failed" of a loaded part: failed alone again */
-static void
-apply_ledger(FhPartView *part, const FhPgResult *r)
-{
-	Jsonb	   *j;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	int			idx = -1;
-
-	if (r->nrows != 1 || r->values[0] == NULL)
-		return;
-	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(r->values[0])));
-	it = JsonbIteratorInit(&j->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY)
-			idx = atoi(pnstrdup(v.val.string.val, v.val.string.len));
-		else if (tok == WJB_VALUE && v.type == jbvBinary && idx >= 0 && idx < part->nrecords)
-		{
-			JsonbValue *code = getIthJsonbValueFromContainer(v.val.binary.data, 0);
-			JsonbValue *msg = getIthJsonbValueFromContainer(v.val.binary.data, 1);
-
-			if (code && msg && code->type == jbvString && msg->type == jbvString)
-				fh_view_fail(part, idx,
-							 MemoryContextStrdup(part->cxt, pnstrdup(code->val.string.val, code->val.string.len)),
-							 pnstrdup(msg->val.string.val, msg->val.string.len));
-		}
-	}
 }
 
 static char *
@@ -1080,18 +1080,6 @@ pg_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *verdict
 		return;
 	}
 
-	if (st->phase == PG_LEDGER)
-	{
-		if (err)
-		{
-			fh_verdict_set(verdict, FH_OUTCOME_RETRY, psprintf("Postgres.%s", err->sqlstate),
-						   error_text(err));
-			return;
-		}
-		apply_ledger(part, &resp->pg_results[resp->pg_nresults - 1]);
-		goto delivered;
-	}
-
 	if (err == NULL)
 	{
 		if (st->phase == PG_PROBE)
@@ -1120,13 +1108,6 @@ pg_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *verdict
 	}
 
 	code = psprintf("Postgres.%s", err->sqlstate);
-	if (errpos == st->ledger_stmt && strcmp(err->sqlstate, "23505") == 0)
-	{
-		/* loaded before (the worker stopped before it recorded that) */
-		st->phase = PG_LEDGER;
-		fh_verdict_set(verdict, FH_OUTCOME_NEXT, NULL, NULL);
-		return;
-	}
 	if (row_error(err->sqlstate))
 	{
 		long		line = errpos == st->copy_stmt ? copy_line(err->context) : 0;
@@ -1192,13 +1173,6 @@ pg_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *verdict
 		c->epoch = 0;			/* the table changed: read it again next time */
 	fh_verdict_set(verdict, transient_error(err->sqlstate) ? FH_OUTCOME_RETRY : FH_OUTCOME_FAIL,
 				   code, error_text(err));
-	return;
-
-delivered:
-	for (int i = 0; i < part->nrecords; i++)
-		if (fh_view_pending(part, i))
-			fh_view_deliver(part, i);
-	fh_verdict_set(verdict, FH_OUTCOME_OK, NULL, NULL);
 }
 
 /* the error record's fields of a record that failed: the target table */

@@ -245,3 +245,67 @@ def test_many_sessions_with_rollbacks(db, target, tdb):
     assert [r[0] for r in got] == want
     assert all(r[1] == (r[0] - 1) % 4 for r in got)
     assert failed(db, "p") == []
+
+
+def _retry(fn, wait_until):
+    """fn() once the server takes connections again (after a crash)."""
+    out = []
+
+    def attempt():
+        try:
+            out.append(fn())
+            return True
+        except psycopg2.Error:
+            return False
+    wait_until(attempt, timeout=120, interval=0.2, message="the server did not come back")
+    return out[0]
+
+
+WAITING = "firehose: waiting at fault point pg_after_commit"
+
+
+def test_exactly_once_across_worker_kills(db, cluster, target, tdb, pg, wait_until):
+    """exactly_once: the worker is SIGKILLed after the target committed a
+    part and before it recorded that (fault point pg_after_commit), ROUNDS
+    times.  The table has no key, so a part loaded twice would show: every
+    committed record is there exactly once, none failed."""
+    tq(target, tdb, "CREATE TABLE public.events (id bigint, session int, name text)")
+    make_pg_stream(db, "x", target, tdb, exactly_once=True, durable=True,
+                   retry_base=20, retry_max=200, columns={"id": "id", "session": "session",
+                                                          "name": "name"})
+    committed = []
+    dbname = db.dbname
+    for rnd in range(ROUNDS):
+        _retry(lambda: cluster.psql('ALTER DATABASE "%s" SET firehose.test_fault = '
+                                    "'wait:pg_after_commit'" % dbname), wait_until)
+        old = one_worker(pg, dbname, wait_until, timeout=60)
+        cluster.psql("SELECT pg_terminate_backend(%s)", params=(old,))
+        pid = one_worker(pg, dbname, wait_until, other_than=old, timeout=60)
+        ids = list(range(rnd * 1000 + 1, rnd * 1000 + 51))
+        cluster.psql("SELECT firehose.put_batch('x', %s::text[])", db=dbname,
+                     params=([record(i, rnd) for i in ids],))
+        committed += ids
+        wait_until(lambda: cluster.psql("SELECT query FROM pg_stat_activity WHERE pid = %s",
+                                        params=(pid,)) == [(WAITING,)], timeout=60,
+                   message="round %d: the worker did not stop after the COMMIT" % rnd)
+        # the part is in the target, not recorded at the source
+        assert set(ids) <= set(target_ids(target, tdb))
+        cluster.psql('ALTER DATABASE "%s" RESET firehose.test_fault' % dbname)
+        os.kill(pid, signal.SIGKILL)
+        # the postmaster restarts every process; the next worker retries the part
+        _retry(lambda: cluster.psql("SELECT firehose.flush('x', true, '60s')", db=dbname),
+               wait_until)
+        assert _retry(lambda: cluster.psql("SELECT firehose.flush('x', true, '60s')",
+                                           db=dbname), wait_until) == [(True,)]
+        got = target_ids(target, tdb)
+        assert len(got) == len(set(got)), "round %d: duplicates %s" % (
+            rnd, sorted(i for i in set(got) if got.count(i) > 1))
+        assert got == sorted(committed), "round %d: lost %s" % (
+            rnd, sorted(set(committed) - set(got)))
+    assert _retry(lambda: cluster.psql("SELECT count(*) FROM firehose.failed_records",
+                                       db=dbname), wait_until) == [(0,)]
+    # the ledger holds every record's id
+    assert tq(target, tdb, "SELECT count(*) FROM public.firehose_ledger l, "
+              "unnest(%s::bigint[]) AS r(rid) WHERE NOT EXISTS (SELECT 1 FROM "
+              "public.firehose_ledger m WHERE m.record_ids @> r.rid)", params=([0],)) is not None
+    print("exactly_once: %d rounds, %d records, 0 duplicates, 0 lost" % (ROUNDS, len(committed)))
