@@ -776,36 +776,38 @@ find_value(JsonbContainer *root, const PgColumn *col)
 static bool
 append_record(PgConfig *c, const FhRecord *r, int64 ord, StringInfo out, StringInfo scratch)
 {
+	static MemoryContext rec_cxt = NULL;
 	Jsonb	   *j = NULL;
 	int			len = VARSIZE_ANY_EXHDR(r->data);
-	MemoryContext cxt = CurrentMemoryContext;
+	MemoryContext cxt;
+	bool		ok = true;
+	char	   *error;
 
-	/* jsonb_in's error on a malformed record fails that record alone */
-	PG_TRY();
-	{
-		j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-											   CStringGetDatum(pnstrdup(VARDATA_ANY(r->data), len))));
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-		j = NULL;
-	}
-	PG_END_TRY();
+	/* what reading one record allocates is freed after it */
+	if (rec_cxt == NULL)
+		rec_cxt = AllocSetContextCreate(TopMemoryContext, "firehose postgres record",
+										ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(rec_cxt);
+	cxt = MemoryContextSwitchTo(rec_cxt);
+
+	/* a malformed record fails alone */
+	j = fh_jsonb_parse(pnstrdup(VARDATA_ANY(r->data), len), &error);
 	if (j == NULL || !JB_ROOT_IS_OBJECT(j) || JB_ROOT_IS_SCALAR(j))
-		return false;
-	if (ord >= 0)
-		appendStringInfo(out, INT64_FORMAT "\t", ord);
-	for (int i = 0; i < c->ncols; i++)
+		ok = false;
+	else
 	{
-		if (i > 0)
-			appendStringInfoChar(out, '\t');
-		append_value(out, find_value(&j->root, &c->cols[i]), c->cols[i].json, scratch);
+		if (ord >= 0)
+			appendStringInfo(out, INT64_FORMAT "\t", ord);
+		for (int i = 0; i < c->ncols; i++)
+		{
+			if (i > 0)
+				appendStringInfoChar(out, '\t');
+			append_value(out, find_value(&j->root, &c->cols[i]), c->cols[i].json, scratch);
+		}
+		appendStringInfoChar(out, '\n');
 	}
-	appendStringInfoChar(out, '\n');
-	pfree(j);
-	return true;
+	MemoryContextSwitchTo(cxt);
+	return ok;
 }
 
 /* ---------- steps ---------- */
