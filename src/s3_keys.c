@@ -25,7 +25,9 @@
  *	  instant, text in single quotes literal (ref:256);
  *	  !{firehose:random-string}: 11 characters, new on each use, allowed in
  *	  both prefixes (ref:257); !{firehose:error-output-type}: one of six
- *	  types, ErrorOutputPrefix only, the same on each use (ref:258);
+ *	  types, and dynamic partitioning's partitioning-failed and
+ *	  activePartitionExceeded (ref 3.5, ref:289); ErrorOutputPrefix only,
+ *	  the same on each use (ref:258);
  *	  !{partitionKeyFromQuery:name} and !{partitionKeyFromLambda:name}
  *	  (ref:259-260): a partition key's value, which the caller evaluates
  *	  per record (dynamic partitioning, ref 3.5) and passes in; a value is
