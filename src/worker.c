@@ -1456,15 +1456,26 @@ part_sink(FhPart *part, void **config, FhPartView **view)
 {
 	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
 
-	if (part->backup_phase > 0)
+	if (part->backup_phase > 0 && ws->backup)
 	{
 		*config = ws->backup->config;
 		*view = &part->backup_view;
 		return ws->backup->sink;
 	}
 	*config = ws->sink_config;
-	*view = &part->view;
+	*view = part->backup_phase > 0 ? &part->backup_view : &part->view;
 	return ws->sink;
+}
+
+/*
+ * Does the S3 destination of ws itself take the error records of the
+ * records processors failed, under its error prefix (as Firehose's S3
+ * destination does)?  Only without a backup store, which takes them then.
+ */
+static bool
+destination_keeps_processing_errors(FhWorkerStream *ws)
+{
+	return ws->backup == NULL && ws->sink == &fh_sink_s3;
 }
 
 
@@ -1647,7 +1658,7 @@ finish_part(FhPart *part, TimestampTz now)
 	}
 
 	/* the next backup phase this part needs, if any */
-	if (ws->backup)
+	if (ws->backup || destination_keeps_processing_errors(ws))
 	{
 		int			next;
 
@@ -1656,8 +1667,8 @@ finish_part(FhPart *part, TimestampTz now)
 			any_failed = record_failed(part, i);
 		for (next = part->backup_phase + 1; next < FH_BACKUP_DONE; next++)
 			if ((next == FH_BACKUP_PROCESSING && part->processing_failed > 0) ||
-				(next == FH_BACKUP_ERRORS && any_failed) ||
-				(next == FH_BACKUP_ALL && ws->backup->all))
+				(next == FH_BACKUP_ERRORS && any_failed && ws->backup) ||
+				(next == FH_BACKUP_ALL && ws->backup && ws->backup->all))
 				break;
 		part->backup_phase = next;
 		if (next < FH_BACKUP_DONE)

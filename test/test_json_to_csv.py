@@ -6,6 +6,7 @@ strict receiver checks the Firehose HTTP protocol of every request; the S3
 tests use the real S3 server (test/s3server.py).
 """
 
+import base64
 import csv
 import io
 import json
@@ -196,3 +197,23 @@ def test_s3_objects_start_with_the_header(db, s3):
     quoted = [line for key in keys for line in s3.get(b, key).split(b"\n")
               if line.endswith(b";'NULL'")]
     assert len(quoted) == 3
+
+
+def test_s3_destination_writes_processing_failures_under_its_error_prefix(db, s3):
+    """An S3 destination (no backup store) writes the error records of the
+    records the processor failed under its own error prefix, type
+    processing-failed, as Firehose does; the CSV object holds the others."""
+    b = s3.bucket()
+    s3.stream("csverr", b, processors=[{"type": "json_to_csv", "columns": ["a"]}],
+              buffer_interval=60000)
+    db.execute("SELECT firehose.put_batch('csverr', %s::text[])",
+               (['{"a": "x"}', '[1]', '{"a": "y"}', 'nope'],))
+    flush(db, "csverr")
+    keys = wait_for_keys(s3, b, 2)
+    (err_key,) = [k for k in keys if k.startswith("processing-failed/")]
+    (data_key,) = [k for k in keys if k != err_key]
+    assert s3.get(b, data_key) == b"x\ny\n"
+    docs = [json.loads(x) for x in s3.get(b, err_key).decode().splitlines()]
+    assert [base64.b64decode(d["rawData"]) for d in docs] == [b"[1]", b"nope"]
+    assert {d["errorCode"] for d in docs} == {"Processor.ProcessingFailed"}
+    assert sorted(x["data"] for x in failed(db, "csverr")) == [b"[1]", b"nope"]
