@@ -1642,7 +1642,8 @@ finish_part(FhPart *part, TimestampTz now)
 	}
 	else if (part->verdict.outcome != FH_OUTCOME_OK)
 	{
-		char	   *why = psprintf("S3 backup failed: %s: %s",
+		char	   *why = psprintf("%s failed: %s: %s",
+								   ws->backup ? "S3 backup" : "The error records' upload",
 								   part->verdict.error_code ? part->verdict.error_code : "?",
 								   part->verdict.error_message ? part->verdict.error_message : "");
 
@@ -1652,8 +1653,8 @@ finish_part(FhPart *part, TimestampTz now)
 		part->backup_error = part->backup_error ?
 			psprintf("%s %s", part->backup_error, why) : why;
 		ereport(WARNING,
-				(errmsg("firehose stream \"%s\": records could not be written to the S3 backup store",
-						ws->name),
+				(errmsg("firehose stream \"%s\": records could not be written to the S3 %s",
+						ws->name, ws->backup ? "backup store" : "error prefix"),
 				 errdetail("%s", why)));
 	}
 
