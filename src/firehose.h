@@ -349,7 +349,10 @@ typedef struct FhPart FhPart;
  * A step of a PostgreSQL destination (sink_postgres.c), run by pgconn.c on
  * the stream's one libpq connection instead of a curl request: sql, one or
  * more statements sent as one simple query, whose COPY ... FROM STDIN
- * statements get copy_data[0], [1], ... in turn.  The connection is made
+ * statements get their data from copy_more(copy_arg, k, out) (k: the
+ * COPY's number in sql, from 0), which appends the next piece to out
+ * (about COPY_PIECE_SIZE bytes) and returns false after the last: called
+ * while the socket takes more, so that the data is made as it is sent.  The connection is made
  * from keywords/values (NULL-terminated) when there is none or they
  * changed; init_sql runs first on every new connection (and when
  * force_init), and when epoch is not 0 and the connection is not that one
@@ -367,9 +370,11 @@ typedef struct FhPgRequest
 	bool		force_init;
 	uint64		epoch;
 	const char *sql;			/* NULL: init_sql alone */
-	StringInfoData *copy_data;
-	int			ncopy;
+	bool		(*copy_more) (void *copy_arg, int k, StringInfo out);
+	void	   *copy_arg;
 } FhPgRequest;
+
+#define COPY_PIECE_SIZE		(256 * 1024)
 
 /* one result of a step (a statement's, or the error that ended it) */
 typedef struct FhPgResult

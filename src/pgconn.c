@@ -41,8 +41,6 @@
 
 /* a connection nobody used for this long is closed */
 #define IDLE_CLOSE_MS	(10 * 60 * 1000)
-/* COPY data handed to libpq at a time, once it sent the previous piece */
-#define COPY_PIECE		(256 * 1024)
 
 typedef enum ConnState
 {
@@ -81,8 +79,10 @@ typedef struct PgConn
 	StepPhase	phase;
 	bool		want_write;
 	bool		in_copy;
-	int			copy_next;
+	int			copy_next;		/* the number of the COPY in progress */
+	StringInfoData piece;		/* its data not yet given to libpq */
 	size_t		copy_off;
+	bool		copy_last;		/* piece is its last */
 } PgConn;
 
 static MemoryContext PgContext = NULL;
@@ -440,31 +440,46 @@ begin_job(PgConn *c)
 }
 
 /*
- * Give libpq the COPY data of the statement in progress, a piece at a time
- * when it sent the previous one; false while more is to be given.
+ * Give libpq the COPY data of the statement in progress, made a piece at a
+ * time by the sink, each piece once libpq sent the previous one; false
+ * while more is to be given.
  */
 static bool
 feed_copy(PgConn *c)
 {
 	FhPgRequest *pg = c->job.part->request.pg;
-	StringInfo	data = c->copy_next < pg->ncopy ? &pg->copy_data[c->copy_next] : NULL;
 
-	while (data && c->copy_off < (size_t) data->len)
+	for (;;)
 	{
-		int			n;
+		if (c->copy_off < (size_t) c->piece.len)
+		{
+			if (PQflush(c->conn) != 0)
+				return false;	/* the socket takes no more now */
+			if (PQputCopyData(c->conn, c->piece.data + c->copy_off,
+							  c->piece.len - (int) c->copy_off) != 1)
+				return false;
+			c->copy_off = c->piece.len;
+			continue;
+		}
+		if (c->copy_last)
+			break;
+		resetStringInfo(&c->piece);
+		c->copy_off = 0;
+		if (pg->copy_more)
+		{
+			MemoryContext old = MemoryContextSwitchTo(c->job.part->cxt);
 
-		if (PQflush(c->conn) != 0)
-			return false;		/* the socket takes no more now */
-		n = Min(data->len - (int) c->copy_off, COPY_PIECE);
-		if (PQputCopyData(c->conn, data->data + c->copy_off, n) != 1)
-			return false;
-		c->copy_off += n;
+			c->copy_last = !pg->copy_more(pg->copy_arg, c->copy_next, &c->piece);
+			MemoryContextSwitchTo(old);
+		}
+		else
+			c->copy_last = true;
 	}
-	/* a COPY without data of its own is refused, not left waiting */
-	if (PQputCopyEnd(c->conn, data ? NULL : "no data for this COPY") != 1)
+	if (PQputCopyEnd(c->conn, NULL) != 1)
 		return false;
 	c->copy_next++;
 	c->in_copy = false;
+	resetStringInfo(&c->piece);
 	return true;
 }
 
@@ -541,8 +556,17 @@ drive(PgConn *c)
 		}
 		if (PQresultStatus(res) == PGRES_COPY_IN)
 		{
+			if (c->piece.data == NULL)
+			{
+				MemoryContext old = MemoryContextSwitchTo(PgContext);
+
+				initStringInfo(&c->piece);
+				MemoryContextSwitchTo(old);
+			}
+			resetStringInfo(&c->piece);
 			c->in_copy = true;
 			c->copy_off = 0;
+			c->copy_last = false;
 		}
 		else if (PQresultStatus(res) == PGRES_COPY_OUT ||
 				 PQresultStatus(res) == PGRES_COPY_BOTH)

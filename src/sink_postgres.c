@@ -660,6 +660,14 @@ learn_columns(PgConfig *c, const FhPgResult *r, uint64 epoch, FhVerdict *verdict
 		else
 			appendStringInfo(&sql, "INSERT INTO %s (%s) SELECT %s FROM pg_temp.firehose_stage;",
 							 c->qtable, list.data, list.data);
+		/* the ids of what this transaction loads, from what is left staged */
+		if (c->exactly_once)
+			appendStringInfo(&sql,
+							 "INSERT INTO %s (stream, record_ids, records) SELECT %s, "
+							 "pg_catalog.range_agg(pg_catalog.int8range(firehose_rid, firehose_rid OPERATOR(pg_catalog.+) 1)), "
+							 "pg_catalog.count(*) FROM pg_temp.firehose_stage "
+							 "HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0;",
+							 c->qledger, quote_literal_cstr(c->ledger_key));
 	}
 	pfree(c->load_sql ? c->load_sql : palloc(1));
 	c->load_sql = sql.data;
@@ -822,8 +830,11 @@ typedef struct PgPartState
 {
 	PgPhase		phase;
 	FhPgRequest pg;
-	StringInfoData copy;
 	StringInfoData scratch;
+	PgConfig   *config;
+	FhPartView *part;
+	int			next;			/* the next record of [next, end) to COPY */
+	int			end;
 	int		   *sent;			/* the record of each COPY line */
 	int			nsent;
 	int			copy_stmt;		/* result index of the COPY */
@@ -851,54 +862,38 @@ part_state(FhPartView *part)
 	return st;
 }
 
-static int
-cmp_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* the ids of the records in the COPY, as an int8multirange literal */
-static char *
-sent_ids(FhPartView *part, PgPartState *st)
-{
-	int64	   *ids = palloc(sizeof(int64) * Max(1, st->nsent));
-	StringInfoData out;
-
-	for (int i = 0; i < st->nsent; i++)
-		ids[i] = part->records[st->sent[i]].id;
-	qsort(ids, st->nsent, sizeof(int64), cmp_int64);
-	initStringInfo(&out);
-	appendStringInfoChar(&out, '{');
-	for (int i = 0; i < st->nsent;)
-	{
-		int			j = i;
-
-		while (j + 1 < st->nsent && ids[j + 1] <= ids[j] + 1)
-			j++;
-		appendStringInfo(&out, "%s[" INT64_FORMAT "," INT64_FORMAT ")", i ? "," : "",
-						 ids[i], ids[j] + 1);
-		i = j + 1;
-	}
-	appendStringInfoChar(&out, '}');
-	pfree(ids);
-	return out.data;
-}
-
-/* the COPY text of the pending records of [lo, hi); false if none is left */
+/* is a record of [lo, hi) still to be loaded? */
 static bool
-build_copy(PgConfig *c, FhPartView *part, PgPartState *st, int lo, int hi)
+any_pending(FhPartView *part, int lo, int hi)
 {
-	resetStringInfo(&st->copy);
-	st->nsent = 0;
 	for (int i = lo; i < hi; i++)
+		if (fh_view_pending(part, i))
+			return true;
+	return false;
+}
+
+/*
+ * FhPgRequest.copy_more: the COPY text of the next pending records of the
+ * step's range, about COPY_PIECE_SIZE bytes, made while the connection
+ * sends the previous piece; a record that is no JSON object fails alone.
+ * Runs in the part's memory context.
+ */
+static bool
+pg_copy_more(void *arg, int k, StringInfo out)
+{
+	PgPartState *st = arg;
+	PgConfig   *c = st->config;
+	FhPartView *part = st->part;
+
+	while (st->next < st->end && out->len < COPY_PIECE_SIZE)
 	{
+		int			i = st->next++;
+
 		if (!fh_view_pending(part, i))
 			continue;
-		if (!append_record(c, &part->records[i], c->upsert || c->exactly_once ? part->records[i].id : -1,
-						   &st->copy, &st->scratch))
+		if (!append_record(c, &part->records[i],
+						   c->upsert || c->exactly_once ? part->records[i].id : -1,
+						   out, &st->scratch))
 		{
 			fh_view_fail(part, i, "Postgres.InvalidRecord",
 						 pstrdup("The record is not a JSON object."));
@@ -906,7 +901,7 @@ build_copy(PgConfig *c, FhPartView *part, PgPartState *st, int lo, int hi)
 		}
 		st->sent[st->nsent++] = i;
 	}
-	return st->nsent > 0;
+	return st->next < st->end;
 }
 
 static void
@@ -917,11 +912,11 @@ pg_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 	StringInfoData sql;
 	int			stmt = 1;		/* BEGIN is 0 */
 
-	if (st->copy.data == NULL)
-	{
-		initStringInfo(&st->copy);
+	if (st->scratch.data == NULL)
 		initStringInfo(&st->scratch);
-	}
+	st->config = c;
+	st->part = part;
+	st->nsent = 0;
 	memset(&st->pg, 0, sizeof(st->pg));
 	st->pg.key = c->stream;
 	st->pg.keywords = c->keywords;
@@ -943,12 +938,22 @@ pg_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 	if (st->phase == PG_PROBE)
 	{
 		/* the window on top; windows without pending records are done */
-		while (st->nwin > 0 && !build_copy(c, part, st, st->lo[st->nwin - 1], st->hi[st->nwin - 1]))
+		while (st->nwin > 0 && !any_pending(part, st->lo[st->nwin - 1], st->hi[st->nwin - 1]))
 			st->nwin--;
 		if (st->nwin == 0)
 			st->phase = PG_LOAD;
 	}
-	if (st->phase == PG_LOAD && !build_copy(c, part, st, 0, part->nrecords))
+	if (st->phase == PG_PROBE)
+	{
+		st->next = st->lo[st->nwin - 1];
+		st->end = st->hi[st->nwin - 1];
+	}
+	else
+	{
+		st->next = 0;
+		st->end = part->nrecords;
+	}
+	if (!any_pending(part, st->next, st->end))
 	{
 		/* every record failed alone: nothing left to load */
 		req->pg = NULL;
@@ -974,14 +979,10 @@ pg_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 	/* the COPY is load_sql's first statement, or its third when staged */
 	st->copy_stmt = stmt + (c->upsert || c->exactly_once ? 2 : 0);
 	appendStringInfoString(&sql, c->load_sql);
-	if (st->phase == PG_LOAD && c->exactly_once)
-		appendStringInfo(&sql, "INSERT INTO %s (stream, record_ids, records) VALUES (%s, %s, %d);",
-						 c->qledger, quote_literal_cstr(c->ledger_key),
-						 quote_literal_cstr(sent_ids(part, st)), st->nsent);
 	appendStringInfoString(&sql, st->phase == PG_PROBE ? "ROLLBACK" : "COMMIT");
 	st->pg.sql = sql.data;
-	st->pg.copy_data = &st->copy;
-	st->pg.ncopy = 1;
+	st->pg.copy_more = pg_copy_more;
+	st->pg.copy_arg = st;
 }
 
 /* does SQLSTATE state say that the statement refused the data of a row? */
@@ -1110,7 +1111,7 @@ pg_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *verdict
 	}
 
 	code = psprintf("Postgres.%s", err->sqlstate);
-	if (row_error(err->sqlstate))
+	if (row_error(err->sqlstate) && st->nsent > 0)
 	{
 		long		line = errpos == st->copy_stmt ? copy_line(err->context) : 0;
 
