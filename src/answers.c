@@ -619,6 +619,393 @@ fh_bulk_answer_free(FhBulkAnswer *a)
 	a->item = NULL;
 }
 
+/* ---------- a Lambda transformation's answer ---------- */
+
+enum
+{
+	LAMBDA_RECORDS = 1
+};
+static const char *const lambda_fields[] = {"records", NULL};
+
+enum
+{
+	ITEM_RECORD_ID = 1,
+	ITEM_RESULT,
+	ITEM_DATA,
+	ITEM_METADATA
+};
+static const char *const lambda_item_fields[] = {"recordId", "result", "data",
+"metadata", NULL};
+
+/*
+ * Depths: 1 the answer, 2 the records array, 3 a record, 4 its metadata, 5
+ * the metadata's partitionKeys.
+ */
+typedef struct LambdaScan
+{
+	JsonScan	s;
+	FhLambdaAnswer *out;
+	bool		in_records;		/* inside the top-level "records" array */
+	int			item_field;		/* the member of a record being read */
+	bool		in_keys;		/* the member of metadata being read is
+								 * partitionKeys */
+	char	   *key;			/* the partition key being read */
+} LambdaScan;
+
+static FhLambdaItem *
+lambda_current(LambdaScan *l)
+{
+	FhLambdaAnswer *a = l->out;
+
+	return (l->in_records && a->items >= 1 && a->items <= a->max_items) ?
+		&a->item[a->items - 1] : NULL;
+}
+
+static void
+clear_lambda_item(FhLambdaItem *it)
+{
+	if (it->record_id)
+		pfree(it->record_id);
+	if (it->result)
+		pfree(it->result);
+	if (it->data)
+		pfree(it->data);
+	for (int k = 0; k < it->nkeys; k++)
+	{
+		pfree(it->keys[k]);
+		pfree(it->values[k]);
+	}
+	memset(it, 0, sizeof(*it));
+}
+
+/* a container starts at the depth it has after ++ */
+static void
+lambda_container_start(LambdaScan *l, bool object)
+{
+	FhLambdaItem *it;
+
+	l->s.depth++;
+	if (l->s.depth == 1 && object)
+		l->s.object = true;
+	else if (l->s.depth == 2 && !object && l->s.field == LAMBDA_RECORDS)
+		l->in_records = l->out->records_seen = true;
+	else if ((it = lambda_current(l)) != NULL)
+	{
+		if (l->s.depth == 3)
+			it->object = object;
+		else if (l->s.depth == 4 && l->item_field == ITEM_METADATA && !object)
+			it->bad_metadata = true;
+		else if (l->s.depth == 5 && l->in_keys && !object)
+			it->bad_metadata = true;
+		else if (l->s.depth == 6 && l->in_keys)
+			it->bad_metadata = true;	/* a key's value is a container */
+	}
+}
+
+static void
+lambda_object_start(void *state)
+{
+	lambda_container_start(state, true);
+}
+
+static void
+lambda_array_start(void *state)
+{
+	lambda_container_start(state, false);
+}
+
+static void
+lambda_end(void *state)
+{
+	LambdaScan *l = state;
+
+	if (l->s.depth == 2)
+		l->in_records = false;
+	l->s.depth--;
+}
+
+static void
+lambda_element_start(void *state, bool isnull)
+{
+	LambdaScan *l = state;
+
+	if (l->s.depth == 2 && l->in_records)
+	{
+		l->out->items++;
+		l->item_field = 0;
+		l->in_keys = false;
+	}
+}
+
+static void
+lambda_field_start(void *state, char *fname, bool isnull)
+{
+	LambdaScan *l = state;
+	FhLambdaItem *it = lambda_current(l);
+
+	if (l->s.depth == 1)
+		l->s.field = field_of(fname, lambda_fields);
+	else if (it && l->s.depth == 3)
+	{
+		l->item_field = field_of(fname, lambda_item_fields);
+		l->in_keys = false;
+	}
+	else if (it && l->s.depth == 4 && l->item_field == ITEM_METADATA)
+		l->in_keys = strcmp(fname, "partitionKeys") == 0;
+	else if (it && l->s.depth == 5 && l->in_keys)
+	{
+		/* kept for its value (scalar below) */
+		if (l->key)
+			pfree(l->key);
+		l->key = dup_text(fname);
+	}
+	pfree(fname);
+}
+
+static void
+lambda_scalar(void *state, char *token, JsonTokenType type)
+{
+	LambdaScan *l = state;
+	FhLambdaItem *it = lambda_current(l);
+	bool		kept = false;
+
+	if (it && l->s.depth == 3 && type == JSON_TOKEN_STRING)
+	{
+		/* the last of duplicate keys counts */
+		if (l->item_field == ITEM_RECORD_ID)
+		{
+			if (it->record_id)
+				pfree(it->record_id);
+			it->record_id_len = strlen(token);
+			it->record_id = palloc(Min(it->record_id_len, FH_ANSWER_ID_MAX) + 1);
+			copy_text(it->record_id, FH_ANSWER_ID_MAX + 1, token, it->record_id_len);
+		}
+		else if (l->item_field == ITEM_RESULT)
+			set_text(&it->result, token);
+		else if (l->item_field == ITEM_DATA)
+		{
+			/* whole: the record's new data; the parser's copy is kept */
+			if (it->data)
+				pfree(it->data);
+			it->data = token;
+			it->data_len = strlen(token);
+			kept = true;
+		}
+	}
+	else if (it && l->s.depth == 3 && l->item_field == ITEM_METADATA &&
+			 type != JSON_TOKEN_NULL)
+		it->bad_metadata = true;
+	else if (it && l->s.depth == 4 && l->in_keys && type != JSON_TOKEN_NULL)
+		it->bad_metadata = true;
+	else if (it && l->s.depth == 5 && l->in_keys && l->key)
+	{
+		if (type != JSON_TOKEN_STRING || it->nkeys >= FH_LAMBDA_MAX_KEYS)
+			it->bad_metadata = true;
+		else
+		{
+			it->keys[it->nkeys] = l->key;
+			it->values[it->nkeys++] = dup_text(token);
+			l->key = NULL;
+		}
+	}
+	else if (it && l->s.depth == 3 && l->item_field != 0 && type != JSON_TOKEN_STRING)
+	{
+		/* a recordId, result or data that is not a string: none */
+		if (l->item_field == ITEM_RECORD_ID && it->record_id)
+		{
+			pfree(it->record_id);
+			it->record_id = NULL;
+		}
+	}
+	if (!kept)
+		pfree(token);
+}
+
+bool
+fh_lambda_answer(const char *body, size_t len, int max_items, FhLambdaAnswer *out)
+{
+	LambdaScan	l;
+	JsonSemAction sem = {0};
+
+	memset(out, 0, sizeof(*out));
+	out->max_items = Max(max_items, 0);
+	out->item = palloc0(sizeof(FhLambdaItem) * Max(max_items, 1));
+	memset(&l, 0, sizeof(l));
+	l.out = out;
+	sem.semstate = &l;
+	sem.object_start = lambda_object_start;
+	sem.object_end = lambda_end;
+	sem.array_start = lambda_array_start;
+	sem.array_end = lambda_end;
+	sem.object_field_start = lambda_field_start;
+	sem.array_element_start = lambda_element_start;
+	sem.scalar = lambda_scalar;
+	out->json = parse_json(body, len, &sem) && l.s.object;
+	if (l.key)
+		pfree(l.key);
+	if (!out->json)
+	{
+		/* not an answer: nothing of it counts */
+		for (int i = 0; i < out->max_items; i++)
+			clear_lambda_item(&out->item[i]);
+		out->records_seen = false;
+		out->items = 0;
+	}
+	return out->json;
+}
+
+void
+fh_lambda_answer_free(FhLambdaAnswer *a)
+{
+	if (a->item == NULL)
+		return;
+	for (int i = 0; i < a->max_items; i++)
+		clear_lambda_item(&a->item[i]);
+	pfree(a->item);
+	a->item = NULL;
+}
+
+/* ---------- a CloudWatch Logs subscription record ---------- */
+
+enum
+{
+	CWL_MESSAGE_TYPE = 1,
+	CWL_LOG_EVENTS
+};
+static const char *const cwl_fields[] = {"messageType", "logEvents", NULL};
+
+/* depths: 1 the record, 2 the logEvents array, 3 an event */
+typedef struct CwlScan
+{
+	JsonScan	s;
+	FhCwlRecord *out;
+	bool		in_events;
+	bool		event_message;	/* the member of an event being read */
+	bool		event_has_message;
+	int			room;			/* of messages[] */
+} CwlScan;
+
+static void
+cwl_array_start(void *state)
+{
+	CwlScan    *c = state;
+
+	if (++c->s.depth == 2 && c->s.field == CWL_LOG_EVENTS)
+		c->in_events = c->out->events_seen = true;
+}
+
+static void
+cwl_object_end(void *state)
+{
+	CwlScan    *c = state;
+
+	if (c->s.depth == 3 && c->in_events && !c->event_has_message)
+		c->out->bad_event = true;
+	c->s.depth--;
+}
+
+static void
+cwl_array_end(void *state)
+{
+	CwlScan    *c = state;
+
+	if (c->s.depth == 2)
+		c->in_events = false;
+	c->s.depth--;
+}
+
+static void
+cwl_element_start(void *state, bool isnull)
+{
+	CwlScan    *c = state;
+
+	if (c->s.depth == 2 && c->in_events)
+		c->event_has_message = false;
+}
+
+static void
+cwl_field_start(void *state, char *fname, bool isnull)
+{
+	CwlScan    *c = state;
+
+	if (c->s.depth == 1)
+		c->s.field = field_of(fname, cwl_fields);
+	else if (c->s.depth == 3 && c->in_events)
+		c->event_message = strcmp(fname, "message") == 0;
+	pfree(fname);
+}
+
+static void
+cwl_scalar(void *state, char *token, JsonTokenType type)
+{
+	CwlScan    *c = state;
+	FhCwlRecord *r = c->out;
+
+	if (c->s.depth == 1 && c->s.field == CWL_MESSAGE_TYPE)
+	{
+		r->control = type == JSON_TOKEN_STRING && strcmp(token, "CONTROL_MESSAGE") == 0;
+		r->data_message = type == JSON_TOKEN_STRING && strcmp(token, "DATA_MESSAGE") == 0;
+	}
+	else if (c->s.depth == 2 && c->in_events)
+		r->bad_event = true;	/* an event that is no object */
+	else if (c->s.depth == 3 && c->in_events && c->event_message)
+	{
+		if (type != JSON_TOKEN_STRING || c->event_has_message)
+			r->bad_event = true;
+		else
+		{
+			if (r->nmessages == c->room)
+			{
+				c->room = c->room ? 2 * c->room : 16;
+				r->messages = r->messages ?
+					repalloc(r->messages, sizeof(char *) * c->room) :
+					palloc(sizeof(char *) * c->room);
+				r->lens = r->lens ?
+					repalloc(r->lens, sizeof(size_t) * c->room) :
+					palloc(sizeof(size_t) * c->room);
+			}
+			/* whole: the record's data; the parser's copy is kept */
+			r->messages[r->nmessages] = token;
+			r->lens[r->nmessages++] = strlen(token);
+			c->event_has_message = true;
+			return;
+		}
+	}
+	pfree(token);
+}
+
+bool
+fh_cwl_record(const char *body, size_t len, FhCwlRecord *out)
+{
+	CwlScan		c;
+	JsonSemAction sem = {0};
+
+	memset(out, 0, sizeof(*out));
+	memset(&c, 0, sizeof(c));
+	c.out = out;
+	sem.semstate = &c;
+	sem.object_start = scan_object_start;
+	sem.object_end = cwl_object_end;
+	sem.array_start = cwl_array_start;
+	sem.array_end = cwl_array_end;
+	sem.object_field_start = cwl_field_start;
+	sem.array_element_start = cwl_element_start;
+	sem.scalar = cwl_scalar;
+	out->json = parse_json(body, len, &sem) && c.s.object;
+	if (!out->json)
+	{
+		for (int i = 0; i < out->nmessages; i++)
+			pfree(out->messages[i]);
+		if (out->messages)
+		{
+			pfree(out->messages);
+			pfree(out->lens);
+		}
+		memset(out, 0, sizeof(*out));
+	}
+	return out->json;
+}
+
 /* ---------- S3's XML answers ---------- */
 
 /*

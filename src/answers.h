@@ -111,6 +111,74 @@ extern bool fh_bulk_answer(const char *body, size_t len, int max_items,
 extern void fh_bulk_answer_free(FhBulkAnswer *a);
 
 /*
+ * A Lambda transformation's answer (firehose.md 4):
+ *	{"records": [{"recordId": "..", "result": "Ok", "data": "<base64>",
+ *				  "metadata": {"partitionKeys": {"k": "v"}}}, ...]}
+ * Each element of the top-level "records" array as it came, valid or not:
+ * the caller judges them (missing, duplicated and unknown ids, results).
+ */
+#define FH_LAMBDA_MAX_KEYS		50	/* partition keys of a record (Firehose's) */
+
+typedef struct FhLambdaItem
+{
+	bool		object;			/* the element is an object */
+	char	   *record_id;		/* "recordId" if a string (at most
+								 * FH_ANSWER_ID_MAX bytes), else NULL */
+	size_t		record_id_len;	/* its whole length */
+	char	   *result;			/* "result" if a string (bounded), else NULL */
+	char	   *data;			/* "data" if a string, whole (base64 as
+								 * sent), else NULL */
+	size_t		data_len;
+	/* metadata.partitionKeys: names and values (bounded texts) */
+	int			nkeys;
+	char	   *keys[FH_LAMBDA_MAX_KEYS];
+	char	   *values[FH_LAMBDA_MAX_KEYS];
+	/* "metadata" or its "partitionKeys" is not an object, a key's value is
+	 * not a string, or there are more than FH_LAMBDA_MAX_KEYS keys */
+	bool		bad_metadata;
+} FhLambdaItem;
+
+typedef struct FhLambdaAnswer
+{
+	bool		json;			/* the body is a JSON object */
+	bool		records_seen;	/* with a top-level "records" array */
+	int			items;			/* its elements (all of them) */
+	int			max_items;
+	FhLambdaItem *item;			/* the first max_items of them */
+} FhLambdaAnswer;
+
+/*
+ * Read a Lambda answer, keeping up to max_items elements.  Allocates
+ * (palloc); release with fh_lambda_answer_free.  Returns out->json.
+ */
+extern bool fh_lambda_answer(const char *body, size_t len, int max_items,
+							 FhLambdaAnswer *out);
+extern void fh_lambda_answer_free(FhLambdaAnswer *a);
+
+/*
+ * A CloudWatch Logs subscription record (decompressed):
+ *	{"messageType": "DATA_MESSAGE", "owner": "..", "logGroup": "..",
+ *	 "logStream": "..", "subscriptionFilters": [".."],
+ *	 "logEvents": [{"id": "..", "timestamp": 1, "message": ".."}, ...]}
+ * or a "CONTROL_MESSAGE" CloudWatch Logs sends to check the destination.
+ */
+typedef struct FhCwlRecord
+{
+	bool		json;			/* the body is a JSON object */
+	bool		control;		/* "messageType" is "CONTROL_MESSAGE" */
+	bool		data_message;	/* "messageType" is "DATA_MESSAGE" */
+	bool		events_seen;	/* a top-level "logEvents" array */
+	bool		bad_event;		/* an event not an object with a string
+								 * "message" */
+	int			nmessages;		/* the events' messages, whole */
+	char	  **messages;
+	size_t	   *lens;
+} FhCwlRecord;
+
+/* read a CloudWatch Logs record (palloc); returns out->json */
+extern bool fh_cwl_record(const char *body, size_t len, FhCwlRecord *out);
+
+/*
  * An S3 XML body: an error (<Error><Code>..</Code><Message>..</Message>
  * ..</Error>, also in the 200 of CompleteMultipartUpload), or the answer
  * of CreateMultipartUpload (<InitiateMultipartUploadResult>..<UploadId>

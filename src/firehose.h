@@ -239,6 +239,7 @@ typedef struct FhStreamConfig
 } FhStreamConfig;
 
 typedef struct FhSink FhSink;
+extern const FhOptionDef fh_lambda_options[];
 extern Jsonb *fh_options_normalize_sink(const FhSink *sink, Jsonb *current,
 										Jsonb *changes, bool with_common);
 extern void fh_options_load(const FhOptionDef *defs, Jsonb *opts, void *config);
@@ -664,9 +665,15 @@ typedef struct FhProcessed
 {
 	FhProcResult result;
 	bytea	   *data;			/* FH_PROC_OK: what the destination gets */
+	/* FH_PROC_OK: more records made of the same one (cloudwatch_logs: one
+	 * per log event), delivered after data, and failing with it */
+	int			nmore;
+	bytea	  **more;
 	FhVerdict	verdict;		/* FH_PROC_FAILED: why */
 	Jsonb	   *partition_keys;	/* FH_PROC_OK: the keys of
-									 * !{partitionKeyFromLambda:...}, or NULL */
+									 * !{partitionKeyFromLambda:...} (a
+									 * function's partition_keys, a Lambda's
+									 * metadata.partitionKeys), or NULL */
 } FhProcessed;
 
 /*
@@ -697,11 +704,37 @@ extern void fh_processed_fail(FhProcessed *out, const char *code, char *message)
 /* in processor_csv.c */
 extern const FhProcessorKind fh_processor_json_to_csv;
 
+/* in processor_unpack.c */
+extern const FhProcessorKind fh_processor_decompress;
+extern const FhProcessorKind fh_processor_cloudwatch_logs;
+
 extern Jsonb *fh_processors_normalize(Jsonb *value);
 extern void fh_processors_check_execute(Jsonb *processors, Oid role);
 extern FhProcessors *fh_processors_configure(Jsonb *processors);
-extern void fh_process(FhProcessors *ps, Oid owner, const FhRecord *records, int n,
-					   FhProcessed *out);
+extern int	fh_process(FhProcessors *ps, int from, Oid owner, const FhRecord *records,
+					   int n, FhProcessed *out);
+
+/*
+ * A Lambda processor (processor_lambda.c): the records of a part go to an
+ * HTTP endpoint in invocations of Firehose's Lambda event, sent by the
+ * worker on its curl multi handle like a destination's requests.  An
+ * FhLambdaRun is one part's way through one Lambda processor, in the
+ * part's memory.
+ */
+typedef struct FhLambda FhLambda;
+typedef struct FhLambdaRun FhLambdaRun;
+
+extern const FhProcessorKind fh_processor_lambda;
+extern FhLambda *fh_processors_lambda_at(FhProcessors *ps, int k);
+extern FhProcessors *fh_processors_tail(FhProcessors *ps, int k);
+extern FhLambda *fh_lambda_copy(FhLambda *l);
+extern FhLambdaRun *fh_lambda_start(FhLambda *l, const char *stream,
+									const FhRecord *records, int n,
+									FhProcessed *out, int64 retry_base_ms,
+									int64 retry_max_ms);
+extern bool fh_lambda_encode(FhLambdaRun *run, FhRequest *req, int64 *timeout_ms);
+extern int64 fh_lambda_judge(FhLambdaRun *run, const FhResponse *resp);
+extern void fh_lambda_fail(FhLambdaRun *run, const char *code, const char *message);
 
 /* ---------- record format conversion (format_parquet.c) ---------- */
 
@@ -793,7 +826,14 @@ struct FhPart
 	int			dropped;		/* records the processors dropped, */
 	int			processing_failed;	/* failed, */
 	int64		processing_us;	/* and the time they took (-1: none) */
+	TimestampTz processing_start;
 	TimestampTz processed_at;
+	/* while the part waits for a Lambda processor (over the network): its
+	 * number in procs, the processors from it on (the part's copy), and
+	 * the part's way through it; lambda is NULL when processing is done */
+	int			proc_wait;
+	FhProcessors *procs;
+	FhLambdaRun *lambda;
 	bool		stepping;		/* the last answer was NEXT */
 
 	/*
@@ -854,6 +894,7 @@ PGDLLEXPORT void fh_worker_main(Datum arg);
 extern void fh_uuid_from(uint64 a, uint64 b, uint64 c, char *out);
 extern void fh_base64_append(StringInfo buf, const char *data, int len);
 extern bool fh_gzip(const char *in, size_t inlen, StringInfo out);
+extern const char *fh_gunzip(const char *in, size_t inlen, size_t max, StringInfo out);
 extern int64 fh_backoff_ms(int attempt, int64 base_ms, int64 max_ms);
 extern int64 fh_epoch_ms(TimestampTz t);
 extern size_t fh_url_trimmed_len(const char *url);

@@ -35,6 +35,34 @@
 #define MB (1024LL * 1024LL)
 #define GB (1024LL * 1024LL * 1024LL)
 
+static const char *const lambda_auths[] = {"none", "sigv4", NULL};
+static const char *const lambda_credentials[] = {"static", "environment", NULL};
+
+/*
+ * The keys of a Lambda processor (processor_lambda.c checks a processor
+ * with this table).  It lives here, as the nested table of "processors",
+ * so that the secrets in a processor are redacted like any option's; the
+ * keys of other processors are not in it and hold no secret.
+ */
+const FhOptionDef fh_lambda_options[] = {
+	{"type", FH_OPT_STRING, 0, 64},
+	{"url", FH_OPT_URL, 0, 1000, .required = true, .location = true},
+	{"headers", FH_OPT_STRMAP, .secret = true},
+	{"auth", FH_OPT_ENUM, 0, 0, "\"none\"", lambda_auths},
+	{"region", FH_OPT_STRING, 0, 64, "\"us-east-1\""},
+	{"credentials", FH_OPT_ENUM, 0, 0, NULL, lambda_credentials},
+	{"access_key_id", FH_OPT_STRING, 0, 128, .secret = true},
+	{"secret_access_key", FH_OPT_STRING, 0, 256, .secret = true},
+	{"session_token", FH_OPT_STRING, 0, 8192, .secret = true},
+	/* Firehose's BufferSizeInMBs, 0.2 to 3 MB (1 MB), NumberOfRetries (3) */
+	{"buffer_size", FH_OPT_BYTES, 209715, 3 * MB, "1048576"},
+	{"number_of_retries", FH_OPT_INT, 0, 300, "3"},
+	/* Firehose waits up to 5 minutes for an invocation */
+	{"timeout", FH_OPT_MS, 1, 300000, "300000"},
+	{"tls_verify", FH_OPT_BOOL, 0, 0, "true"},
+	{NULL}
+};
+
 /*
  * The options every stream has, whatever its destination.  The defaults
  * here are the only ones: fh_config_from_options() reads them from this
@@ -53,7 +81,8 @@ static const FhOptionDef common_options[] = {
 	{"request_timeout", FH_OPT_MS, 1, 3600000LL, "180000", SC(request_timeout_ms)},
 	{"retry_base", FH_OPT_MS, 1, 3600000LL, "1000", SC(retry_base_ms)},
 	{"retry_max", FH_OPT_MS, 1, 86400000LL, "120000", SC(retry_max_ms)},
-	{"processors", FH_OPT_ARRAY, .normalize = fh_processors_normalize,
+	/* checked by stream.c before (fh_processors_normalize) */
+	{"processors", FH_OPT_ARRAY, .nested = fh_lambda_options,
 		.what = "an array of processors such as [{\"type\": \"function\", \"function\": \"myschema.transform\"}]",
 	SC(processors)},
 	{NULL}
@@ -364,10 +393,15 @@ normalize_value(const FhOptionDef *d, JsonbValue *v, StringInfo out)
 			}
 		case FH_OPT_OBJECT:
 		case FH_OPT_ARRAY:
-			if (v->type != jbvBinary)
+			if (v->type != jbvBinary ||
+				(d->type == FH_OPT_ARRAY) != JsonContainerIsArray(v->val.binary.data))
 				option_type_error(d, v);
 			{
-				Jsonb	   *j = d->normalize(JsonbValueToJsonb(v));
+				Jsonb	   *j = JsonbValueToJsonb(v);
+
+				/* without its own check, checked by the caller already */
+				if (d->normalize)
+					j = d->normalize(j);
 
 				appendStringInfoString(out, JsonbToCString(NULL, &j->root, VARSIZE(j)));
 			}
@@ -718,6 +752,9 @@ fh_options_redact(const FhSink *sink, Jsonb *opts, List **secrets)
 			case WJB_BEGIN_OBJECT:
 			case WJB_BEGIN_ARRAY:
 				depth++;
+				/* the elements of an array belong to its option (processors) */
+				if (tok == WJB_BEGIN_ARRAY)
+					path[Min(depth, FH_MAX_OPTION_DEPTH)] = cur;
 				res = pushJsonbValue(&state, tok, NULL);
 				break;
 			case WJB_END_OBJECT:
@@ -738,8 +775,14 @@ fh_options_redact(const FhSink *sink, Jsonb *opts, List **secrets)
 						outer && outer->nested ? outer->nested : NULL;
 
 					if (table)
-						cur = find_option(table, pnstrdup(kv.val.string.val,
-														  kv.val.string.len));
+					{
+						char	   *key = pnstrdup(kv.val.string.val, kv.val.string.len);
+
+						cur = find_option(table, key);
+						/* processors, which may hold a Lambda's secrets */
+						if (cur == NULL && depth == 1)
+							cur = find_option(common_options, key);
+					}
 					else
 						cur = outer;
 					path[Min(depth, FH_MAX_OPTION_DEPTH)] = cur;

@@ -26,8 +26,16 @@
  *
  * Each type of processor is a FhProcessorKind (normalize, configure, run)
  * in the table processor_kinds; "function" is here, "json_to_csv" in
- * processor_csv.c.  This file calls only those and verdict.c (the worker
- * and the option tables call in here).
+ * processor_csv.c, "lambda" in processor_lambda.c, "decompress" and
+ * "cloudwatch_logs" in processor_unpack.c.  This file calls only those and
+ * verdict.c (the worker and stream.c call in here).
+ *
+ * A Lambda processor has no run(): fh_process stops there and the worker
+ * sends the records to the function over the network, outside any
+ * transaction, then calls fh_process again for the processors after it.
+ * Those run outside a transaction, so only kinds that need none (lambda,
+ * decompress, cloudwatch_logs) may follow a Lambda; cloudwatch_logs, which
+ * makes several records of one, comes last.
  *
  *-------------------------------------------------------------------------
  */
@@ -70,8 +78,16 @@ static const FhProcessorKind fh_processor_function;
 static const FhProcessorKind *const processor_kinds[] = {
 	&fh_processor_function,
 	&fh_processor_json_to_csv,
+	&fh_processor_lambda,
+	&fh_processor_decompress,
+	&fh_processor_cloudwatch_logs,
 	NULL
 };
+
+/* may kind run after a Lambda processor (outside a transaction)? */
+#define AFTER_LAMBDA_OK(kind) \
+	((kind) == &fh_processor_lambda || (kind) == &fh_processor_decompress || \
+	 (kind) == &fh_processor_cloudwatch_logs)
 
 struct FhProcessors
 {
@@ -212,6 +228,8 @@ fh_processors_normalize(Jsonb *value)
 	JsonbIteratorToken tok;
 	StringInfoData out;
 	int			n = 0;
+	bool		after_lambda = false;
+	bool		after_unpack = false;
 
 	if (!JB_ROOT_IS_ARRAY(value) || JB_ROOT_IS_SCALAR(value))
 		processors_error("It must be an array of processors.");
@@ -245,6 +263,14 @@ fh_processors_normalize(Jsonb *value)
 									  n + 1, type->val.string.len, type->val.string.val,
 									  known.data));
 		}
+		if (after_unpack)
+			processors_error(psprintf("Processor %d follows a cloudwatch_logs processor, which must be the last.",
+									  n + 1));
+		if (after_lambda && !AFTER_LAMBDA_OK(kind))
+			processors_error(psprintf("Processor %d (%s) follows a lambda processor; only lambda, decompress and cloudwatch_logs processors may (%s processors come first).",
+									  n + 1, kind->type, kind->type));
+		after_lambda |= kind == &fh_processor_lambda;
+		after_unpack |= kind == &fh_processor_cloudwatch_logs;
 		if (n > 0)
 			appendStringInfoString(&out, ", ");
 		why = unknown_key(p, kind);
@@ -567,32 +593,79 @@ static const FhProcessorKind fh_processor_function = {
 	.run = function_run,
 };
 
+/* the Lambda processor k of ps (the worker runs it) */
+FhLambda *
+fh_processors_lambda_at(FhProcessors *ps, int k)
+{
+	Assert(k >= 0 && k < ps->n && ps->kind[k] == &fh_processor_lambda);
+	return ps->config[k];
+}
+
+/*
+ * fh_processors_tail
+ *		A copy of processors k, k + 1, ... of ps in CurrentMemoryContext,
+ *		for a part that waits at Lambda processor k while the stream's
+ *		configuration may be replaced (only kinds whose configuration is a
+ *		Lambda's or none follow a Lambda).
+ */
+FhProcessors *
+fh_processors_tail(FhProcessors *ps, int k)
+{
+	FhProcessors *t = palloc0(sizeof(FhProcessors));
+
+	t->n = ps->n - k;
+	t->kind = palloc0(sizeof(FhProcessorKind *) * Max(t->n, 1));
+	t->config = palloc0(sizeof(void *) * Max(t->n, 1));
+	for (int i = 0; i < t->n; i++)
+	{
+		Assert(AFTER_LAMBDA_OK(ps->kind[k + i]));
+		t->kind[i] = ps->kind[k + i];
+		if (t->kind[i] == &fh_processor_lambda)
+			t->config[i] = fh_lambda_copy(ps->config[k + i]);
+	}
+	return t;
+}
+
 /*
  * fh_process
- *		Run the processors on the n records, as role owner: out[i] is what
- *		becomes of record i, with its data when Ok (allocated in
- *		CurrentMemoryContext).  In a transaction, with a snapshot.
+ *		Run the processors from the one numbered from (0: the first) on the
+ *		n records, up to a Lambda processor, which the worker runs over the
+ *		network: its number is returned, and the worker calls again from
+ *		the next one when the answers are in; -1 when all ran.  out[i] is
+ *		what becomes of record i, with its data when Ok (allocated in
+ *		CurrentMemoryContext).  Processors run as role owner; the first call
+ *		is in a transaction with a snapshot, the later ones (only kinds that
+ *		need neither) outside of one.
  */
-void
-fh_process(FhProcessors *ps, Oid owner, const FhRecord *records, int n,
+int
+fh_process(FhProcessors *ps, int from, Oid owner, const FhRecord *records, int n,
 		   FhProcessed *out)
 {
 	Oid			save_uid;
 	int			save_sec;
 	StringInfoData header;
+	int			stop = -1;
 
-	for (int i = 0; i < n; i++)
-	{
-		out[i].result = FH_PROC_OK;
-		out[i].data = records[i].data;
-		out[i].partition_keys = NULL;
-	}
+	if (from == 0)
+		for (int i = 0; i < n; i++)
+		{
+			memset(&out[i], 0, sizeof(FhProcessed));
+			out[i].result = FH_PROC_OK;
+			out[i].data = records[i].data;
+		}
 	GetUserIdAndSecContext(&save_uid, &save_sec);
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	for (int k = 0; k < ps->n; k++)
-		ps->kind[k]->run(ps->config[k], owner, records, n, out);
+	for (int k = from; k < ps->n && stop < 0; k++)
+	{
+		if (ps->kind[k]->run == NULL)
+			stop = k;			/* a Lambda */
+		else
+			ps->kind[k]->run(ps->config[k], owner, records, n, out);
+	}
 	SetUserIdAndSecContext(save_uid, save_sec);
+	if (stop >= 0)
+		return stop;
 
 	/*
 	 * A header goes before the first record that is delivered, so that each
@@ -616,4 +689,5 @@ fh_process(FhProcessors *ps, Oid owner, const FhRecord *records, int n,
 			break;
 		}
 	pfree(header.data);
+	return -1;
 }

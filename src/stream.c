@@ -48,8 +48,59 @@
 Jsonb *
 fh_options_normalize(const char *destination, Jsonb *current, Jsonb *changes)
 {
-	return fh_options_normalize_sink(fh_sink_lookup(destination, false),
-									 current, changes, true);
+	const FhSink *sink = fh_sink_lookup(destination, false);
+	JsonbValue *given = fh_jsonb_get(changes, "processors");
+	JsonbValue *stored = fh_jsonb_get(current, "processors");
+	JsonbValue *p = given ? given : stored;
+
+	/*
+	 * The processors are checked here, not by the option table, so that
+	 * options.c calls no processor (a Lambda processor calls options.c):
+	 * the merged value, checked again on every change, as the table checks
+	 * every option (a function dropped since shows).
+	 */
+	if (p && p->type == jbvBinary)
+	{
+		Jsonb	   *norm = fh_processors_normalize(JsonbValueToJsonb(p));
+		JsonbValue	key;
+		JsonbValue	val;
+		JsonbParseState *state = NULL;
+		JsonbIterator *it;
+		JsonbValue	kv;
+		JsonbIteratorToken tok;
+		JsonbValue *res = NULL;
+
+		/* changes, with "processors" the normalized value */
+		key.type = jbvString;
+		key.val.string.val = "processors";
+		key.val.string.len = strlen("processors");
+		val.type = jbvBinary;
+		val.val.binary.data = &norm->root;
+		val.val.binary.len = VARSIZE(norm) - VARHDRSZ;
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		if (changes && JB_ROOT_IS_OBJECT(changes))
+		{
+			it = JsonbIteratorInit(&changes->root);
+			while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+			{
+				if (tok == WJB_KEY && kv.val.string.len == key.val.string.len &&
+					memcmp(kv.val.string.val, "processors", kv.val.string.len) == 0)
+				{
+					(void) JsonbIteratorNext(&it, &kv, true);	/* its value */
+					continue;
+				}
+				if (tok == WJB_KEY || tok == WJB_VALUE)
+					pushJsonbValue(&state, tok, &kv);
+			}
+		}
+		else if (changes)
+			return fh_options_normalize_sink(sink, current, changes, true);
+		pushJsonbValue(&state, WJB_KEY, &key);
+		res = pushJsonbValue(&state, WJB_VALUE, &val);
+		res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+		changes = JsonbValueToJsonb(res);
+	}
+	return fh_options_normalize_sink(sink, current, changes, true);
 }
 
 /* ---------- options only some roles may use ---------- */
@@ -123,6 +174,19 @@ check_option_privileges(Jsonb *opts, Oid caller, const char *prefix)
 				 errmsg("permission denied to use option \"%sca_file\": \"%s\"", prefix, s),
 				 errdetail("Only a superuser may name a file of the database server, unless it is a file under one of the directories of firehose.allowed_ca_dirs."),
 				 errhint("Ask a superuser to set firehose.allowed_ca_dirs to the directory of your CA certificates.")));
+	if (processors && processors->type == jbvBinary)
+	{
+		JsonbIterator *it = JsonbIteratorInit(processors->val.binary.data);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		int			n = 0;
+
+		/* a Lambda processor's credentials and the like */
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+			if (tok == WJB_ELEM && v.type == jbvBinary)
+				check_option_privileges(JsonbValueToJsonb(&v), caller,
+										psprintf("processors[%d].", n++));
+	}
 	backup = fh_jsonb_get(opts, "backup");
 	if (backup && backup->type == jbvBinary)
 	{

@@ -94,6 +94,60 @@ fh_gzip(const char *in, size_t inlen, StringInfo out)
 }
 
 /*
+ * fh_gunzip
+ *		Decompress in, one or more gzip members, into out (reset first), up
+ *		to max bytes.  NULL when it worked, else why not (a static text).
+ */
+const char *
+fh_gunzip(const char *in, size_t inlen, size_t max, StringInfo out)
+{
+	z_stream	zs;
+	int			rc = Z_OK;
+
+	memset(&zs, 0, sizeof(zs));
+	if (inflateInit2(&zs, 15 + 16) != Z_OK)
+		return "zlib could not start.";
+	resetStringInfo(out);
+	zs.next_in = (Bytef *) in;
+	zs.avail_in = inlen;
+	while (rc != Z_STREAM_END || zs.avail_in > 0)
+	{
+		/* members one after the other, as gzip(1) reads them */
+		if (rc == Z_STREAM_END && inflateReset(&zs) != Z_OK)
+			break;
+		if (out->maxlen - out->len < 65536)
+		{
+			if ((size_t) out->len >= max)
+			{
+				inflateEnd(&zs);
+				return "The decompressed record is too large.";
+			}
+			enlargeStringInfo(out, 65536);
+		}
+		zs.next_out = (Bytef *) out->data + out->len;
+		zs.avail_out = Min(out->maxlen - out->len - 1, max + 1 - out->len);
+		rc = inflate(&zs, Z_NO_FLUSH);
+		out->len = (char *) zs.next_out - out->data;
+		if ((size_t) out->len > max)
+		{
+			inflateEnd(&zs);
+			return "The decompressed record is too large.";
+		}
+		if (rc != Z_OK && rc != Z_STREAM_END)
+		{
+			inflateEnd(&zs);
+			return rc == Z_BUF_ERROR ? "The gzip data is truncated." :
+				"The data is not valid gzip.";
+		}
+	}
+	out->data[out->len] = '\0';
+	inflateEnd(&zs);
+	if (inlen == 0)
+		return "The record is empty, not gzip.";
+	return rc == Z_STREAM_END ? NULL : "The gzip data is truncated.";
+}
+
+/*
  * fh_backoff_ms
  *		Delay before retry number attempt (1 = after the first failure):
  *		base doubling, capped at max, with +-15% jitter.

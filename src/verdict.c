@@ -34,6 +34,9 @@ fh_processed_fail(FhProcessed *out, const char *code, char *message)
 {
 	out->result = FH_PROC_FAILED;
 	out->data = NULL;
+	out->nmore = 0;
+	out->more = NULL;
+	out->partition_keys = NULL;
 	fh_verdict_set(&out->verdict, FH_OUTCOME_FAIL, code, message);
 }
 

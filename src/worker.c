@@ -603,9 +603,20 @@ source_failed(FhPart *part, int i, const FhVerdict **why)
 			*why = &part->processed[i].verdict;
 			return true;
 		}
-		i = part->view_index[i];
-		if (i < 0)
+		if (part->view_index[i] < 0)
 			return false;		/* dropped: done */
+
+		/*
+		 * A record the processors made several of (cloudwatch_logs) failed
+		 * when any of them did: it goes to failed_records whole.
+		 */
+		for (int k = 0; k <= part->processed[i].nmore; k++)
+			if (record_failed(part, part->view_index[i] + k))
+			{
+				*why = record_verdict(part, part->view_index[i] + k);
+				return true;
+			}
+		return false;
 	}
 	if (!record_failed(part, i))
 		return false;
@@ -1216,6 +1227,92 @@ finish_child(FhPart *child, TimestampTz now)
 }
 
 /*
+ * The records the destination's sink is to see, in the part's view: those
+ * the processors made of the records read (several of one, from a
+ * cloudwatch_logs processor, one after the other).  In the part's memory.
+ */
+static void
+part_view(FhPart *part)
+{
+	int			total = 0;
+	int			n = 0;
+	FhRecord   *out;
+	Jsonb	  **keys = NULL;
+
+	for (int i = 0; i < part->nrecords; i++)
+		if (part->processed[i].result == FH_PROC_OK)
+			total += 1 + part->processed[i].nmore;
+	out = palloc(sizeof(FhRecord) * Max(total, 1));
+	part->view_bytes = 0;
+	for (int i = 0; i < part->nrecords; i++)
+	{
+		FhProcessed *p = &part->processed[i];
+
+		part->view_index[i] = -1;
+		if (p->result == FH_PROC_DROPPED)
+			part->dropped++;
+		if (p->result == FH_PROC_FAILED)
+			part->processing_failed++;
+		if (p->result != FH_PROC_OK)
+			continue;
+		part->view_index[i] = n;
+		for (int k = 0; k <= p->nmore; k++)
+		{
+			if (p->partition_keys)
+			{
+				if (keys == NULL)
+					keys = palloc0(sizeof(Jsonb *) * Max(total, 1));
+				keys[n] = p->partition_keys;
+			}
+			out[n] = part->records[i];
+			out[n].data = k == 0 ? p->data : p->more[k - 1];
+			part->view_bytes += VARSIZE_ANY_EXHDR(out[n].data);
+			n++;
+		}
+	}
+	/* with a Lambda, its round trips are processing time too (Firehose's) */
+	part->processed_at = GetCurrentTimestamp();
+	part->processing_us = part->processed_at - part->processing_start;
+	part->view.records = out;
+	part->view.nrecords = n;
+	part->view.partition_keys = keys;
+	part->proc_wait = -1;
+}
+
+/*
+ * The part waits for Lambda processor k of its processors (part->procs):
+ * its invocations are requests the loop sends like a destination's.  In
+ * the part's memory.
+ */
+static void
+wait_for_lambda(FhWorkerStream *ws, FhPart *part, int k)
+{
+	part->proc_wait = k;
+	part->lambda = fh_lambda_start(fh_processors_lambda_at(part->procs, k), ws->name,
+								   part->records, part->nrecords, part->processed,
+								   ws->cfg.retry_base_ms, ws->cfg.retry_max_ms);
+}
+
+/*
+ * The Lambda a part waited for has settled every record: on with the
+ * processors after it (none of them a function: no transaction), up to
+ * the next Lambda or the view the destination gets.
+ */
+static void
+lambda_done(FhWorkerStream *ws, FhPart *part)
+{
+	MemoryContext old = MemoryContextSwitchTo(part->cxt);
+	int			stop = fh_process(part->procs, part->proc_wait + 1, ws->owner,
+								  part->records, part->nrecords, part->processed);
+
+	if (stop >= 0)
+		wait_for_lambda(ws, part, stop);
+	else
+		part_view(part);
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * The process stage: the records the destination's sink is to see, from
  * the records read, in the part's view: what the stream's processors made
  * of them (processor.c), in the worker's transaction, before anything is
@@ -1228,57 +1325,33 @@ process_part(FhWorkerStream *ws, FhPart *part)
 	part->view.nrecords = part->nrecords;
 	part->view_bytes = part->bytes;
 	part->processing_us = -1;
-	if (ws->processors)
-	{
-		MemoryContext old = MemoryContextSwitchTo(part->cxt);
-		FhRecord   *out = palloc(sizeof(FhRecord) * part->nrecords);
-		Jsonb	  **keys = NULL;
-		int			n = 0;
-		instr_time	start;
-		instr_time	took;
-
-		part->processed = palloc(sizeof(FhProcessed) * part->nrecords);
-		part->view_index = palloc(sizeof(int) * part->nrecords);
-		INSTR_TIME_SET_CURRENT(start);
-		PushActiveSnapshot(GetTransactionSnapshot());
-		fh_process(ws->processors, ws->owner, part->records, part->nrecords,
-				   part->processed);
-		PopActiveSnapshot();
-		INSTR_TIME_SET_CURRENT(took);
-		INSTR_TIME_SUBTRACT(took, start);
-		part->processing_us = INSTR_TIME_GET_MICROSEC(took);
-		part->processed_at = GetCurrentTimestamp();
-		part->view_bytes = 0;
-		for (int i = 0; i < part->nrecords; i++)
-		{
-			part->view_index[i] = -1;
-			if (part->processed[i].result == FH_PROC_DROPPED)
-				part->dropped++;
-			if (part->processed[i].result == FH_PROC_FAILED)
-				part->processing_failed++;
-			if (part->processed[i].result != FH_PROC_OK)
-				continue;
-			out[n] = part->records[i];
-			out[n].data = part->processed[i].data;
-			if (part->processed[i].partition_keys)
-			{
-				if (keys == NULL)
-					keys = palloc0(sizeof(Jsonb *) * part->nrecords);
-				keys[n] = part->processed[i].partition_keys;
-			}
-			part->view_bytes += VARSIZE_ANY_EXHDR(out[n].data);
-			part->view_index[i] = n++;
-		}
-		part->view.records = out;
-		part->view.nrecords = n;
-		part->view.partition_keys = keys;
-		MemoryContextSwitchTo(old);
-	}
 	part->view.request_id = part->request_id;
 	part->view.object_id = part->object_id;
 	part->view.oldest_arrival = part->oldest_arrival;
 	part->view.cxt = part->cxt;
-	if (ws->sink->split && part->view.nrecords > 0)
+	if (ws->processors)
+	{
+		MemoryContext old = MemoryContextSwitchTo(part->cxt);
+		int			stop;
+
+		part->processed = palloc(sizeof(FhProcessed) * part->nrecords);
+		part->view_index = palloc(sizeof(int) * part->nrecords);
+		part->processing_start = GetCurrentTimestamp();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		stop = fh_process(ws->processors, 0, ws->owner, part->records, part->nrecords,
+						  part->processed);
+		PopActiveSnapshot();
+		if (stop >= 0)
+		{
+			/* a Lambda: its answers come in later, outside any transaction */
+			part->procs = fh_processors_tail(ws->processors, stop);
+			wait_for_lambda(ws, part, 0);
+		}
+		else
+			part_view(part);
+		MemoryContextSwitchTo(old);
+	}
+	if (part->proc_wait < 0 && ws->sink->split && part->view.nrecords > 0)
 		split_into_objects(ws, part);
 }
 
@@ -1478,6 +1551,7 @@ destination_keeps_processing_errors(FhWorkerStream *ws)
 	return ws->backup == NULL && ws->sink == &fh_sink_s3;
 }
 
+static void send_part(FhPart *part);
 
 /*
  * Make the view the backup store has of part in its phase: the error
@@ -1568,15 +1642,72 @@ sink_error(FhPart *part, const char *code, FhOutcome outcome)
 	FreeErrorData(ed);
 }
 
+/*
+ * Send the next invocation of the Lambda processor a part waits for; when
+ * none is left, go on processing (and then send to the destination).
+ */
+static void
+send_lambda(FhPart *part)
+{
+	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
+	MemoryContext old = MemoryContextSwitchTo(part->cxt);
+	volatile bool more = false;
+	int64		timeout_ms = 0;
+
+	memset(&part->request, 0, sizeof(part->request));
+	PG_TRY();
+	{
+		more = fh_lambda_encode(part->lambda, &part->request, &timeout_ms);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		/* the invocation's records fail, not the worker */
+		MemoryContextSwitchTo(part->cxt);
+		ed = CopyErrorData();
+		FlushErrorState();
+		curl_slist_free_all(part->request.headers);
+		part->request.headers = NULL;
+		fh_lambda_fail(part->lambda, "Firehose.EncodingFailed", ed->message);
+		FreeErrorData(ed);
+		more = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	if (more)
+	{
+		ws->requests_in_flight++;
+		fh_transport_start(part, &part->request, timeout_ms);
+		return;
+	}
+	lambda_done(ws, part);
+	if (part->proc_wait >= 0)
+		part->next_attempt = GetCurrentTimestamp();		/* the next Lambda */
+	else if (ws->sink->split && part->view.nrecords > 0)
+		split_into_objects(ws, part);	/* its objects are sent as parts */
+	else if (ws->requests_in_flight < ws->cfg.max_concurrency)
+		send_part(part);		/* to the destination */
+	else
+		part->next_attempt = GetCurrentTimestamp();
+}
+
 static void
 send_part(FhPart *part)
 {
 	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
 	void	   *config;
 	FhPartView *view;
-	const FhSink *sink = part_sink(part, &config, &view);
-	MemoryContext old = MemoryContextSwitchTo(part->cxt);
+	const FhSink *sink;
+	MemoryContext old;
 
+	if (part->proc_wait >= 0)
+	{
+		send_lambda(part);
+		return;
+	}
+	sink = part_sink(part, &config, &view);
+	old = MemoryContextSwitchTo(part->cxt);
 	memset(&part->request, 0, sizeof(part->request));
 	if (view->nrecords == 0 && part->backup_phase == 0)
 	{
@@ -1689,6 +1820,38 @@ finish_part(FhPart *part, TimestampTz now)
 	fh_fault_point("after_answer"); /* judged, not yet recorded */
 }
 
+/*
+ * The answer to a Lambda invocation: its records settled, or the
+ * invocation sent again after a backoff.
+ */
+static void
+lambda_response(FhPart *part)
+{
+	FhWorkerStream *ws = (FhWorkerStream *) part->stream;
+	MemoryContext old = MemoryContextSwitchTo(part->cxt);
+	volatile int64 delay_ms = 0;
+
+	ws->requests_in_flight--;
+	PG_TRY();
+	{
+		delay_ms = fh_lambda_judge(part->lambda, &part->response);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(part->cxt);
+		ed = CopyErrorData();
+		FlushErrorState();
+		fh_lambda_fail(part->lambda, "Lambda.JsonProcessingException", ed->message);
+		FreeErrorData(ed);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	fh_transport_release_body(part);
+	part->next_attempt = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
+}
+
 /* judge a finished request: done, or back to waiting with a backoff */
 static void
 handle_response(FhPart *part)
@@ -1697,8 +1860,15 @@ handle_response(FhPart *part)
 	TimestampTz now = GetCurrentTimestamp();
 	void	   *config;
 	FhPartView *view;
-	const FhSink *sink = part_sink(part, &config, &view);
+	const FhSink *sink;
 	MemoryContext old;
+
+	if (part->proc_wait >= 0)
+	{
+		lambda_response(part);
+		return;
+	}
+	sink = part_sink(part, &config, &view);
 
 	/* the request went out and its answer is in, not yet judged */
 	ws->requests_in_flight--;

@@ -194,9 +194,9 @@ def test_processors_are_checked_at_create_and_alter(db, receiver):
         "42883", "processor function app.missing(firehose.record) does not exist")
     assert error(processors("app.wrong"))[:2] == (
         "42P13", "processor function app.wrong(firehose.record) must return firehose.processed")
-    code, msg, detail = error([{"type": "lambda", "url": "http://127.0.0.1:9/"}])
+    code, msg, detail = error([{"type": "kinesis"}])
     assert (code, msg) == ("22023", 'option "processors" is not valid')
-    assert 'unknown type "lambda"' in detail
+    assert 'unknown type "kinesis"' in detail
     code, msg, detail = error([{"type": "function", "function": "app.good", "x": 1}])
     assert 'unknown key "x"' in detail
     code, msg, detail = error({"type": "function", "function": "app.good"})
