@@ -1276,7 +1276,7 @@ part_view(FhPart *part)
 	part->view.records = out;
 	part->view.nrecords = n;
 	part->view.partition_keys = keys;
-	part->proc_wait = -1;
+	part->lambda = NULL;
 }
 
 /*
@@ -1351,7 +1351,7 @@ process_part(FhWorkerStream *ws, FhPart *part)
 			part_view(part);
 		MemoryContextSwitchTo(old);
 	}
-	if (part->proc_wait < 0 && ws->sink->split && part->view.nrecords > 0)
+	if (part->lambda == NULL && ws->sink->split && part->view.nrecords > 0)
 		split_into_objects(ws, part);
 }
 
@@ -1682,7 +1682,7 @@ send_lambda(FhPart *part)
 		return;
 	}
 	lambda_done(ws, part);
-	if (part->proc_wait >= 0)
+	if (part->lambda)
 		part->next_attempt = GetCurrentTimestamp();		/* the next Lambda */
 	else if (ws->sink->split && part->view.nrecords > 0)
 		split_into_objects(ws, part);	/* its objects are sent as parts */
@@ -1701,7 +1701,7 @@ send_part(FhPart *part)
 	const FhSink *sink;
 	MemoryContext old;
 
-	if (part->proc_wait >= 0)
+	if (part->lambda)
 	{
 		send_lambda(part);
 		return;
@@ -1863,7 +1863,7 @@ handle_response(FhPart *part)
 	const FhSink *sink;
 	MemoryContext old;
 
-	if (part->proc_wait >= 0)
+	if (part->lambda)
 	{
 		lambda_response(part);
 		return;
