@@ -7,12 +7,15 @@ The test function uppercases a record, drops "drop..." and fails "fail..."
 """
 
 import json
+import re
 
 import psycopg2
 import pytest
 
 from helpers import failed, flush, make_stream, one_worker, put_texts
 from lambda_receiver import LambdaReceiver
+from test_s3 import s3  # noqa: F401  (the fixture)
+from test_s3_partitioning import ERRORS, SLOW, objects
 
 AKID = "AKIDLAMBDATEST000001"
 SECRET = "lambda/test/secret/key/0123456789abcdefghij"
@@ -252,3 +255,22 @@ def test_lambda_limits_and_order_checked(db):
         "type": "lambda", "url": url, "auth": "none", "region": "us-east-1",
         "buffer_size": 1048576, "number_of_retries": 3, "timeout": 300000,
         "tls_verify": True}
+
+
+def test_partition_keys_go_to_s3_prefixes(db, s3, lam):
+    """metadata.partitionKeys land where a function's partition_keys do:
+    !{partitionKeyFromLambda:name} in an S3 prefix (dynamic partitioning)."""
+    fn = lam()
+    b = s3.bucket()
+    s3.stream("lp", b, error_output_prefix=ERRORS, prefix="first=!{partitionKeyFromLambda:first}/",
+              processors=[{"type": "lambda", "url": fn.url}], **SLOW)
+    put_texts(db, "lp", ["apple", "avocado", "banana", "drop it"])
+    flush(db, "lp")
+    got = {}
+    for k, rs in objects(s3, b, "first=").items():
+        m = re.match(r"first=([ab])/\d{4}/\d{2}/\d{2}/\d{2}/lp-1-", k)
+        assert m, k
+        got.setdefault(m.group(1), []).extend(rs)
+    assert {k: sorted(v) for k, v in got.items()} == {
+        "a": [b"APPLE", b"AVOCADO"], "b": [b"BANANA"]}
+    assert failed(db, "lp") == []
