@@ -520,6 +520,96 @@ test_s3(void)
 	free(t);
 }
 
+/* ---------- a Lambda's answer, a CloudWatch Logs record ---------- */
+
+static void
+cwl_free(FhCwlRecord *r)
+{
+	for (int i = 0; i < r->nmessages; i++)
+		free(r->messages[i]);
+	if (r->messages)
+	{
+		free(r->messages);
+		free(r->lens);
+	}
+}
+
+static void
+lambda(const char *json, int max, FhLambdaAnswer *a)
+{
+	size_t		len;
+	char	   *b = body(json, &len);
+
+	fh_lambda_answer(b, len, max, a);
+	free(b);
+}
+
+static void
+test_lambda(void)
+{
+	FhLambdaAnswer a;
+	FhCwlRecord r;
+	size_t		len;
+	char	   *b;
+
+	/* aws-lambda-go's test response, with partition keys */
+	lambda("{\"records\":[{\"recordId\":\"record1\",\"result\":\"Ok\",\"data\":\"SEVMTE8=\","
+		   "\"metadata\":{\"partitionKeys\":{\"customerId\":\"123\",\"year\":\"2024\"}}},"
+		   "{\"recordId\":\"record2\",\"result\":\"Dropped\"},"
+		   "{\"recordId\":\"record3\",\"result\":\"ProcessingFailed\",\"data\":null}]}", 8, &a);
+	check_bool(a.json && a.records_seen, 1, "lambda: documented answer parses");
+	check_long(a.items, 3, "lambda: three records");
+	check_str(a.item[0].record_id, "record1", "lambda: recordId");
+	check_str(a.item[0].result, "Ok", "lambda: result");
+	check_str(a.item[0].data, "SEVMTE8=", "lambda: data whole");
+	check_long(a.item[0].nkeys, 2, "lambda: two partition keys");
+	check_str(a.item[0].keys[1], "year", "lambda: a key's name");
+	check_str(a.item[0].values[1], "2024", "lambda: its value");
+	check_bool(a.item[0].bad_metadata, 0, "lambda: good metadata");
+	check_str(a.item[1].result, "Dropped", "lambda: Dropped");
+	check_bool(a.item[2].data == NULL, 1, "lambda: null data is none");
+	fh_lambda_answer_free(&a);
+	check_bool(a.item == NULL, 1, "lambda: free forgets the records");
+
+	lambda("{\"records\":[{\"recordId\":7,\"result\":\"Ok\",\"data\":\"eA==\","
+		   "\"metadata\":{\"partitionKeys\":{\"n\":1}}},"
+		   "{\"recordId\":\"b\",\"metadata\":[1]}]}", 8, &a);
+	check_bool(a.item[0].record_id == NULL, 1, "lambda: a number is no recordId");
+	check_bool(a.item[0].bad_metadata, 1, "lambda: a key's value must be a string");
+	check_bool(a.item[1].bad_metadata, 1, "lambda: metadata must be an object");
+	fh_lambda_answer_free(&a);
+
+	lambda("{\"records\":[{},{},{}]}", 2, &a);
+	check_long(a.items, 3, "lambda: every element counted");
+	fh_lambda_answer_free(&a);
+	lambda("{\"records\":{}}", 2, &a);
+	check_bool(a.json && !a.records_seen, 1, "lambda: records must be an array");
+	fh_lambda_answer_free(&a);
+	lambda("{\"records\":[{\"recordId\":\"a\"}", 2, &a);
+	check_bool(!a.json && a.items == 0, 1, "lambda: a cut answer is none");
+	fh_lambda_answer_free(&a);
+
+	b = body("{\"messageType\":\"DATA_MESSAGE\",\"logGroup\":\"g\",\"logEvents\":["
+			 "{\"id\":\"1\",\"timestamp\":1,\"message\":\"one\"},"
+			 "{\"id\":\"2\",\"timestamp\":2,\"message\":\"two \\u00e9\"}]}", &len);
+	fh_cwl_record(b, len, &r);
+	free(b);
+	check_bool(r.json && r.data_message && r.events_seen && !r.bad_event, 1, "cwl: a data message");
+	check_long(r.nmessages, 2, "cwl: two events");
+	check_str(r.messages[1], "two \xc3\xa9", "cwl: a message, unescaped");
+	cwl_free(&r);
+	b = body("{\"messageType\":\"CONTROL_MESSAGE\",\"logEvents\":[]}", &len);
+	fh_cwl_record(b, len, &r);
+	free(b);
+	check_bool(r.control && !r.data_message, 1, "cwl: a control message");
+	cwl_free(&r);
+	b = body("{\"messageType\":\"DATA_MESSAGE\",\"logEvents\":[{\"id\":\"1\"}]}", &len);
+	fh_cwl_record(b, len, &r);
+	free(b);
+	check_bool(r.bad_event, 1, "cwl: an event without a message");
+	cwl_free(&r);
+}
+
 int
 main(void)
 {
@@ -527,6 +617,7 @@ main(void)
 	test_hec();
 	test_bulk();
 	test_s3();
+	test_lambda();
 	printf("answers: %d of %d checks pass\n", checks_run - checks_failed, checks_run);
 	return checks_failed ? 1 : 0;
 }
