@@ -239,6 +239,27 @@ arena_copy(RecordArena *a, Datum d)
 }
 
 /*
+ * table_beginscan_tidrange() with a bulk-read buffer ring (SO_ALLOW_STRAT,
+ * which heapam honours for a table over a quarter of shared_buffers): a
+ * backlog larger than shared_buffers is then read through a small ring
+ * instead of evicting every other page of the server, and the most recent
+ * puts (the table's end, still in shared buffers and dirty, as unlogged
+ * pages are not written by checkpoints) are not written out and read back
+ * before the scan reaches them.
+ */
+static TableScanDesc
+begin_part_scan(Relation rel, ItemPointer mintid, ItemPointer maxtid)
+{
+	TableScanDesc scan;
+
+	scan = rel->rd_tableam->scan_begin(rel, GetActiveSnapshot(), 0, NULL, NULL,
+									   SO_TYPE_TIDRANGESCAN | SO_ALLOW_PAGEMODE |
+									   SO_ALLOW_STRAT);
+	rel->rd_tableam->scan_set_tidrange(scan, mintid, maxtid);
+	return scan;
+}
+
+/*
  * fh_read_part
  *		Read the next records of a batch, at most max_records and, unless the
  *		first record alone is larger, at most max_bytes of data and at most
@@ -292,7 +313,7 @@ fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 		else
 			ItemPointerSet(&mintid, 0, 1);
 		ItemPointerSet(&maxtid, MaxBlockNumber, MaxOffsetNumber);
-		scan = table_beginscan_tidrange(rel, GetActiveSnapshot(), &mintid, &maxtid);
+		scan = begin_part_scan(rel, &mintid, &maxtid);
 		slot = table_slot_create(rel, NULL);
 
 		while (table_scan_getnextslot_tidrange(scan, ForwardScanDirection, slot))
