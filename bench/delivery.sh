@@ -16,6 +16,9 @@
 #   raw       RAW_RECORDS (2M) records of 134 bytes put while the stream
 #             is paused, then resumed: format raw, buffer_size 32 MB,
 #             max_concurrency 4; time from resume to flush() done
+#             and the time the worker was runnable but waiting for a CPU
+#             (/proc/<pid>/schedstat): on a loaded machine that, not the
+#             network, is what a worker using less CPU than wall time waits for
 #   firehose  FH_RECORDS (1M) records, format firehose (base64 JSON)
 #   rss       the worker's peak RSS (VmHWM of /proc/<pid>/status, reset with
 #             clear_refs before each case) and its peak private memory
@@ -133,6 +136,8 @@ worker_pid() {
 	echo "$pid"
 }
 ticks() { awk '{ s = $0; sub(/^[^)]*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
+# nanoseconds the process spent runnable but waiting for a CPU (schedstat)
+rqwait() { awk '{ print $2 }' "/proc/$1/schedstat"; }
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 # start_sampler PID: RssAnon peak (kB) into $tmp/rssanon, sampled every 50 ms
@@ -186,7 +191,7 @@ load() {
 # deliver NAME RECORDS BYTES LABEL: resume the loaded stream, time the delivery
 # and the worker's CPU and memory; sets R[LABEL.*]
 deliver() {
-	local name=$1 records=$2 bytes=$3 label=$4 pid t0 t1 c0 c1 ok delivered perf_pid=""
+	local name=$1 records=$2 bytes=$3 label=$4 pid t0 t1 c0 c1 w0 w1 ok delivered perf_pid=""
 	pid=$(worker_pid)
 	psql -c "CHECKPOINT" >/dev/null
 	echo 0 >"$tmp/rssanon"
@@ -197,23 +202,26 @@ deliver() {
 		sleep 0.5
 	fi
 	c0=$(ticks "$pid")
+	w0=$(rqwait "$pid")
 	t0=$(now)
 	psql -c "SELECT firehose.resume('$name')" >/dev/null
 	ok=$(psql -c "SELECT firehose.flush('$name', wait => true, timeout => '900s')")
 	t1=$(now)
 	c1=$(ticks "$pid")
+	w1=$(rqwait "$pid")
 	[ -n "$perf_pid" ] && { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
 	stop_sampler
 	delivered=$(psql -c "SELECT delivered_records FROM firehose.stream_status WHERE stream = '$name'")
 	R[$label.secs]=$(calc "$t1 - $t0")
 	R[$label.mbs]=$(calc "$bytes / 1000000 / ($t1 - $t0)")
 	R[$label.cpu]=$(calc "($c1 - $c0) / $HZ")
+	R[$label.rqwait]=$(calc "($w1 - $w0) / 1000000000")
 	R[$label.cpu_us]=$(calc "($c1 - $c0) / $HZ * 1000000 / $records")
 	R[$label.hwm]=$(calc "$(status_kb "$pid" VmHWM) / 1024")
 	R[$label.anon]=$(calc "$(cat "$tmp/rssanon") / 1024")
-	printf '%s: %d records (%.0f MB) delivered %s in %.2f s = %.1f MB/s; worker CPU %.2f s (%.2f us/record); VmHWM %.0f MB, peak RssAnon %.0f MB%s\n' \
+	printf '%s: %d records (%.0f MB) delivered %s in %.2f s = %.1f MB/s; worker CPU %.2f s (%.2f us/record), runnable waiting for a CPU %.2f s; VmHWM %.0f MB, peak RssAnon %.0f MB%s\n' \
 		"$label" "$records" "$(calc "$bytes / 1000000")" "$delivered" "${R[$label.secs]}" "${R[$label.mbs]}" \
-		"${R[$label.cpu]}" "${R[$label.cpu_us]}" "${R[$label.hwm]}" "${R[$label.anon]}" \
+		"${R[$label.cpu]}" "${R[$label.cpu_us]}" "${R[$label.rqwait]}" "${R[$label.hwm]}" "${R[$label.anon]}" \
 		"$([ "$ok" = t ] && [ "$delivered" = "$records" ] || echo ' INCOMPLETE')"
 	[ "$ok" = t ] && [ "$delivered" = "$records" ]
 }
@@ -325,12 +333,12 @@ echo "SUMMARY delivery ($(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d'
 inflight=$((4 * 32))
 [ -n "$(g floor)" ] && printf '  curl floor: %.0f MB/s\n' "$(g floor)"
 if [ -n "$(g raw.mbs)" ]; then
-	printf '  raw 2M x 134 B, 32 MB, 4 in flight: %.0f MB/s = %.2f of the floor (goal >= 0.5); worker CPU %.2f s in %.2f s, %.2f us/record\n' \
-		"$(g raw.mbs)" "$(calc "$(g raw.mbs) / $(g floor)")" "$(g raw.cpu)" "$(g raw.secs)" "$(g raw.cpu_us)"
+	printf '  raw 2M x 134 B, 32 MB, 4 in flight: %.0f MB/s = %.2f of the floor (goal >= 0.5); worker CPU %.2f s in %.2f s, %.2f us/record, %.2f s waiting for a CPU\n' \
+		"$(g raw.mbs)" "$(calc "$(g raw.mbs) / $(g floor)")" "$(g raw.cpu)" "$(g raw.secs)" "$(g raw.cpu_us)" "$(g raw.rqwait)"
 fi
 if [ -n "$(g firehose.mbs)" ]; then
-	printf '  firehose format 1M: %.0f MB/s of records = %.2f of the floor (goal >= 0.35); worker CPU %.2f s in %.2f s, %.2f us/record\n' \
-		"$(g firehose.mbs)" "$(calc "$(g firehose.mbs) / $(g floor)")" "$(g firehose.cpu)" "$(g firehose.secs)" "$(g firehose.cpu_us)"
+	printf '  firehose format 1M: %.0f MB/s of records = %.2f of the floor (goal >= 0.35); worker CPU %.2f s in %.2f s, %.2f us/record, %.2f s waiting for a CPU\n' \
+		"$(g firehose.mbs)" "$(calc "$(g firehose.mbs) / $(g floor)")" "$(g firehose.cpu)" "$(g firehose.secs)" "$(g firehose.cpu_us)" "$(g firehose.rqwait)"
 fi
 for l in raw firehose backlog_small backlog_large; do
 	[ -n "$(g $l.hwm)" ] || continue
