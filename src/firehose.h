@@ -578,6 +578,11 @@ struct FhSink
 	 */
 	void		(*encode) (void *config, FhPartView *part, FhRequest *req,
 						   FhVerdict *verdict);
+	/*
+	 * optional: how many copies of a part's records its request holds at
+	 * once (0: the body is made as it is sent); NULL: one
+	 */
+	int			(*body_copies) (void *config);
 	/* judge the response: OK, RETRY, FAIL, or NEXT (send the next step) */
 	void		(*classify) (void *config, FhPartView *part, FhResponse *resp,
 							 FhVerdict *verdict);
@@ -610,6 +615,7 @@ extern const char *fh_sink_names(void);
 extern const FhSink fh_sink_http;
 /* the http sink's parts, which the partner presets (sink_presets.c) share */
 extern void *fh_http_configure(Jsonb *options, const char *stream, int32 version);
+extern int	fh_http_body_copies(void *config);
 extern void fh_http_limits(void *config, int *max_records, int64 *max_bytes);
 extern void fh_http_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *v);
 extern void fh_http_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v);
@@ -892,6 +898,9 @@ PGDLLEXPORT void fh_worker_main(Datum arg);
 /* ---------- utilities (util.c) ---------- */
 
 extern void fh_uuid_from(uint64 a, uint64 b, uint64 c, char *out);
+/* the exact length of the base64 of n bytes */
+#define FH_BASE64_LEN(n)	((((size_t) (n) + 2) / 3) * 4)
+extern size_t fh_base64_encode(const char *data, size_t len, char *dst);
 extern void fh_base64_append(StringInfo buf, const char *data, int len);
 extern bool fh_gzip(const char *in, size_t inlen, StringInfo out);
 extern const char *fh_gunzip(const char *in, size_t inlen, size_t max, StringInfo out);

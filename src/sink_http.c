@@ -28,7 +28,6 @@
 #include <curl/curl.h>
 
 #include "answers.h"
-#include "common/base64.h"
 
 #include "nodes/pg_list.h"
 #include "mb/pg_wchar.h"
@@ -245,9 +244,6 @@ http_raw_piece(void *arg, int64 k, const char **data, size_t *len,
 	return true;
 }
 
-/* the exact length of base64 of n bytes (pg_b64_enc_len is an upper bound) */
-#define BASE64_LEN(n)		((((size_t) (n) + 2) / 3) * 4)
-
 #define FH_RECORD_OPEN		"{\"data\":\""
 #define FH_RECORD_CLOSE		"\"}"
 #define FH_BODY_TAIL		"]}"
@@ -259,7 +255,6 @@ http_firehose_piece(void *arg, int64 k, const char **data, size_t *len,
 	HttpStream *hs = arg;
 	bytea	   *rec;
 	int			reclen;
-	int			written;
 
 	if (k == 0)
 	{
@@ -281,11 +276,8 @@ http_firehose_piece(void *arg, int64 k, const char **data, size_t *len,
 	if (k > 1)
 		appendStringInfoChar(scratch, ',');
 	appendStringInfoString(scratch, FH_RECORD_OPEN);
-	written = pg_b64_encode(VARDATA_ANY(rec), reclen,
-							scratch->data + scratch->len, BASE64_LEN(reclen));
-	/* cannot fail with that room; if it did, curl fails on the short body */
-	if (written > 0)
-		scratch->len += written;
+	scratch->len += fh_base64_encode(VARDATA_ANY(rec), reclen,
+									 scratch->data + scratch->len);
 	appendStringInfoString(scratch, FH_RECORD_CLOSE);
 	return true;
 }
@@ -318,7 +310,7 @@ http_stream_body(HttpConfig *c, FhPartView *part, FhRequest *req)
 		for (int i = 0; i < part->nrecords; i++)
 		{
 			size_t		piece = (i > 0) + strlen(FH_RECORD_OPEN) +
-				BASE64_LEN(VARSIZE_ANY_EXHDR(part->records[i].data)) +
+				FH_BASE64_LEN(VARSIZE_ANY_EXHDR(part->records[i].data)) +
 				strlen(FH_RECORD_CLOSE);
 
 			total += piece;
@@ -329,6 +321,16 @@ http_stream_body(HttpConfig *c, FhPartView *part, FhRequest *req)
 	req->piece_arg = hs;
 	req->stream_len = total;
 	req->piece_room = largest;
+}
+
+/*
+ * Copies of a part's records a request holds: none when the body is made as
+ * it is sent; with gzip the whole body and then its compressed form.
+ */
+int
+fh_http_body_copies(void *config)
+{
+	return ((HttpConfig *) config)->gzip ? 2 : 0;
 }
 
 void
@@ -581,5 +583,6 @@ const FhSink fh_sink_http = {
 	.configure = fh_http_configure,
 	.limits = fh_http_limits,
 	.encode = fh_http_encode,
+	.body_copies = fh_http_body_copies,
 	.classify = fh_http_classify,
 };

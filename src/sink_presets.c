@@ -266,6 +266,7 @@ const FhSink fh_sink_##p = { \
 	.configure = p##_configure, \
 	.limits = fh_http_limits, \
 	.encode = fh_http_encode, \
+	.body_copies = fh_http_body_copies, \
 	.classify = fh_http_classify, \
 	.error_fields = fh_http_error_fields, \
 	.target = p##_target, \
