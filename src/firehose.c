@@ -110,6 +110,7 @@ fh_shmem_startup(void)
 		for (int i = 0; i < FH_MAX_DATABASES; i++)
 		{
 			pg_atomic_init_u32(&fh_shared->dbs[i].reload, 0);
+			pg_atomic_init_u32(&fh_shared->dbs[i].changes, 0);
 			pg_atomic_init_u32(&fh_shared->dbs[i].wake, 0);
 		}
 	}
@@ -279,6 +280,22 @@ fh_wake_worker(Oid dbid, bool reload)
 }
 
 /*
+ * A change of dbid's streams (create, alter, drop, pause, resume) has
+ * committed: count it, so that a worker pass that loaded the streams before
+ * it can tell (worker.c, schedule_stream), and have the worker reload.
+ */
+void
+fh_streams_changed(Oid dbid)
+{
+	FhDbSlot   *slot;
+
+	if (fh_shared == NULL || (slot = fh_db_slot(dbid)) == NULL)
+		return;
+	pg_atomic_fetch_add_u32(&slot->changes, 1);
+	fh_wake_worker(dbid, true);
+}
+
+/*
  * fh_request_worker
  *		Ask the launcher for a worker in this database if none runs.
  *
@@ -372,6 +389,30 @@ fault_wait(const char *point)
 	}
 }
 
+/*
+ * Stay at point for FAULT_SLEEP_MS, then go on: widens a window between two
+ * steps so that a test can act inside it (see fh_fault_point).
+ */
+#define FAULT_SLEEP_MS	3000
+
+static void
+fault_sleep(const char *point)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), FAULT_SLEEP_MS);
+	long		left;
+
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf("firehose: sleeping at fault point %s", point));
+	while ((left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until)) > 0)
+	{
+		CHECK_FOR_INTERRUPTS();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	pgstat_report_activity(STATE_RUNNING, "firehose: cutting and recording batches");
+}
+
 /* how often this process reached each fault point named in the setting */
 static struct
 {
@@ -402,9 +443,10 @@ fault_hit(const char *point)
  * the setting is superuser-only and empty by default, and then this costs
  * one test of a byte.  A point sits where a failure must not lose records,
  * e.g. between two steps that are not in one transaction.  An entry
- * "[wait:]name[#n]" acts the n-th time (default the first) this process
- * reaches the point, and every time after: with "wait:" it stops there
- * (fault_wait), else it raises an ERROR.  The count lets a test stop the
+ * "[wait:|sleep:]name[#n]" acts the n-th time (default the first) this
+ * process reaches the point, and every time after: with "wait:" it stops
+ * there (fault_wait), with "sleep:" it stays there a while and goes on
+ * (fault_sleep), else it raises an ERROR.  The count lets a test stop the
  * worker in the middle of a batch, after some of its parts were recorded.
  */
 void
@@ -423,11 +465,14 @@ fh_fault_point(const char *point)
 	{
 		char	   *name = lfirst(lc);
 		bool		wait = strncmp(name, "wait:", 5) == 0;
+		bool		sleep = strncmp(name, "sleep:", 6) == 0;
 		char	   *count;
 		int			nth = 1;
 
 		if (wait)
 			name += 5;
+		else if (sleep)
+			name += 6;
 		if ((count = strchr(name, '#')) != NULL)
 		{
 			*count = '\0';
@@ -437,6 +482,11 @@ fh_fault_point(const char *point)
 			continue;
 		if (wait)
 			fault_wait(point);
+		if (sleep)
+		{
+			fault_sleep(point);
+			continue;
+		}
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("firehose.test_fault: injected failure at \"%s\"", point)));

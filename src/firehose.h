@@ -111,7 +111,8 @@ typedef struct FhDbSlot
 	Latch	   *worker_latch;
 	bool		dropping;		/* DROP DATABASE in progress: don't start */
 	uint32		requests;		/* bumped by every fh_request_worker() */
-	pg_atomic_uint32 reload;	/* stream configuration changed */
+	pg_atomic_uint32 reload;	/* stream configuration changed, or a flush */
+	pg_atomic_uint32 changes;	/* bumped by each committed change of a stream */
 	pg_atomic_uint32 wake;		/* a commit asked for attention */
 } FhDbSlot;
 
@@ -154,6 +155,7 @@ extern void fh_stream_slot_release(Oid dbid, int32 stream_id);
 extern FhDbSlot *fh_db_slot(Oid dbid);
 extern bool fh_db_slots_full(Oid dbid);
 extern void fh_wake_worker(Oid dbid, bool reload);
+extern void fh_streams_changed(Oid dbid);
 extern void fh_request_worker(Oid dbid);
 extern uint64 fh_atomic_max_u64(pg_atomic_uint64 *a, uint64 v);
 

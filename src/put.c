@@ -148,7 +148,7 @@ put_xact_callback(XactEvent event, void *arg)
 			if (reload_pending)
 			{
 				fh_request_worker(MyDatabaseId);
-				fh_wake_worker(MyDatabaseId, true);
+				fh_streams_changed(MyDatabaseId);
 			}
 			break;
 		case XACT_EVENT_ABORT:

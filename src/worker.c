@@ -147,6 +147,7 @@ static TimestampTz next_safety_pass = 0;
 static TimestampTz next_cleanup = 0;
 
 static uint32 my_requests;		/* my_slot->requests when we took it */
+static uint32 loaded_changes;	/* my_slot->changes when the streams were loaded */
 static bool give_back_slot = false; /* the extension is not installed here */
 
 /*
@@ -1532,6 +1533,14 @@ schedule_stream(FhWorkerStream *ws, TimestampTz now)
 		return;
 	}
 
+	/*
+	 * A change of the streams that committed after this pass loaded them is
+	 * reloaded by the next pass, at once.  It may be a pause: records put
+	 * after pause() returned must not be cut under the stale state.
+	 */
+	if (pg_atomic_read_u32(&my_slot->changes) != loaded_changes)
+		return;
+
 	while (ws->active_parts < ws->cfg.max_concurrency)
 	{
 		FhBatch    *b = NULL;
@@ -2207,6 +2216,9 @@ worker_transaction(bool reload, TimestampTz now)
 {
 	ListCell   *lc;
 
+	/* before the snapshot: a change it misses shows as a newer count */
+	if (reload)
+		loaded_changes = pg_atomic_read_u32(&my_slot->changes);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -2216,7 +2228,10 @@ worker_transaction(bool reload, TimestampTz now)
 	foreach(lc, streams)
 		((FhWorkerStream *) lfirst(lc))->row_locked = false;
 	if (reload)
+	{
 		load_streams();
+		fh_fault_point("after_load");	/* streams loaded, none cut yet */
+	}
 	/* streams whose row another session held: try again when due */
 	foreach(lc, streams)
 	{

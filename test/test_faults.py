@@ -52,6 +52,48 @@ def recorded_twice(db, r, stream):
     return sorted(x for x, c in n.items() if c > 1), total
 
 
+def worker_activity(db):
+    rows = db.q("SELECT query FROM pg_stat_activity "
+                "WHERE backend_type = 'firehose worker' AND datname = current_database()")
+    return rows[0][0] if len(rows) == 1 else None
+
+
+def test_pause_holds_records_put_while_the_worker_holds_a_stale_load(db, pg, receiver,
+                                                                      wait_until):
+    """The worker loaded a new stream as ACTIVE; pause() committed before
+    that pass cut anything, and records were put after it returned.  The pass
+    must not cut them under the state it loaded: pause() holds every record
+    put after it returns.  sleep:after_load keeps the worker between loading
+    its streams and cutting for a few seconds, the window a loaded machine
+    opens by chance."""
+    r = receiver()
+    other = receiver()
+    make_stream(db, "barrier", other.url)
+    set_worker_fault(db, pg, wait_until, ["sleep:after_load"])
+    sleeping = "firehose: sleeping at fault point after_load"
+    # the new worker's first pass loads, sleeps, and goes on
+    wait_until(lambda: worker_activity(db) not in (None, sleeping), timeout=30,
+               message="the restarted worker's first pass did not end")
+    make_stream(db, "held", r.url)
+    wait_until(lambda: worker_activity(db) == sleeping, timeout=30,
+               message="the worker did not reload for the new stream")
+    db.execute("SELECT firehose.pause('held')")
+    put_texts(db, "held", ["h1", "h2"])
+    # the pass that loaded 'held' as ACTIVE goes on; the next one reloads
+    wait_until(lambda: worker_activity(db) != sleeping, timeout=30,
+               message="the worker stayed at after_load")
+    db.execute('ALTER DATABASE "%s" RESET firehose.test_fault' % db.dbname)
+    put_texts(db, "barrier", ["b"])
+    assert db.flush("barrier", "60s") is True
+    st = db.q("SELECT status, buffered_records, in_flight_records, delivered_records "
+              "FROM firehose.stream_status WHERE stream = 'held'")[0]
+    assert st == ("PAUSED", 2, 0, 0)
+    assert r.stats()["received"] == 0
+    db.execute("SELECT firehose.resume('held')")
+    assert db.flush("held", "60s") is True
+    assert sorted(r.records()) == [b"h1", b"h2"]
+
+
 def test_a_part_is_recorded_once_across_two_restarts(db, pg, receiver, wait_until):
     """A restarted worker resumes a batch from firehose.progress, jumping over
     the stretches recorded before.  It recorded its first part as starting
