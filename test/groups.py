@@ -39,6 +39,8 @@ WEIGHTS = {
     "test_delivery.py": 50,
     "test_processors.py": 60,
     "test_json_to_csv.py": 25,
+    "test_lambda.py": 70,
+    "test_unpack.py": 20,
 }
 DEFAULT = 20
 
