@@ -882,12 +882,16 @@ struct FhPart
 };
 
 #define FH_BACKUP_PROCESSING 1	/* error records of processing failures */
-#define FH_BACKUP_ERRORS	2	/* error records of delivery failures */
-#define FH_BACKUP_ALL		3	/* every source record */
-#define FH_BACKUP_DONE		4
+#define FH_BACKUP_DECOMPRESSION 2	/* ... of those that failed to decompress */
+#define FH_BACKUP_ERRORS	3	/* error records of delivery failures */
+#define FH_BACKUP_ALL		4	/* every source record */
+#define FH_BACKUP_DONE		5
 
 /* the !{firehose:error-output-type} of records processors failed */
 #define FH_PROCESSING_ERROR_OUTPUT_TYPE "processing-failed"
+/* a record that would not decompress: its code, and Firehose's own folder */
+#define FH_DECOMPRESSION_FAILED "Decompression.Failed"
+#define FH_DECOMPRESSION_ERROR_OUTPUT_TYPE "decompression-failed"
 
 
 PGDLLEXPORT void fh_launcher_main(Datum arg);

@@ -28,7 +28,7 @@
 /* the most a record may grow to when decompressed */
 #define MAX_DECOMPRESSED	(64 * 1024 * 1024)
 
-#define DECOMPRESSION_FAILED	"Decompression.Failed"
+#define DECOMPRESSION_FAILED	FH_DECOMPRESSION_FAILED
 #define CWL_INVALID				"CloudWatchLogs.InvalidRecord"
 
 /* normalize a decompress processor; see FhProcessorKind */

@@ -1628,6 +1628,26 @@ static void send_part(FhPart *part);
  * before processing).  The destination's verdicts are final
  * (part->primary).
  */
+static bool
+decompression_failed(const FhProcessed *p)
+{
+	return p->verdict.error_code != NULL &&
+		strcmp(p->verdict.error_code, FH_DECOMPRESSION_FAILED) == 0;
+}
+
+/* how many of part's processing failures are (not) failures to decompress */
+static int
+processing_failures(FhPart *part, bool decompression)
+{
+	int			n = 0;
+
+	for (int i = 0; i < part->nrecords; i++)
+		if (part->processed[i].result == FH_PROC_FAILED &&
+			decompression_failed(&part->processed[i]) == decompression)
+			n++;
+	return n;
+}
+
 static void
 backup_view(FhPart *part)
 {
@@ -1640,14 +1660,17 @@ backup_view(FhPart *part)
 	v->object_id = part->object_id;
 	v->oldest_arrival = part->oldest_arrival;
 	v->cxt = part->cxt;
-	if (part->backup_phase == FH_BACKUP_PROCESSING)
+	if (part->backup_phase == FH_BACKUP_PROCESSING ||
+		part->backup_phase == FH_BACKUP_DECOMPRESSION)
 	{
+		bool		decompression = part->backup_phase == FH_BACKUP_DECOMPRESSION;
 		FhRecord   *errors = palloc(sizeof(FhRecord) * part->processing_failed);
 		int			n = 0;
 
 		for (int i = 0; i < part->nrecords; i++)
 		{
-			if (part->processed[i].result != FH_PROC_FAILED)
+			if (part->processed[i].result != FH_PROC_FAILED ||
+				decompression_failed(&part->processed[i]) != decompression)
 				continue;
 			errors[n] = part->records[i];
 			/* processed once, so one attempt, ending when it was done */
@@ -1657,7 +1680,8 @@ backup_view(FhPart *part)
 		}
 		v->records = errors;
 		v->nrecords = n;
-		v->error_output_type = FH_PROCESSING_ERROR_OUTPUT_TYPE;
+		v->error_output_type = decompression ? FH_DECOMPRESSION_ERROR_OUTPUT_TYPE :
+			FH_PROCESSING_ERROR_OUTPUT_TYPE;
 	}
 	else if (part->backup_phase == FH_BACKUP_ERRORS)
 	{
@@ -1865,7 +1889,10 @@ finish_part(FhPart *part, TimestampTz now)
 		for (int i = 0; i < part->view.nrecords && !any_failed; i++)
 			any_failed = record_failed(part, i);
 		for (next = part->backup_phase + 1; next < FH_BACKUP_DONE; next++)
-			if ((next == FH_BACKUP_PROCESSING && part->processing_failed > 0) ||
+			if ((next == FH_BACKUP_PROCESSING && part->processing_failed > 0 &&
+				 processing_failures(part, false) > 0) ||
+				(next == FH_BACKUP_DECOMPRESSION && part->processing_failed > 0 &&
+				 processing_failures(part, true) > 0) ||
 				(next == FH_BACKUP_ERRORS && any_failed && ws->backup) ||
 				(next == FH_BACKUP_ALL && ws->backup && ws->backup->all))
 				break;

@@ -2,6 +2,7 @@
 the strict receiver: what it gets, and failed_records of what does not
 unpack (the original record, unchanged)."""
 
+import base64
 import gzip
 import json
 
@@ -9,6 +10,7 @@ import psycopg2
 import pytest
 
 from helpers import failed, flush, make_stream
+from test_s3 import s3, wait_for_keys  # noqa: F401  (s3 is a fixture)
 
 
 def put_bytes(db, stream, blobs):
@@ -40,6 +42,30 @@ def test_decompress_gzip(db, receiver):
     assert f[0]["error_message"] == "The data is not valid gzip."
     assert f[1]["error_message"] == "The gzip data is truncated."
     r.assert_no_violations()
+
+
+def test_s3_writes_decompression_failures_under_their_own_error_type(db, s3):
+    """Firehose writes records that would not decompress under the error
+    output type decompression-failed, apart from the processing-failed ones
+    (reference/firehose.md, error output); the object holds the rest."""
+    b = s3.bucket()
+    s3.stream("dz", b, processors=[{"type": "decompress", "format": "gzip"},
+                                   {"type": "json_to_csv", "columns": ["a"]}],
+              buffer_interval=60000)
+    not_an_object = gzip.compress(b"[1]")
+    put_bytes(db, "dz", [gzip.compress(b'{"a": "x"}'), b"not gzip", not_an_object])
+    flush(db, "dz")
+    keys = wait_for_keys(s3, b, 3)
+    (dkey,) = [k for k in keys if k.startswith("decompression-failed/")]
+    (pkey,) = [k for k in keys if k.startswith("processing-failed/")]
+    (data_key,) = [k for k in keys if k not in (dkey, pkey)]
+    assert s3.get(b, data_key) == b"x\n"
+    docs = [json.loads(x) for x in s3.get(b, dkey).decode().splitlines()]
+    assert [(base64.b64decode(d["rawData"]), d["errorCode"]) for d in docs] == \
+        [(b"not gzip", "Decompression.Failed")]
+    docs = [json.loads(x) for x in s3.get(b, pkey).decode().splitlines()]
+    assert [(base64.b64decode(d["rawData"]), d["errorCode"]) for d in docs] == \
+        [(not_an_object, "Processor.ProcessingFailed")]
 
 
 def test_decompression_bomb_fails_alone(db, receiver):
