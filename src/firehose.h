@@ -557,6 +557,13 @@ struct FhSink
 	bool		buffer_size_is_hint;
 	/* the !{firehose:error-output-type} of this destination's failures */
 	const char *error_output_type;
+
+	/*
+	 * Does this destination itself store the error records of the records
+	 * processors failed, when the stream has no backup store (as
+	 * Firehose's S3 destination does, under its error prefix)?
+	 */
+	bool		keeps_processing_errors;
 	/* extra checks across options, after types were checked */
 	void		(*validate) (Jsonb *options);
 	/* parse options into a sink-private config in CurrentMemoryContext */

@@ -1247,6 +1247,7 @@ const FhSink fh_sink_s3 = {
 	.default_retry_duration_s = 86400,
 	.default_buffer_interval_ms = 300000,
 	.buffer_size_is_hint = true,
+	.keeps_processing_errors = true,
 	.validate = s3_validate,
 	.configure = s3_configure,
 	.limits = s3_limits,

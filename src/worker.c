@@ -1615,7 +1615,7 @@ part_sink(FhPart *part, void **config, FhPartView **view)
 static bool
 destination_keeps_processing_errors(FhWorkerStream *ws)
 {
-	return ws->backup == NULL && ws->sink == &fh_sink_s3;
+	return ws->backup == NULL && ws->sink->keeps_processing_errors;
 }
 
 static void send_part(FhPart *part);
