@@ -20,6 +20,10 @@ static const FhSink *const sinks[] = {
 	&fh_sink_sumologic,
 	&fh_sink_coralogix,
 	&fh_sink_elastic,
+	&fh_sink_logicmonitor,
+	&fh_sink_logzio,
+	&fh_sink_mongodb,
+	&fh_sink_dynatrace,
 	NULL
 };
 

@@ -1,10 +1,12 @@
 """Partner presets: 'datadog', 'newrelic', 'honeycomb', 'sumologic', 'coralogix',
-'elastic' -- the http destination's Firehose format with a preset URL and key.
+'elastic', 'logicmonitor', 'logzio', 'mongodb', 'dynatrace' -- the http
+destination's Firehose format with a preset URL and key.
 
 With `url` overridden they deliver to the strict Firehose receiver of
 test/receiver.py (the `receiver` fixture of conftest.py): the records arrive,
 the preset's key option travels as X-Amz-Firehose-Access-Key, the body is
-gzipped by default, common attributes are sent.  Without `url`, the URL the
+gzipped by default (Logz.io: not), common attributes are sent (Dynatrace's
+api_url among them as dt-url).  Without `url`, the URL the
 preset computes for each site/region/kind is checked: from firehose.streams
 when the stream's options show it, else from the error of a delivery attempt
 (no network beyond loopback here: the attempt fails resolving the partner's
@@ -22,6 +24,9 @@ from helpers import FAST, flush, put_texts
 
 MiB = 1024 * 1024
 
+DT_ENV = "https://abc12345.live.dynatrace.com"
+ATLAS_GATEWAY = "https://abc123defg.execute-api.us-east-1.amazonaws.com/prod"
+
 # preset -> (its key option, other options it needs, buffer_size default)
 PRESETS = {
     "datadog": ("api_key", {}, 4 * MiB),
@@ -31,7 +36,15 @@ PRESETS = {
     "coralogix": ("private_key", {"region": "eu1"}, 6 * MiB),
     "elastic": ("api_key", {"url": "https://my-deployment.es.eu-west-1.aws.elastic-cloud.com"},
                 1 * MiB),
+    "logicmonitor": ("api_key", {"account": "acme"}, 5 * MiB),
+    "logzio": ("shipping_token", {}, 5 * MiB),
+    "mongodb": ("api_key", {"api_gateway_url": ATLAS_GATEWAY}, 5 * MiB),
+    "dynatrace": ("api_token", {"region": "us", "api_url": DT_ENV}, 5 * MiB),
 }
+# the content encoding each uses by default (Firehose's console offers Logz.io none)
+ENCODING = dict({p: "gzip" for p in PRESETS}, logzio="none")
+# the attributes each preset adds to the user's
+OWN_ATTRIBUTES = {"dynatrace": {"dt-url": DT_ENV}}
 KEY = "Pr3s3t-k3y/+=.0123456789abcdef"
 ACCESS_KEY_IN_HEADER = [p for p in PRESETS if p != "sumologic"]   # sumologic: in the URL
 
@@ -78,10 +91,11 @@ def test_preset_delivers_to_the_url_with_key_gzip_and_attributes(db, receiver, p
     reqs = r.requests()
     assert reqs and all(q["status"] == 200 for q in reqs)
     for q in reqs:
-        assert header(q, "Content-Encoding") == "gzip"
+        assert header(q, "Content-Encoding") == \
+            ("gzip" if ENCODING[preset] == "gzip" else None)
         assert header(q, "X-Amz-Firehose-Protocol-Version") == "1.0"
         ca = header(q, "X-Amz-Firehose-Common-Attributes").encode("latin-1").decode("utf-8")
-        assert json.loads(ca) == {"commonAttributes": attrs}
+        assert json.loads(ca) == {"commonAttributes": dict(attrs, **OWN_ATTRIBUTES.get(preset, {}))}
         if key_in_header:
             assert header(q, "X-Amz-Firehose-Access-Key") == KEY
     r.assert_no_violations()
@@ -121,14 +135,18 @@ def test_preset_defaults_and_secret_key(db, preset):
     assert KEY not in json.dumps(o), "the key must not be shown"
     assert o[key] == "********"
     assert o["buffer_size"] == PRESETS[preset][2]
-    assert o["content_encoding"] == "gzip"
+    assert o["content_encoding"] == ENCODING[preset]
     assert db.one("SELECT destination FROM firehose.streams WHERE name = 'd'") == preset
 
 
-def test_datadog_buffer_and_retry_defaults(db):
-    create(db, "dd", "datadog", preset_opts("datadog"))
+@pytest.mark.parametrize("preset,retry", [("datadog", 60), ("logzio", 60), ("newrelic", 300),
+                                          ("logicmonitor", 300), ("mongodb", 300),
+                                          ("dynatrace", 300)])
+def test_buffer_and_retry_defaults(db, preset, retry):
+    create(db, "dd", preset, preset_opts(preset))
     o = stream_options(db, "dd")
-    assert (o["buffer_size"], o["buffer_interval"], o["retry_duration"]) == (4 * MiB, 60000, 60)
+    assert (o["buffer_size"], o["buffer_interval"], o["retry_duration"]) == \
+        (PRESETS[preset][2], 60000, retry)
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -149,6 +167,14 @@ def test_preset_requires_its_key(db, preset):
     ("sumologic", {"data_type": "traces"}, "data_type"),
     ("coralogix", {"region": "mars1"}, "region"),
     ("datadog", {"endpoint": "http://x"}, "endpoint"),
+    ("logicmonitor", {"account": "acme.evil.example"}, "account"),
+    ("logzio", {"region": "au"}, "region"),
+    ("logzio", {"content_encoding": "gzip"}, "content_encoding"),
+    ("mongodb", {"api_gateway_url": "https://evil.example/prod"}, "api_gateway_url"),
+    ("dynatrace", {"region": "ap"}, "region"),
+    ("dynatrace", {"api_url": "http://abc12345.live.dynatrace.com"}, "api_url"),
+    ("dynatrace", {"kind": "logs"}, "url"),
+    ("dynatrace", {"common_attributes": {"dt-url": "https://x.live.dynatrace.com"}}, "dt-url"),
     ("datadog", {"url": "ftp://127.0.0.1/"}, "url"),
 ])
 def test_preset_invalid_options_are_refused(db, preset, opts, name):
@@ -158,7 +184,10 @@ def test_preset_invalid_options_are_refused(db, preset, opts, name):
 
 
 @pytest.mark.parametrize("preset,missing", [("honeycomb", "dataset"), ("elastic", "url"),
-                                            ("sumologic", "deployment")])
+                                            ("sumologic", "deployment"),
+                                            ("logicmonitor", "account"),
+                                            ("mongodb", "api_gateway_url"),
+                                            ("dynatrace", "region"), ("dynatrace", "api_url")])
 def test_preset_required_options(db, preset, missing):
     o = preset_opts(preset)
     del o[missing]
@@ -199,6 +228,15 @@ URLS = [
      "https://us2.sumologic.net/receiver/v1/kinesis/logs/" + KEY),
     ("sumologic", {"deployment": "eu", "data_type": "metrics"},
      "https://eu.sumologic.net/receiver/v1/kinesis/metrics/" + KEY),
+    ("logicmonitor", {"account": "acme-eu"}, "https://acme-eu.logicmonitor.com"),
+    ("logzio", {}, "https://listener-aws-metrics-stream-us.logz.io/"),
+    ("logzio", {"region": "eu"}, "https://listener-aws-metrics-stream-eu.logz.io/"),
+    ("mongodb", {"api_gateway_url": ATLAS_GATEWAY}, ATLAS_GATEWAY),
+    ("mongodb", {"api_gateway_url": "https://webhooks.mongodb-realm.com/api/client/v2.0/app/x/in"},
+     "https://webhooks.mongodb-realm.com/api/client/v2.0/app/x/in"),
+    ("dynatrace", {"region": "us"}, "https://us.aws.cloud.dynatrace.com"),
+    ("dynatrace", {"region": "eu", "kind": "metrics"}, "https://eu.aws.cloud.dynatrace.com"),
+    ("dynatrace", {"region": "global"}, "https://aws.cloud.dynatrace.com"),
 ]
 
 
