@@ -454,7 +454,9 @@ typedef struct FhResponse
 	 * A PostgreSQL step's: its results in order (an error ends them), the
 	 * connection's epoch, whether init_sql ran, whether sql was left out
 	 * (the connection was not the one asked for), and the connection's
-	 * error when it broke or could not be made (NULL if none).
+	 * error when it broke or could not be made (NULL if none), with the
+	 * SQLSTATE of the server's refusal when the server refused it ("" if
+	 * not: no answer, a broken connection).
 	 */
 	FhPgResult *pg_results;
 	int			pg_nresults;
@@ -462,6 +464,7 @@ typedef struct FhResponse
 	bool		pg_init_ran;
 	bool		pg_stale;
 	char	   *pg_error;
+	char		pg_error_sqlstate[6];
 } FhResponse;
 
 /* the classification of a response, with Firehose's error code */

@@ -236,6 +236,56 @@ conn_failed(PgConn *c, const char *why)
 }
 
 /*
+ * A connection that could not be made: when the server refused it (wrong
+ * password, no such database, too many connections), libpq's message has
+ * the server's error as PQERRORS_VERBOSE writes it, "... failed: FATAL:
+ * 28P01: password authentication failed ...", followed by a LOCATION line.
+ * libpq keeps no result of the refusal that PQresultErrorField could read,
+ * so its SQLSTATE is taken from that text: the last error of the message
+ * (with sslmode "prefer" libpq may have tried twice).  The step's answer
+ * gets the SQLSTATE and the message of that attempt without it.
+ */
+static void
+connect_failed(PgConn *c)
+{
+	FhPart	   *part = c->job.part;
+	const char *msg = c->conn ? PQerrorMessage(c->conn) : NULL;
+	const char *state = NULL;
+	const char *line;
+	const char *end;
+	StringInfoData m;
+
+	for (const char *p = msg ? strstr(msg, ":  ") : NULL; p; p = strstr(p + 1, ":  "))
+	{
+		const char *s = p + 3;
+		int			n = 0;
+
+		while (n < 5 && (isdigit((unsigned char) s[n]) || isupper((unsigned char) s[n])))
+			n++;
+		if (n == 5 && s[5] == ':' && s[6] == ' ')
+			state = s;
+	}
+	if (state == NULL)
+	{
+		conn_failed(c, NULL);	/* no answer from the server */
+		return;
+	}
+	line = state;
+	while (line > msg && line[-1] != '\n')
+		line--;
+	end = strchr(state, '\n');
+	if (end == NULL)
+		end = state + strlen(state);
+	initStringInfo(&m);
+	appendBinaryStringInfo(&m, line, state - line);
+	appendBinaryStringInfo(&m, state + 7, end - (state + 7));
+	memcpy(part->response.pg_error_sqlstate, state, 5);
+	part->response.pg_error_sqlstate[5] = '\0';
+	conn_failed(c, m.data);
+	pfree(m.data);
+}
+
+/*
  * The address to give libpq as hostaddr for the host of params (from the
  * sink: host, or hostaddr, and port), or NULL when
  * firehose.allowed_destinations refuses it (refused says what).
@@ -356,6 +406,8 @@ start_connect(PgConn *c)
 		return;
 	}
 	PQsetNoticeProcessor(c->conn, ignore_notice, NULL);
+	/* the server's refusal with its SQLSTATE (connect_failed) */
+	PQsetErrorVerbosity(c->conn, PQERRORS_VERBOSE);
 	c->state = CONN_CONNECTING;
 	c->poll = PGRES_POLLING_WRITING;
 	watches_changed = true;
@@ -492,9 +544,10 @@ drive(PgConn *c)
 		c->poll = PQconnectPoll(c->conn);
 		watches_changed = true;
 		if (c->poll == PGRES_POLLING_FAILED)
-			conn_failed(c, NULL);
+			connect_failed(c);
 		else if (c->poll == PGRES_POLLING_OK)
 		{
+			PQsetErrorVerbosity(c->conn, PQERRORS_DEFAULT);
 			if (PQsetnonblocking(c->conn, 1) != 0)
 			{
 				conn_failed(c, NULL);

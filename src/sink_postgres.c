@@ -1058,6 +1058,19 @@ pg_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *verdict
 		nmain++;
 	}
 
+	if (err == NULL && resp->pg_error && resp->pg_error_sqlstate[0] &&
+		!transient_error(resp->pg_error_sqlstate))
+	{
+		/*
+		 * The server refused the connection for good (28P01: a wrong
+		 * password, 28000: no such role or pg_hba.conf refuses it, 3D000: no
+		 * such database): retrying cannot help, nothing was sent.
+		 */
+		fh_verdict_set(verdict, FH_OUTCOME_FAIL,
+					   psprintf("Postgres.%s", resp->pg_error_sqlstate),
+					   pstrdup(resp->pg_error));
+		return;
+	}
 	if (err == NULL && resp->pg_error)
 	{
 		/* no connection, or it broke: the outcome of a COMMIT sent is unknown */

@@ -309,3 +309,54 @@ def test_exactly_once_across_worker_kills(db, cluster, target, tdb, pg, wait_unt
               "unnest(%s::bigint[]) AS r(rid) WHERE NOT EXISTS (SELECT 1 FROM "
               "public.firehose_ledger m WHERE m.record_ids @> r.rid)", params=([0],)) is not None
     print("exactly_once: %d rounds, %d records, 0 duplicates, 0 lost" % (ROUNDS, len(committed)))
+
+
+def test_wrong_password_fails_at_once_and_is_never_shown(db, cluster, target, tdb):
+    """A password the target refuses (28P01) fails the part at once, with
+    the server's message: no retrying until retry_duration.  The password
+    shows nowhere: not in failed_records, stream_status, deliveries, nor in
+    either server's log.  With the right one the records are redriven."""
+    tq(target, tdb, MIXED)
+    role = "loader_%d" % os.getpid()
+    right, wrong = "right-pw-%d" % os.getpid(), "wrong-pw-%d" % os.getpid()
+    target.psql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (role, right))
+    tq(target, tdb, "GRANT INSERT ON public.events TO %s" % role)
+    hba = os.path.join(target.datadir, "pg_hba.conf")
+    with open(hba) as f:
+        trust = f.read()
+    logs = len(cluster.log_text()), len(target.log_text())
+    try:
+        # this role only: by password
+        with open(hba, "w") as f:
+            f.write("host all %s 127.0.0.1/32 scram-sha-256\n%s" % (role, trust))
+        target.psql("SELECT pg_reload_conf()")
+        pw = "host=127.0.0.1 port=%d user=%s password=%s dbname=%s"
+        make_pg_stream(db, "p", target, tdb, conninfo=pw % (target.port, role, wrong, tdb),
+                       retry_duration=600)
+        put_all(db, "p", [record(i) for i in range(1, 4)])
+        assert db.flush("p", "60s") is True
+        rows = failed(db, "p")
+        assert [(r["error_code"], r["attempts_made"]) for r in rows] == [("Postgres.28P01", 1)] * 3
+        assert "password authentication failed for user \"%s\"" % role in rows[0]["error_message"]
+        seen = [json.dumps(rows, default=str),
+                json.dumps(db.q("SELECT * FROM firehose.stream_status WHERE stream = 'p'"),
+                           default=str),
+                json.dumps(db.q("SELECT * FROM firehose.deliveries WHERE stream = 'p'"),
+                           default=str),
+                cluster.log_text()[logs[0]:], target.log_text()[logs[1]:]]
+        assert "password authentication failed" in seen[4]
+        for text in seen:
+            assert wrong not in text
+        # the right password: redriven and delivered
+        db.execute("SELECT firehose.alter_stream('p', %s::jsonb)",
+                   (json.dumps({"conninfo": pw % (target.port, role, right, tdb)}),))
+        assert db.one("SELECT firehose.redrive('p')") == 3
+        assert db.flush("p") is True
+        assert target_ids(target, tdb) == [1, 2, 3]
+        assert failed(db, "p") == []
+    finally:
+        with open(hba, "w") as f:
+            f.write(trust)
+        target.psql("SELECT pg_reload_conf()")
+        tq(target, tdb, "REVOKE ALL ON public.events FROM %s" % role)
+        target.psql("DROP ROLE %s" % role)
