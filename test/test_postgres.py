@@ -18,6 +18,7 @@ import psycopg2
 import pytest
 
 import pgcluster
+import pgproxy
 from helpers import FAST, failed, one_worker
 
 ROUNDS = int(os.environ.get("FIREHOSE_PG_CRASH_ROUNDS", "10"))
@@ -360,3 +361,65 @@ def test_wrong_password_fails_at_once_and_is_never_shown(db, cluster, target, td
         target.psql("SELECT pg_reload_conf()")
         tq(target, tdb, "REVOKE ALL ON public.events FROM %s" % role)
         target.psql("DROP ROLE %s" % role)
+
+
+RESET_ROUNDS = int(os.environ.get("FIREHOSE_PG_RESET_ROUNDS", "5"))
+
+
+@pytest.fixture
+def proxy(target):
+    """A TCP proxy to the target that can reset a connection after COMMIT."""
+    p = pgproxy.CommitResetProxy(target.port)
+    yield p
+    p.close()
+
+
+def through(proxy, target, dbname):
+    return "host=127.0.0.1 port=%d user=%s dbname=%s" % (proxy.port, target.user, dbname)
+
+
+def test_reset_after_commit_without_exactly_once_duplicates(db, target, tdb, proxy):
+    """The proxy's reset lands after the target committed: without
+    exactly_once the part is sent again, the target has its records twice,
+    and stream_status counts them as possible duplicates."""
+    tq(target, tdb, "CREATE TABLE public.events (id bigint, session int, name text)")
+    make_pg_stream(db, "p", target, tdb, conninfo=through(proxy, target, tdb), sslmode="disable",
+                   columns={"id": "id", "session": "session", "name": "name"})
+    proxy.arm()
+    put_all(db, "p", [record(i) for i in range(1, 21)])
+    assert db.flush("p") is True
+    assert proxy.resets == 1
+    assert target_ids(target, tdb) == sorted(list(range(1, 21)) * 2)
+    assert db.q("SELECT delivered_records, possible_duplicates FROM firehose.stream_status "
+                "WHERE stream = 'p'") == [(20, 20)]
+
+
+def test_exactly_once_across_resets_after_commit(db, target, tdb, proxy):
+    """exactly_once: the connection is reset (RST both ways) just after the
+    target's CommandComplete for COMMIT, which the worker never gets, in
+    RESET_ROUNDS rounds of several parts each.  The table has no key: every record
+    is there once, none lost, none failed, and stream_status counts each
+    record delivered once."""
+    tq(target, tdb, "CREATE TABLE public.events (id bigint, session int, name text)")
+    # small parts, several in flight on the stream's connection at once
+    make_pg_stream(db, "x", target, tdb, conninfo=through(proxy, target, tdb), sslmode="disable",
+                   exactly_once=True, columns={"id": "id", "session": "session", "name": "name"},
+                   buffer_size=3000, max_concurrency=4)
+    committed = []
+    for rnd in range(RESET_ROUNDS):
+        proxy.arm(skip=rnd % 4)     # the first part's COMMIT, or a later one's
+        ids = list(range(rnd * 1000 + 1, rnd * 1000 + 101))
+        put_all(db, "x", [record(i, rnd) for i in ids])
+        committed += ids
+        assert db.flush("x") is True
+        assert proxy.resets == rnd + 1, "round %d: no COMMIT was withheld" % rnd
+        got = target_ids(target, tdb)
+        assert len(got) == len(set(got)), "round %d: duplicates %s" % (
+            rnd, sorted(i for i in set(got) if got.count(i) > 1))
+        assert got == committed, "round %d: lost %s" % (rnd, sorted(set(committed) - set(got)))
+        assert db.q("SELECT delivered_records, failed_records, possible_duplicates "
+                    "FROM firehose.stream_status WHERE stream = 'x'") == [(len(committed), 0, 0)]
+    assert failed(db, "x") == []
+    assert proxy.connections > RESET_ROUNDS
+    print("exactly_once: %d resets after COMMIT, %d records, 0 duplicates, 0 lost"
+          % (RESET_ROUNDS, len(committed)))
