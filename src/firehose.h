@@ -521,6 +521,18 @@ typedef struct FhPartView
 	 */
 	const char *error_output_type;
 	MemoryContext cxt;			/* the part's: what the sink keeps lives here */
+
+	/*
+	 * For a sink that keeps a ledger of what it loaded (postgres
+	 * exactly_once), set before each encode(): the xmax of the upper
+	 * snapshot of the part's batch, and of the stream's consumed snapshot,
+	 * everything visible in which is recorded for good (committed and
+	 * flushed: no retry and no worker after a crash sends it again).
+	 * Snapshots are taken in time order, so the records of a batch whose
+	 * xmax is below done_xmax are all visible in consumed.
+	 */
+	uint64		batch_xmax;
+	uint64		done_xmax;
 	/* the sink's: */
 	void	   *state;			/* NULL before the first encode() */
 	uint8	   *rec_state;		/* FH_REC_*; NULL: the verdict is every

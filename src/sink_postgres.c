@@ -45,6 +45,20 @@
  * two transactions of one stream (a retry and one whose connection has not
  * ended yet), so the second sees what the first committed.
  *
+ * The ledger is pruned in the same transaction: each row carries the xmax
+ * of the upper snapshot of its part's batch (batch_xmax), and the rows of
+ * this stream with batch_xmax below the xmax of the stream's consumed
+ * snapshot (as committed and flushed at the source: FhPartView.done_xmax)
+ * are deleted.  Snapshots are taken in time order, so such a batch's
+ * records, all visible in its upper snapshot, are visible in consumed:
+ * recorded for good, never sent again, whether the batch completed itself
+ * or was cut again after a restart and completed as another batch.  A batch
+ * cut before a crash and not recorded has batch_xmax at or above the
+ * consumed snapshot its records are cut again from, so its rows stay until
+ * they are recorded.  (Record ids would not do as the bound: they come from
+ * a sequence in the order put() ran, not in commit order, and the lowest
+ * unrecorded one would need a scan of the staging tables.)
+ *
  *-------------------------------------------------------------------------
  */
 #include "firehose.h"
@@ -121,6 +135,7 @@ typedef struct PgConfig
 	PgColumn   *cols;
 	char	   *load_sql;		/* the statements after BEGIN */
 	char	   *ledger_key;		/* the stream's key in the ledger */
+	char	   *ledger_literal; /* the same as an SQL literal */
 	int64		lock_key;		/* of its advisory lock */
 } PgConfig;
 
@@ -411,6 +426,7 @@ pg_configure(Jsonb *o, const char *stream, int32 version)
 		name = "firehose_ledger";
 	c->qledger = quote_qualified_identifier(schema, name);
 	c->ledger_key = psprintf(UINT64_FORMAT "/%u/%s", GetSystemIdentifier(), MyDatabaseId, stream);
+	c->ledger_literal = quote_literal_cstr(c->ledger_key);
 	c->lock_key = (int64) hash_bytes_extended((const unsigned char *) c->ledger_key,
 											  strlen(c->ledger_key), 0x6c6f636b);
 	if (c->key_columns)
@@ -480,6 +496,7 @@ pg_configure(Jsonb *o, const char *stream, int32 version)
 		appendStringInfo(&sql,
 						 "CREATE TABLE IF NOT EXISTS %s (stream text NOT NULL, "
 						 "record_ids pg_catalog.int8multirange NOT NULL, records integer NOT NULL, "
+						 "batch_xmax bigint NOT NULL, "
 						 "delivered_at timestamptz NOT NULL DEFAULT pg_catalog.now());"
 						 "CREATE INDEX IF NOT EXISTS %s ON %s USING gist (record_ids);",
 						 c->qledger, quote_identifier(psprintf("%s_record_ids", name)),
@@ -650,7 +667,7 @@ learn_columns(PgConfig *c, const FhPgResult *r, uint64 epoch, FhVerdict *verdict
 							 "DELETE FROM pg_temp.firehose_stage s USING %s l "
 							 "WHERE l.stream OPERATOR(pg_catalog.=) %s "
 							 "AND l.record_ids OPERATOR(pg_catalog.@>) s.firehose_rid;",
-							 c->qledger, quote_literal_cstr(c->ledger_key));
+							 c->qledger, c->ledger_literal);
 		if (c->upsert)
 			appendStringInfo(&sql,
 							 "INSERT INTO %s (%s) SELECT DISTINCT ON (%s) %s FROM pg_temp.firehose_stage "
@@ -660,14 +677,6 @@ learn_columns(PgConfig *c, const FhPgResult *r, uint64 epoch, FhVerdict *verdict
 		else
 			appendStringInfo(&sql, "INSERT INTO %s (%s) SELECT %s FROM pg_temp.firehose_stage;",
 							 c->qtable, list.data, list.data);
-		/* the ids of what this transaction loads, from what is left staged */
-		if (c->exactly_once)
-			appendStringInfo(&sql,
-							 "INSERT INTO %s (stream, record_ids, records) SELECT %s, "
-							 "pg_catalog.range_agg(pg_catalog.int8range(firehose_rid, firehose_rid OPERATOR(pg_catalog.+) 1)), "
-							 "pg_catalog.count(*) FROM pg_temp.firehose_stage "
-							 "HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0;",
-							 c->qledger, quote_literal_cstr(c->ledger_key));
 	}
 	pfree(c->load_sql ? c->load_sql : palloc(1));
 	c->load_sql = sql.data;
@@ -979,6 +988,27 @@ pg_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 	/* the COPY is load_sql's first statement, or its third when staged */
 	st->copy_stmt = stmt + (c->upsert || c->exactly_once ? 2 : 0);
 	appendStringInfoString(&sql, c->load_sql);
+	if (c->exactly_once && st->phase == PG_LOAD)
+	{
+		/* the ids of what this transaction loads, from what is left staged */
+		appendStringInfo(&sql,
+						 "INSERT INTO %s (stream, record_ids, records, batch_xmax) SELECT %s, "
+						 "pg_catalog.range_agg(pg_catalog.int8range(firehose_rid, firehose_rid OPERATOR(pg_catalog.+) 1)), "
+						 "pg_catalog.count(*), " INT64_FORMAT " FROM pg_temp.firehose_stage "
+						 "HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0;",
+						 c->qledger, c->ledger_literal, (int64) part->batch_xmax);
+
+		/*
+		 * The rows no retry can need: of batches whose records the source
+		 * has recorded for good (see the file's header).  Strictly below:
+		 * a batch cut at the same xmax as consumed's may see more.
+		 */
+		if (part->done_xmax > 0)
+			appendStringInfo(&sql,
+							 "DELETE FROM %s WHERE stream OPERATOR(pg_catalog.=) %s "
+							 "AND batch_xmax OPERATOR(pg_catalog.<) " INT64_FORMAT ";",
+							 c->qledger, c->ledger_literal, (int64) part->done_xmax);
+	}
 	appendStringInfoString(&sql, st->phase == PG_PROBE ? "ROLLBACK" : "COMMIT");
 	st->pg.sql = sql.data;
 	st->pg.copy_more = pg_copy_more;

@@ -33,6 +33,7 @@
 #include "access/genam.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
@@ -79,6 +80,16 @@ typedef struct FhWorkerStream
 	FhStreamSlot *slot;
 	FhSnapshot *consumed;		/* persisted: all visible here is done */
 	FhSnapshot *last_hi;		/* upper snapshot of the newest batch */
+
+	/*
+	 * consumed's xmax as committed (done_xmax_next, with the end of that
+	 * commit's WAL) and as flushed to disk (done_xmax), which parts carry to
+	 * their sink (FhPartView.done_xmax): only a flushed commit survives a
+	 * crash, after which what it recorded would be sent again.
+	 */
+	uint64		done_xmax;
+	uint64		done_xmax_next;
+	XLogRecPtr	done_lsn;
 	dlist_head	batches;
 	uint64		flush_seen;
 	uint64		batch_seq;
@@ -972,7 +983,13 @@ publish_outcomes(void)
 	foreach(lc, streams)
 	{
 		FhWorkerStream *ws = lfirst(lc);
+		uint64		done = U64FromFullTransactionId(ws->consumed->xmax);
 
+		if (done > ws->done_xmax_next)
+		{
+			ws->done_xmax_next = done;
+			ws->done_lsn = XactLastCommitEnd;
+		}
 		if (ws->unpublished_records > 0)
 		{
 			pg_atomic_add_fetch_u64(&ws->slot->done_records, ws->unpublished_records);
@@ -1810,6 +1827,12 @@ send_part(FhPart *part)
 		finish_part(part, part->first_attempt);
 		return;
 	}
+	/* what a sink with a ledger needs to prune it (FhPartView) */
+	if (ws->done_xmax_next > ws->done_xmax &&
+		GetFlushRecPtr(NULL) >= ws->done_lsn)
+		ws->done_xmax = ws->done_xmax_next;
+	view->batch_xmax = U64FromFullTransactionId(part->batch->hi->xmax);
+	view->done_xmax = ws->done_xmax;
 	PG_TRY();
 	{
 		sink->encode(config, view, &part->request, &part->verdict);
