@@ -41,6 +41,7 @@ WEIGHTS = {
     "test_json_to_csv.py": 25,
     "test_lambda.py": 70,
     "test_unpack.py": 20,
+    "test_postgres.py": 120,
 }
 DEFAULT = 20
 
