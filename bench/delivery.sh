@@ -136,6 +136,8 @@ worker_pid() {
 	echo "$pid"
 }
 ticks() { awk '{ s = $0; sub(/^[^)]*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
+# minor page faults of the process (a fault per fresh page the worker touches)
+minflt() { awk '{ s = $0; sub(/^[^)]*\) /, "", s); split(s, f, " "); print f[8] }' "/proc/$1/stat"; }
 # nanoseconds the process spent runnable but waiting for a CPU (schedstat)
 rqwait() { awk '{ print $2 }' "/proc/$1/schedstat"; }
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
@@ -191,24 +193,28 @@ load() {
 # deliver NAME RECORDS BYTES LABEL: resume the loaded stream, time the delivery
 # and the worker's CPU and memory; sets R[LABEL.*]
 deliver() {
-	local name=$1 records=$2 bytes=$3 label=$4 pid t0 t1 c0 c1 w0 w1 ok delivered perf_pid=""
+	local name=$1 records=$2 bytes=$3 label=$4 pid t0 t1 c0 c1 w0 w1 f0 f1 ok delivered perf_pid=""
 	pid=$(worker_pid)
 	psql -c "CHECKPOINT" >/dev/null
 	echo 0 >"$tmp/rssanon"
 	start_sampler "$pid"
 	if [ "${PERF:-0}" = 1 ] && [ "$label" != backlog_small ] && [ "$label" != backlog_large ]; then
-		perf record -q -g -o "bench/out/perf-$label.data" -p "$pid" >/dev/null 2>&1 &
+		# PERF_ARGS: e.g. "--call-graph dwarf" (the default -g follows frame
+		# pointers, which skip the caller of a leaf such as memcpy)
+		perf record -q ${PERF_ARGS:--g} -o "bench/out/perf-$label.data" -p "$pid" >/dev/null 2>&1 &
 		perf_pid=$!
 		sleep 0.5
 	fi
 	c0=$(ticks "$pid")
 	w0=$(rqwait "$pid")
+	f0=$(minflt "$pid")
 	t0=$(now)
 	psql -c "SELECT firehose.resume('$name')" >/dev/null
 	ok=$(psql -c "SELECT firehose.flush('$name', wait => true, timeout => '900s')")
 	t1=$(now)
 	c1=$(ticks "$pid")
 	w1=$(rqwait "$pid")
+	f1=$(minflt "$pid")
 	[ -n "$perf_pid" ] && { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
 	stop_sampler
 	delivered=$(psql -c "SELECT delivered_records FROM firehose.stream_status WHERE stream = '$name'")
@@ -217,11 +223,12 @@ deliver() {
 	R[$label.cpu]=$(calc "($c1 - $c0) / $HZ")
 	R[$label.rqwait]=$(calc "($w1 - $w0) / 1000000000")
 	R[$label.cpu_us]=$(calc "($c1 - $c0) / $HZ * 1000000 / $records")
+	R[$label.faults]=$(calc "($f1 - $f0) / $records")
 	R[$label.hwm]=$(calc "$(status_kb "$pid" VmHWM) / 1024")
 	R[$label.anon]=$(calc "$(cat "$tmp/rssanon") / 1024")
-	printf '%s: %d records (%.0f MB) delivered %s in %.2f s = %.1f MB/s; worker CPU %.2f s (%.2f us/record), runnable waiting for a CPU %.2f s; VmHWM %.0f MB, peak RssAnon %.0f MB%s\n' \
+	printf '%s: %d records (%.0f MB) delivered %s in %.2f s = %.1f MB/s; worker CPU %.2f s (%.2f us/record, %.3f page faults/record), runnable waiting for a CPU %.2f s; VmHWM %.0f MB, peak RssAnon %.0f MB%s\n' \
 		"$label" "$records" "$(calc "$bytes / 1000000")" "$delivered" "${R[$label.secs]}" "${R[$label.mbs]}" \
-		"${R[$label.cpu]}" "${R[$label.cpu_us]}" "${R[$label.rqwait]}" "${R[$label.hwm]}" "${R[$label.anon]}" \
+		"${R[$label.cpu]}" "${R[$label.cpu_us]}" "${R[$label.faults]}" "${R[$label.rqwait]}" "${R[$label.hwm]}" "${R[$label.anon]}" \
 		"$([ "$ok" = t ] && [ "$delivered" = "$records" ] || echo ' INCOMPLETE')"
 	[ "$ok" = t ] && [ "$delivered" = "$records" ]
 }
