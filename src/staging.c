@@ -32,6 +32,8 @@
  */
 #include "firehose.h"
 
+#include <sys/mman.h>
+
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/detoast.h"
@@ -196,9 +198,32 @@ apply_skips(FhBatch *b)
  * pallocs and chunk headers.  Blocks grow from ARENA_FIRST_BLOCK to
  * ARENA_MAX_BLOCK, so that a part of one record stays small; a record
  * larger than that gets a block of its own.
+ *
+ * The 2 MB-aligned stretches of the largest blocks are offered to the
+ * kernel for transparent huge pages (MADV_HUGEPAGE; the default "madvise"
+ * mode of THP gives them only where asked): a bulk delivery's first parts
+ * are all fresh memory, and faulting it in 4 kB at a time was a sixth of
+ * the raw benchmark's worker CPU (one fault per 30 records of 134 bytes).
+ * The memory is glibc's heap, reused by later parts; the advice stays with
+ * it and only makes its faults coarser.
  */
 #define ARENA_FIRST_BLOCK	(8 * 1024)
-#define ARENA_MAX_BLOCK		(1024 * 1024)
+#define ARENA_MAX_BLOCK		(8 * 1024 * 1024)
+#define HUGE_PAGE			(2 * 1024 * 1024)
+
+/* offer the 2 MB-aligned stretch of a fresh block to the kernel's THP */
+static void
+advise_huge_pages(char *block, Size size)
+{
+#ifdef MADV_HUGEPAGE
+	uintptr_t	start = TYPEALIGN(HUGE_PAGE, (uintptr_t) block);
+	uintptr_t	end = TYPEALIGN_DOWN(HUGE_PAGE, (uintptr_t) block + size);
+
+	/* advice only: an error (no THP in this kernel) changes nothing */
+	if (end > start)
+		(void) madvise((void *) start, end - start, MADV_HUGEPAGE);
+#endif
+}
 
 typedef struct RecordArena
 {
@@ -230,6 +255,8 @@ arena_copy(RecordArena *a, Datum d)
 
 		a->next = MemoryContextAllocHuge(CurrentMemoryContext, size);
 		a->left = size;
+		if (size >= 2 * HUGE_PAGE)
+			advise_huge_pages(a->next, size);
 		a->block_size = Min(a->block_size * 2, ARENA_MAX_BLOCK);
 	}
 	dst = (bytea *) a->next;
