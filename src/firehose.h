@@ -658,8 +658,44 @@ extern const FhSink fh_sink_s3;
 extern const FhSink fh_sink_opensearch;
 extern const FhSink fh_sink_splunk;
 extern const FhSink fh_sink_postgres;
+extern const FhSink fh_sink_redshift;
 
 extern const FhOptionDef fh_s3_options[];
+
+/*
+ * The S3 stage of another destination (sink_redshift.c), with a config of
+ * fh_sink_s3.configure(): the key of part's object (folder NULL) or of its
+ * file in folder (an error output type such as "manifests"), or NULL
+ * with *why; its s3:// URL; a PutObject of data to key; and the verdict on
+ * a PutObject's response (what: the step, for messages).
+ */
+extern char *fh_s3_key(void *config, FhPartView *part, const char *folder,
+					   char **why);
+extern char *fh_s3_url(void *config, const char *key);
+extern void fh_s3_put(void *config, const char *key, const char *data, size_t len,
+					  const char *content_type, FhRequest *req);
+extern void fh_s3_put_classify(FhResponse *resp, const char *what, FhVerdict *v);
+
+/*
+ * A libpq connection of another destination (sink_redshift.c), as the
+ * postgres destination makes it (sink_postgres.c): its options' checks
+ * and redaction, and the parameters of its FhPgRequest.
+ */
+typedef struct FhPgConnection
+{
+	const char **keywords;		/* NULL-terminated, with values */
+	const char **values;
+	char	   *signature;		/* keywords and values as one text */
+	char	   *target;			/* postgres://host:port/db, for people */
+} FhPgConnection;
+extern const char *const fh_pg_sslmodes[];
+extern void fh_pg_conninfo_validate(const char *conninfo);
+extern char *fh_pg_conninfo_redact(const char *value, List **secrets);
+extern void fh_pg_connection(const char *conninfo, const char *sslmode,
+							 const char *ca_file, FhPgConnection *conn);
+extern void fh_pg_split_table(const char *option, const char *s, char **schema,
+							  char **name);
+extern Jsonb *fh_pg_column_names(Jsonb *value, const char *option, int max);
 
 /*
  * The backup store of a destination (backup.c): a second sink instance, an

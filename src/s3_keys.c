@@ -116,6 +116,12 @@ static const char *const error_output_types[] = {
 	"decompression-failed",
 	"partitioning-failed",		/* dynamic partitioning (ref 3.5) */
 	"activePartitionExceeded",	/* beyond the active partitions (ref:289) */
+	/*
+	 * The Redshift destination's folders (ref:121, ref:321): the manifests
+	 * its COPY reads, and those of the objects it skipped
+	 */
+	"manifests",
+	"errors/manifests",
 	NULL
 };
 

@@ -84,7 +84,7 @@
 #define NO_FILE				"/nonexistent/firehose"
 
 static const char *const modes[] = {"insert", "upsert", NULL};
-static const char *const sslmodes[] = {"disable", "allow", "prefer", "require",
+const char *const fh_pg_sslmodes[] = {"disable", "allow", "prefer", "require",
 "verify-ca", "verify-full", NULL};
 
 /* conninfo keywords a stream may give; the rest are files or the server's */
@@ -122,10 +122,7 @@ typedef struct PgConfig
 	char	   *qledger;
 	bool		upsert;
 	List	   *keys;			/* key column names */
-	char	   *target;			/* postgres://host:port/db, for people */
-	const char **keywords;
-	const char **values;
-	char	   *signature;
+	FhPgConnection conn;		/* libpq's parameters, the target for people */
 	char	   *init_sql;
 	MemoryContext cxt;			/* the config's: what classify() learns */
 
@@ -141,12 +138,11 @@ typedef struct PgConfig
 
 #define PC(member) FH_FIELD(PgConfig, member)
 
-static char *conninfo_redact(const char *value, List **secrets);
 static Jsonb *key_columns_normalize(Jsonb *value);
 
 static const FhOptionDef pg_options[] = {
 	{"conninfo", FH_OPT_STRING, 0, 8192, NULL, NULL, false, true, .location = true,
-	PC(conninfo), .redact = conninfo_redact},
+	PC(conninfo), .redact = fh_pg_conninfo_redact},
 	{"table", FH_OPT_STRING, 0, 200, NULL, NULL, false, true, .location = true, PC(table)},
 	{"columns", FH_OPT_STRMAP, 0, 0, NULL, PC(columns_map)},
 	{"mode", FH_OPT_ENUM, 0, 0, "\"insert\"", modes, PC(mode)},
@@ -154,7 +150,7 @@ static const FhOptionDef pg_options[] = {
 		.what = "an array of column names", PC(key_columns)},
 	{"exactly_once", FH_OPT_BOOL, 0, 0, "false", PC(exactly_once)},
 	{"ledger_table", FH_OPT_STRING, 0, 200, NULL, PC(ledger_table)},
-	{"sslmode", FH_OPT_ENUM, 0, 0, NULL, sslmodes, PC(sslmode)},
+	{"sslmode", FH_OPT_ENUM, 0, 0, NULL, fh_pg_sslmodes, PC(sslmode)},
 	{"ca_file", FH_OPT_STRING, 0, 4096, NULL, PC(ca_file)},
 	FH_BACKUP_OPTION,
 	{NULL}
@@ -194,11 +190,12 @@ conninfo_parse(const char *conninfo)
 }
 
 /*
- * conninfo shown without its password: keyword=value pairs, the password's
- * value "********" (it is added to *secrets).
+ * fh_pg_conninfo_redact
+ *		conninfo shown without its password: keyword=value pairs, the
+ *		password's value "********" (it is added to *secrets).
  */
-static char *
-conninfo_redact(const char *value, List **secrets)
+char *
+fh_pg_conninfo_redact(const char *value, List **secrets)
 {
 	char	   *err = NULL;
 	PQconninfoOption *opts = PQconninfoParse(value, &err);
@@ -236,8 +233,12 @@ conninfo_redact(const char *value, List **secrets)
 	return out.data;
 }
 
-static Jsonb *
-key_columns_normalize(Jsonb *value)
+/*
+ * fh_pg_column_names
+ *		Check that option's value is an array of 1 to max column names.
+ */
+Jsonb *
+fh_pg_column_names(Jsonb *value, const char *option, int max)
 {
 	JsonbIterator *it;
 	JsonbValue	v;
@@ -245,24 +246,34 @@ key_columns_normalize(Jsonb *value)
 	int			n = 0;
 
 	if (!JB_ROOT_IS_ARRAY(value) || JB_ROOT_IS_SCALAR(value))
-		option_error("key_columns", "It must be an array of column names.");
+		option_error(option, "It must be an array of column names.");
 	it = JsonbIteratorInit(&value->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 		if (tok == WJB_ELEM)
 		{
 			if (v.type != jbvString || v.val.string.len == 0 ||
 				v.val.string.len >= NAMEDATALEN)
-				option_error("key_columns", "Each element must be a column name.");
+				option_error(option, "Each element must be a column name.");
 			n++;
 		}
-	if (n == 0 || n > 32)
-		option_error("key_columns", "It must name 1 to 32 columns.");
+	if (n == 0 || n > max)
+		option_error(option, psprintf("It must name 1 to %d columns.", max));
 	return value;
 }
 
-/* "schema.table" split into its two names (as quote_identifier reads them) */
-static void
-split_table(const char *option, const char *s, char **schema, char **name)
+static Jsonb *
+key_columns_normalize(Jsonb *value)
+{
+	return fh_pg_column_names(value, "key_columns", 32);
+}
+
+/*
+ * fh_pg_split_table
+ *		"schema.table" split into its two names (as quote_identifier reads
+ *		them), or an ERROR naming option.
+ */
+void
+fh_pg_split_table(const char *option, const char *s, char **schema, char **name)
 {
 	List	   *parts;
 	char	   *copy = pstrdup(s);
@@ -311,20 +322,17 @@ is_loopback(const char *host)
 		strcmp(host, "::1") == 0;
 }
 
-static void
-pg_validate(Jsonb *o)
+/*
+ * fh_pg_conninfo_validate
+ *		ERROR unless conninfo names one host by name or address and one port,
+ *		and only keywords a stream may give (no files, no server settings).
+ */
+void
+fh_pg_conninfo_validate(const char *conninfo)
 {
-	char	   *conninfo = NULL;
-	char	   *table = NULL;
-	char	   *mode = "insert";
-	char	   *s;
-	char	   *schema;
-	char	   *name;
 	PQconninfoOption *opts;
 	bool		has_host = false;
-	JsonbValue *v;
 
-	fh_jsonb_get_text(o, "conninfo", &conninfo);
 	opts = conninfo_parse(conninfo);
 	for (PQconninfoOption *c = opts; c->keyword; c++)
 	{
@@ -364,11 +372,25 @@ pg_validate(Jsonb *o)
 	PQconninfoFree(opts);
 	if (!has_host)
 		option_error("conninfo", "It must name the host (\"host=...\" or a URI such as postgresql://host/db); a Unix socket is not allowed.");
+}
 
+static void
+pg_validate(Jsonb *o)
+{
+	char	   *conninfo = NULL;
+	char	   *table = NULL;
+	char	   *mode = "insert";
+	char	   *s;
+	char	   *schema;
+	char	   *name;
+	JsonbValue *v;
+
+	fh_jsonb_get_text(o, "conninfo", &conninfo);
+	fh_pg_conninfo_validate(conninfo);
 	fh_jsonb_get_text(o, "table", &table);
-	split_table("table", table, &schema, &name);
+	fh_pg_split_table("table", table, &schema, &name);
 	if (fh_jsonb_get_text(o, "ledger_table", &s))
-		split_table("ledger_table", s, &schema, &name);
+		fh_pg_split_table("ledger_table", s, &schema, &name);
 	fh_jsonb_get_text(o, "mode", &mode);
 	v = fh_jsonb_get(o, "key_columns");
 	if (strcmp(mode, "upsert") == 0 && v == NULL)
@@ -399,29 +421,96 @@ pg_validate(Jsonb *o)
 	}
 }
 
-static void *
-pg_configure(Jsonb *o, const char *stream, int32 version)
+/*
+ * fh_pg_connection
+ *		libpq's parameters for conninfo (checked by fh_pg_conninfo_validate)
+ *		with TLS by sslmode (NULL: verify-full, prefer for a loopback host)
+ *		and ca_file (NULL: the system's bundle), no files of the server's
+ *		user, and the database's encoding unless conninfo sets one; and the
+ *		target for people, postgres://host:port/db.
+ */
+void
+fh_pg_connection(const char *conninfo, const char *sslmode, const char *ca_file,
+				 FhPgConnection *conn)
 {
-	PgConfig   *c = palloc0(sizeof(PgConfig));
 	PQconninfoOption *opts;
-	char	   *schema;
-	char	   *name;
 	const char *host = NULL;
 	const char *port = "5432";
 	const char *dbname = NULL;
 	bool		has_client_encoding = false;
 	int			n = 0;
 	StringInfoData sig;
+	const char **keywords;
+	const char **values;
+
+	opts = conninfo_parse(conninfo);
+	for (PQconninfoOption *p = opts; p->keyword; p++)
+		n++;
+	keywords = palloc0(sizeof(char *) * (n + 9));
+	values = palloc0(sizeof(char *) * (n + 9));
+	n = 0;
+	initStringInfo(&sig);
+	for (PQconninfoOption *p = opts; p->keyword; p++)
+	{
+		if (p->val == NULL)
+			continue;
+		keywords[n] = pstrdup(p->keyword);
+		values[n] = pstrdup(p->val);
+		if (strcmp(p->keyword, "host") == 0)
+			host = values[n];
+		else if (strcmp(p->keyword, "hostaddr") == 0 && host == NULL)
+			host = values[n];
+		else if (strcmp(p->keyword, "port") == 0)
+			port = values[n];
+		else if (strcmp(p->keyword, "dbname") == 0)
+			dbname = values[n];
+		else if (strcmp(p->keyword, "client_encoding") == 0)
+			has_client_encoding = true;
+		n++;
+	}
+	PQconninfoFree(opts);
+	if (!has_client_encoding)
+	{
+		/* the records are text of this database's encoding */
+		keywords[n] = "client_encoding";
+		values[n++] = (char *) GetDatabaseEncodingName();
+	}
+	if (sslmode == NULL)
+		sslmode = host && is_loopback(host) ? "prefer" : "verify-full";
+	keywords[n] = "sslmode";
+	values[n++] = sslmode;
+	keywords[n] = "sslrootcert";
+	values[n++] = ca_file ? ca_file : DEFAULT_CA_BUNDLE;
+	keywords[n] = "passfile";
+	values[n++] = NO_FILE;
+	keywords[n] = "sslcert";
+	values[n++] = NO_FILE;
+	keywords[n] = "sslkey";
+	values[n++] = NO_FILE;
+	for (int i = 0; i < n; i++)
+		appendStringInfo(&sig, "%s=%s\n", keywords[i], values[i]);
+	conn->keywords = keywords;
+	conn->values = values;
+	conn->signature = sig.data;
+	conn->target = psprintf("postgres://%s:%s/%s", host ? host : "", port, dbname ? dbname : "");
+}
+
+static void *
+pg_configure(Jsonb *o, const char *stream, int32 version)
+{
+	PgConfig   *c = palloc0(sizeof(PgConfig));
+	char	   *schema;
+	char	   *name;
 	StringInfoData sql;
 
 	fh_options_load(pg_options, o, c);
 	c->cxt = CurrentMemoryContext;
 	c->stream = pstrdup(stream);
 	c->upsert = strcmp(c->mode, "upsert") == 0;
-	split_table("table", c->table, &schema, &name);
+	fh_pg_split_table("table", c->table, &schema, &name);
 	c->qtable = quote_qualified_identifier(schema, name);
 	if (c->ledger_table)
-		split_table("ledger_table", c->ledger_table, &schema, &name);
+		fh_pg_split_table("ledger_table", c->ledger_table, &schema, &name);
 	else
 		name = "firehose_ledger";
 	c->qledger = quote_qualified_identifier(schema, name);
@@ -440,55 +529,7 @@ pg_configure(Jsonb *o, const char *stream, int32 version)
 				c->keys = lappend(c->keys, pnstrdup(v.val.string.val, v.val.string.len));
 	}
 
-	/* libpq's parameters: conninfo's, TLS, and no files of the server */
-	opts = conninfo_parse(c->conninfo);
-	for (PQconninfoOption *p = opts; p->keyword; p++)
-		n++;
-	c->keywords = palloc0(sizeof(char *) * (n + 9));
-	c->values = palloc0(sizeof(char *) * (n + 9));
-	n = 0;
-	initStringInfo(&sig);
-	for (PQconninfoOption *p = opts; p->keyword; p++)
-	{
-		if (p->val == NULL)
-			continue;
-		c->keywords[n] = pstrdup(p->keyword);
-		c->values[n] = pstrdup(p->val);
-		if (strcmp(p->keyword, "host") == 0)
-			host = c->values[n];
-		else if (strcmp(p->keyword, "hostaddr") == 0 && host == NULL)
-			host = c->values[n];
-		else if (strcmp(p->keyword, "port") == 0)
-			port = c->values[n];
-		else if (strcmp(p->keyword, "dbname") == 0)
-			dbname = c->values[n];
-		else if (strcmp(p->keyword, "client_encoding") == 0)
-			has_client_encoding = true;
-		n++;
-	}
-	PQconninfoFree(opts);
-	if (!has_client_encoding)
-	{
-		/* the records are text of this database's encoding */
-		c->keywords[n] = "client_encoding";
-		c->values[n++] = (char *) GetDatabaseEncodingName();
-	}
-	if (c->sslmode == NULL)
-		c->sslmode = host && is_loopback(host) ? "prefer" : "verify-full";
-	c->keywords[n] = "sslmode";
-	c->values[n++] = c->sslmode;
-	c->keywords[n] = "sslrootcert";
-	c->values[n++] = c->ca_file ? c->ca_file : DEFAULT_CA_BUNDLE;
-	c->keywords[n] = "passfile";
-	c->values[n++] = NO_FILE;
-	c->keywords[n] = "sslcert";
-	c->values[n++] = NO_FILE;
-	c->keywords[n] = "sslkey";
-	c->values[n++] = NO_FILE;
-	for (int i = 0; i < n; i++)
-		appendStringInfo(&sig, "%s=%s\n", c->keywords[i], c->values[i]);
-	c->signature = sig.data;
-	c->target = psprintf("postgres://%s:%s/%s", host ? host : "", port, dbname ? dbname : "");
+	fh_pg_connection(c->conninfo, c->sslmode, c->ca_file, &c->conn);
 
 	/* run on every new connection: the ledger, then the table's columns */
 	initStringInfo(&sql);
@@ -528,7 +569,7 @@ pg_target(Jsonb *o)
 
 	fh_jsonb_get_text(o, "table", &table);
 	c = pg_configure(o, "", 0);
-	return psprintf("%s %s", c->target, table);
+	return psprintf("%s %s", c->conn.target, table);
 }
 
 /* ---------- the target's columns ---------- */
@@ -928,12 +969,12 @@ pg_encode(void *config, FhPartView *part, FhRequest *req, FhVerdict *verdict)
 	st->nsent = 0;
 	memset(&st->pg, 0, sizeof(st->pg));
 	st->pg.key = c->stream;
-	st->pg.keywords = c->keywords;
-	st->pg.values = c->values;
-	st->pg.conn_signature = c->signature;
+	st->pg.keywords = c->conn.keywords;
+	st->pg.values = c->conn.values;
+	st->pg.conn_signature = c->conn.signature;
 	st->pg.init_sql = c->init_sql;
 	req->pg = &st->pg;
-	req->url = c->target;
+	req->url = c->conn.target;
 	st->for_epoch = false;
 
 	if (c->epoch == 0)

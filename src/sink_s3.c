@@ -1084,14 +1084,15 @@ object_stored(FhPartView *part, S3State *st, FhVerdict *v)
  * body read by fh_s3_answer
  */
 static void
-s3_error_verdict(S3State *st, FhResponse *resp, const FhS3Answer *a, FhVerdict *v)
+s3_error_verdict(S3State *st, const char *what, FhResponse *resp, const FhS3Answer *a,
+				 FhVerdict *v)
 {
 	const char *code = a->has_code ? a->code : NULL;
 	const char *message = a->has_message ? a->message : NULL;
 	long		status = resp->status;
 
 	v->error_code = code ? psprintf("S3.%s", code) : psprintf("S3.HTTP%ld", status);
-	v->error_message = psprintf("%s answered %ld%s%s%s%s", step_names[st->step], status,
+	v->error_message = psprintf("%s answered %ld%s%s%s%s", what, status,
 								code ? " " : "", code ? code : "",
 								message ? ": " : "", message ? message : "");
 	if (code == NULL && message == NULL && resp->body.len > 0)
@@ -1099,7 +1100,7 @@ s3_error_verdict(S3State *st, FhResponse *resp, const FhS3Answer *a, FhVerdict *
 									Min(resp->body.len, ERROR_BODY_MAX), resp->body.data);
 	if (status >= 500 || status == 408 || status == 429 || (code && retryable_code(code)))
 		v->outcome = FH_OUTCOME_RETRY;
-	else if (code && strcmp(code, "NoSuchUpload") == 0 && st->step != S3_ABORT)
+	else if (code && strcmp(code, "NoSuchUpload") == 0 && st && st->step != S3_ABORT)
 	{
 		/* the upload is gone (expired, aborted): start it over */
 		v->outcome = FH_OUTCOME_RETRY;
@@ -1108,6 +1109,20 @@ s3_error_verdict(S3State *st, FhResponse *resp, const FhS3Answer *a, FhVerdict *
 	}
 	else
 		v->outcome = FH_OUTCOME_FAIL;
+}
+
+/* no answer at all (what: the step): retried; false if there is one */
+static bool
+no_response(FhResponse *resp, const char *what, FhVerdict *v)
+{
+	if (resp->status != 0)
+		return false;
+	v->outcome = FH_OUTCOME_RETRY;
+	v->error_code = resp->curl_code == CURLE_OPERATION_TIMEDOUT ?
+		"S3.RequestTimeout" : "S3.ConnectionFailed";
+	v->error_message = psprintf("%s: %s", what,
+								resp->curl_error ? resp->curl_error : "no response");
+	return true;
 }
 
 static void
@@ -1125,20 +1140,13 @@ s3_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 		*v = st->final;
 		return;
 	}
-	if (s == 0)
-	{
-		v->outcome = FH_OUTCOME_RETRY;
-		v->error_code = resp->curl_code == CURLE_OPERATION_TIMEDOUT ?
-			"S3.RequestTimeout" : "S3.ConnectionFailed";
-		v->error_message = psprintf("%s: %s", step_names[st->step],
-									resp->curl_error ? resp->curl_error : "no response");
+	if (no_response(resp, step_names[st->step], v))
 		return;
-	}
 	/* S3's XML body (answers.c): an error, or CreateMultipartUpload's */
 	fh_s3_answer(resp->body.data, resp->body.len, &a);
 	if (s < 200 || s >= 300)
 	{
-		s3_error_verdict(st, resp, &a, v);
+		s3_error_verdict(st, step_names[st->step], resp, &a, v);
 		return;
 	}
 	switch (st->step)
@@ -1178,13 +1186,73 @@ s3_classify(void *config, FhPartView *part, FhResponse *resp, FhVerdict *v)
 		case S3_COMPLETE:
 			/* a 200 may still carry an error, sent after a long wait */
 			if (a.has_code)
-				s3_error_verdict(st, resp, &a, v);
+				s3_error_verdict(st, step_names[st->step], resp, &a, v);
 			else
 				object_stored(part, st, v);
 			break;
 		case S3_ABORT:
 			break;
 	}
+}
+
+/* ---------- the S3 stage of other destinations ---------- */
+
+/*
+ * fh_s3_key
+ *		The key of part's object (folder NULL, with the object's extension)
+ *		or of part's file in folder, an error output type such as
+ *		"manifests" (no extension): the same time and uuid, the default
+ *		error prefix's layout <prefix><folder>/yyyy/MM/dd/HH/.  NULL, with
+ *		*why, when it cannot be made.
+ */
+char *
+fh_s3_key(void *config, FhPartView *part, const char *folder, char **why)
+{
+	S3Config   *c = config;
+	char	   *key = NULL;
+
+	if (!object_key(c, part, folder, folder ? "" : c->extension, &key, why))
+		return NULL;
+	return key;
+}
+
+/* fh_s3_url: s3://<bucket>/<key>, the URL Redshift's COPY reads */
+char *
+fh_s3_url(void *config, const char *key)
+{
+	return psprintf("s3://%s/%s", ((S3Config *) config)->bucket, key);
+}
+
+/* fh_s3_put: req becomes a PutObject of data to key, with the object headers */
+void
+fh_s3_put(void *config, const char *key, const char *data, size_t len,
+		  const char *content_type, FhRequest *req)
+{
+	S3Config   *c = config;
+	const char *extra[12];
+	int			nextra = object_headers(c, extra);
+
+	sign_request(c, key, req, "PUT", NULL, data, len, extra, nextra, content_type);
+}
+
+/* fh_s3_put_classify: the verdict on the response of a PutObject (what) */
+void
+fh_s3_put_classify(FhResponse *resp, const char *what, FhVerdict *v)
+{
+	FhS3Answer	a;
+
+	v->error_code = NULL;
+	v->error_message = NULL;
+	v->delay_ms = 0;
+	if (no_response(resp, what, v))
+		return;
+	if (resp->status >= 200 && resp->status < 300)
+	{
+		v->outcome = FH_OUTCOME_OK;
+		return;
+	}
+	fh_s3_answer(resp->body.data, resp->body.len, &a);
+	s3_error_verdict(NULL, what, resp, &a, v);
 }
 
 /* a part fails for good during a multipart upload: abort it first */

@@ -337,6 +337,11 @@ static const EvalCase eval_cases[] = {
 	"myFirehosePrefix/processing-failed/2018/08/27/10/"},
 	{"myFirehosePrefix", NULL, T_2018_08_27_1030, 0, "processing-failed", NULL, NULL,
 	"myFirehosePrefixprocessing-failed/2018/08/27/10/"},
+	/* the Redshift destination's manifests, and those of skipped objects */
+	{"rs/", NULL, T_2018_08_27_1030, 0, "manifests", NULL, NULL,
+	"rs/manifests/2018/08/27/10/"},
+	{"rs/", NULL, T_2018_08_27_1030, 0, "errors/manifests", NULL, NULL,
+	"rs/errors/manifests/2018/08/27/10/"},
 
 	/*
 	 * DG23:s3-prefixes "Example prefixes", byte for byte.  The table says
@@ -683,11 +688,12 @@ check_eval_refusals(void)
 	check(st == FH_S3KEY_EINVAL, "an offset beyond -18 hours is refused", NULL, err);
 	fh_s3key_layout_free(layout);
 
-	for (k = 0; k < 6; k++)
+	for (k = 0; k < 8; k++)
 	{
 		static const char *const types[] = {
 			"processing-failed", "AmazonOpenSearchService-failed", "splunk-failed",
-			"format-conversion-failed", "http-endpoint-failed", "decompression-failed"
+			"format-conversion-failed", "http-endpoint-failed", "decompression-failed",
+			"manifests", "errors/manifests"
 		};
 
 		check(fh_s3key_is_error_output_type(types[k]), types[k], "an error output type", NULL);
