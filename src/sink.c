@@ -14,6 +14,7 @@ static const FhSink *const sinks[] = {
 	&fh_sink_opensearch,
 	&fh_sink_splunk,
 	&fh_sink_postgres,
+	&fh_sink_redshift,
 	&fh_sink_datadog,
 	&fh_sink_newrelic,
 	&fh_sink_honeycomb,
