@@ -42,6 +42,7 @@ WEIGHTS = {
     "test_lambda.py": 70,
     "test_unpack.py": 20,
     "test_postgres.py": 120,
+    "test_redshift.py": 45,
 }
 DEFAULT = 20
 
