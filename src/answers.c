@@ -892,6 +892,8 @@ cwl_array_start(void *state)
 
 	if (++c->s.depth == 2 && c->s.field == CWL_LOG_EVENTS)
 		c->in_events = c->out->events_seen = true;
+	else if (c->s.depth == 3 && c->in_events)
+		c->out->bad_event = true;	/* an event that is an array */
 }
 
 static void
@@ -919,8 +921,12 @@ cwl_element_start(void *state, bool isnull)
 {
 	CwlScan    *c = state;
 
+	/*
+	 * A new event: no member read yet (an array's strings are at the depth
+	 * of an event's members, and must not count as the last one's message)
+	 */
 	if (c->s.depth == 2 && c->in_events)
-		c->event_has_message = false;
+		c->event_has_message = c->event_message = false;
 }
 
 static void

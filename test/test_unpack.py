@@ -88,7 +88,10 @@ def test_cloudwatch_logs_one_record_per_event(db, receiver):
              gzip.compress(cwl([], message_type="CONTROL_MESSAGE")),
              gzip.compress(b"{\"messageType\": \"DATA_MESSAGE\"}"),
              gzip.compress(b"[1, 2"),
-             gzip.compress(cwl(["POST /c 500"]))]
+             gzip.compress(cwl(["POST /c 500"])),
+             # an event that is an array, after one that ends with its message
+             gzip.compress(b'{"messageType": "DATA_MESSAGE", "logEvents": '
+                           b'[{"id": "1", "message": "m1"}, ["m2"]]}')]
     put_bytes(db, "c", blobs)
     flush(db, "c")
     assert r.records() == [b"GET /a 200", "GET /b 404 \u00e9".encode(), b"POST /c 500"]
@@ -96,7 +99,8 @@ def test_cloudwatch_logs_one_record_per_event(db, receiver):
     # the original (compressed) record, not what an earlier processor made
     assert [(x["data"], x["error_code"]) for x in f] == [
         (blobs[2], "CloudWatchLogs.InvalidRecord"),
-        (blobs[3], "CloudWatchLogs.InvalidRecord")]
+        (blobs[3], "CloudWatchLogs.InvalidRecord"),
+        (blobs[5], "CloudWatchLogs.InvalidRecord")]
     r.assert_no_violations()
 
 

@@ -608,6 +608,23 @@ test_lambda(void)
 	free(b);
 	check_bool(r.bad_event, 1, "cwl: an event without a message");
 	cwl_free(&r);
+
+	/*
+	 * An event that is an array is no event, and its strings are no
+	 * messages, even right after an event whose last member was "message"
+	 */
+	b = body("{\"messageType\":\"DATA_MESSAGE\",\"logEvents\":["
+			 "{\"id\":\"1\",\"message\":\"one\"},[\"two\"]]}", &len);
+	fh_cwl_record(b, len, &r);
+	free(b);
+	check_bool(r.bad_event, 1, "cwl: an event that is an array");
+	check_long(r.nmessages, 1, "cwl: no message from an array");
+	cwl_free(&r);
+	b = body("{\"messageType\":\"DATA_MESSAGE\",\"logEvents\":[[]]}", &len);
+	fh_cwl_record(b, len, &r);
+	free(b);
+	check_bool(r.bad_event, 1, "cwl: an empty array as an event");
+	cwl_free(&r);
 }
 
 int
