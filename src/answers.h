@@ -8,7 +8,7 @@
  *
  * Plain C types only, so that answers.c builds both in the server and
  * without it (the unit test test/unit/answers_test.c and the fuzz targets
- * test/fuzz/{http,hec,bulk,s3}_answer_fuzz.c link it with PostgreSQL's
+ * test/fuzz/{http,hec,bulk,s3,lambda}_answer_fuzz.c and cwl_record_fuzz.c link it with PostgreSQL's
  * frontend libpgcommon, whose JSON parser is the server's).  Every function takes the body as
  * bytes and a length (not NUL-terminated), never reads past it, and copies
  * at most a bounded number of bytes of it: texts are cut at a UTF-8

@@ -91,6 +91,65 @@ fuzz_framed(const uint8_t *data, size_t len, const char *before,
 	return b;
 }
 
+/* a growing malloc'd text, for the JSON a target writes back */
+typedef struct FuzzText
+{
+	char	   *data;
+	size_t		len;
+	size_t		room;
+} FuzzText;
+
+static inline void
+fuzz_append(FuzzText *t, const char *s, size_t n)
+{
+	if (t->len + n + 1 > t->room)
+	{
+		t->room = (t->len + n + 1) * 2;
+		t->data = realloc(t->data, t->room);
+		if (t->data == NULL)
+			abort();
+	}
+	memcpy(t->data + t->len, s, n);
+	t->len += n;
+	t->data[t->len] = '\0';
+}
+
+static inline void
+fuzz_append_str(FuzzText *t, const char *s)
+{
+	fuzz_append(t, s, strlen(s));
+}
+
+/*
+ * s as a JSON string: '"' and '\\' escaped, control characters as \u00XX,
+ * every other byte as it is (the parsers under test take any byte >= 0x20)
+ */
+static inline void
+fuzz_append_json_string(FuzzText *t, const char *s)
+{
+	fuzz_append(t, "\"", 1);
+	for (; *s; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+		char		esc[8];
+
+		if (c == '"' || c == '\\')
+		{
+			esc[0] = '\\';
+			esc[1] = (char) c;
+			fuzz_append(t, esc, 2);
+		}
+		else if (c < 0x20)
+		{
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+			fuzz_append(t, esc, 6);
+		}
+		else
+			fuzz_append(t, s, 1);
+	}
+	fuzz_append(t, "\"", 1);
+}
+
 /* a property of the code under test: abort (a libFuzzer crash) if broken */
 #define fuzz_assert(cond) \
 	do { \
