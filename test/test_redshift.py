@@ -18,6 +18,7 @@ import gzip
 import json
 import os
 import re
+import socket
 import uuid
 
 import pytest
@@ -246,3 +247,28 @@ def test_key_credentials_in_the_copy_and_nowhere_else(db, cluster, target, tdb, 
     assert "Redshift.SyntaxError" in text     # the failure is there, the secrets are not
     for s in (secret, token, password, s3_server.secret_key):
         assert s not in text
+
+
+def test_no_connection_is_retried_then_skipped(db, target, tdb, s3_server, bucket):
+    """A cluster that cannot be reached: Redshift.ConnectionFailed, retried
+    until retry_duration, then the errors/ manifest as for a failing COPY."""
+    client, b = bucket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()                       # nothing listens there now
+    make_stream(db, "rc", s3_options(s3_server, b), target, tdb, retry_duration=1,
+                conninfo="host=127.0.0.1 port=%d user=x dbname=dev connect_timeout=5" % port)
+    texts = [json.dumps({"id": i}) for i in range(5)]
+    put_texts(db, "rc", texts)
+    assert db.flush("rc", "60s") is True
+
+    got = layout(client, b, "rc")
+    (name,) = got["errors"]
+    rows = failed(db, "rc")
+    assert sorted(r["data"].decode() for r in rows) == sorted(texts)
+    for r in rows:
+        assert r["error_code"] == "Redshift.ConnectionFailed"
+        assert r["attempts_made"] >= 2
+        assert r["error_message"].endswith(
+            "The manifest of the skipped objects is s3://%s/%s." % (b, got["errors"][name]))
