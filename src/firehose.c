@@ -112,6 +112,7 @@ fh_shmem_startup(void)
 			pg_atomic_init_u32(&fh_shared->dbs[i].reload, 0);
 			pg_atomic_init_u32(&fh_shared->dbs[i].changes, 0);
 			pg_atomic_init_u32(&fh_shared->dbs[i].wake, 0);
+			SpinLockInit(&fh_shared->dbs[i].noted_lock);
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -137,6 +138,7 @@ fh_stream_slot_init(FhStreamSlot *s, Oid dbid, int32 stream_id)
 	pg_atomic_init_u64(&s->blocked_since, 0);
 	pg_atomic_init_u32(&s->active_partitions, 0);
 	pg_atomic_init_u32(&s->partitions_exceeded, 0);
+	pg_atomic_init_u32(&s->commit_noted, 0);
 }
 
 /*
@@ -293,6 +295,60 @@ fh_streams_changed(Oid dbid)
 		return;
 	pg_atomic_fetch_add_u32(&slot->changes, 1);
 	fh_wake_worker(dbid, true);
+}
+
+/*
+ * fh_note_commit
+ *		Records were committed into stream s of database dbid: put it into
+ *		the database's set of streams the worker's next pass looks at.
+ *
+ * Called at commit (put.c): never raises an ERROR.  A stream already in
+ * the set costs one atomic read, so the set is taken once per stream and
+ * worker pass, not once per commit.  The caller has updated the stream's
+ * counters before: the worker clears commit_noted (a full barrier) before
+ * it reads them, so a commit that finds the flag still set is seen by the
+ * pass that clears it.  Without a database slot there is no worker yet;
+ * the one that starts looks at every stream and clears the flag.
+ */
+void
+fh_note_commit(Oid dbid, FhStreamSlot *s)
+{
+	FhDbSlot   *db;
+
+	if (fh_shared == NULL || pg_atomic_read_u32(&s->commit_noted) != 0 ||
+		pg_atomic_exchange_u32(&s->commit_noted, 1) != 0)
+		return;
+	if ((db = fh_db_slot(dbid)) == NULL)
+		return;
+	SpinLockAcquire(&db->noted_lock);
+	if (db->nnoted < FH_NOTED_COMMITS)
+		db->noted[db->nnoted++] = (int) (s - fh_shared->streams);
+	else
+		db->noted_overflow = true;
+	SpinLockRelease(&db->noted_lock);
+}
+
+/*
+ * fh_take_noted_commits
+ *		Move the streams noted by fh_note_commit into out (FH_NOTED_COMMITS
+ *		entries), emptying the set; returns their number.  *all is set when
+ *		the set overflowed since the last call: then every stream of the
+ *		database may have commits.  The caller (the worker) clears each
+ *		stream's commit_noted before it looks at the stream.
+ */
+int
+fh_take_noted_commits(FhDbSlot *db, int *out, bool *all)
+{
+	int			n;
+
+	SpinLockAcquire(&db->noted_lock);
+	n = db->nnoted;
+	memcpy(out, db->noted, n * sizeof(int));
+	*all = db->noted_overflow;
+	db->nnoted = 0;
+	db->noted_overflow = false;
+	SpinLockRelease(&db->noted_lock);
+	return n;
 }
 
 /*

@@ -48,6 +48,7 @@
 #include "storage/itemptr.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "storage/spin.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -84,6 +85,8 @@ typedef struct FhStreamSlot
 	 * last part split had more prefixes than max_active_partitions */
 	pg_atomic_uint32 active_partitions;
 	pg_atomic_uint32 partitions_exceeded;
+	/* 1 while the stream is in its database's set of noted commits */
+	pg_atomic_uint32 commit_noted;
 } FhStreamSlot;
 
 /* what holds a stream up, shown in stream_status.blocked_reason */
@@ -97,6 +100,12 @@ typedef enum FhBlocked
 } FhBlocked;
 
 extern const char *fh_blocked_text(FhBlocked reason);
+
+/*
+ * Most streams with commits a database's worker has not looked at yet that
+ * FhDbSlot lists; past that it looks at all of them.
+ */
+#define FH_NOTED_COMMITS	256
 
 /*
  * A database that runs (or is to run) a worker.  Only the launcher takes a
@@ -114,6 +123,16 @@ typedef struct FhDbSlot
 	pg_atomic_uint32 reload;	/* stream configuration changed, or a flush */
 	pg_atomic_uint32 changes;	/* bumped by each committed change of a stream */
 	pg_atomic_uint32 wake;		/* a commit asked for attention */
+
+	/*
+	 * The streams that got records committed since the worker last looked
+	 * (fh_note_commit, fh_take_noted_commits): the worker's pass visits
+	 * these, not every stream.  Indexes into fh_shared->streams.
+	 */
+	slock_t		noted_lock;
+	bool		noted_overflow; /* more than FH_NOTED_COMMITS: look at all */
+	int			nnoted;
+	int			noted[FH_NOTED_COMMITS];
 } FhDbSlot;
 
 /* databases without a slot that asked for a worker, for the launcher */
@@ -156,6 +175,8 @@ extern FhDbSlot *fh_db_slot(Oid dbid);
 extern bool fh_db_slots_full(Oid dbid);
 extern void fh_wake_worker(Oid dbid, bool reload);
 extern void fh_streams_changed(Oid dbid);
+extern void fh_note_commit(Oid dbid, FhStreamSlot *s);
+extern int	fh_take_noted_commits(FhDbSlot *db, int *out, bool *all);
 extern void fh_request_worker(Oid dbid);
 extern uint64 fh_atomic_max_u64(pg_atomic_uint64 *a, uint64 v);
 

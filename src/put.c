@@ -104,6 +104,8 @@ put_cache_invalidate(Datum arg, Oid relid)
  * after a cut (it starts the buffer interval; with an interval of 0 it is
  * due at once), or a commit that fills the buffer.  A worker that is busy
  * sees the rest when its requests finish; a paused stream needs no wake.
+ * Every commit notes its streams for the worker's next pass, which looks at
+ * those and not at every stream (fh_note_commit).
  */
 static void
 pending_flush_at_commit(void)
@@ -126,6 +128,8 @@ pending_flush_at_commit(void)
 		cut = pg_atomic_read_u64(&s->cut_bytes);
 		first = pg_atomic_compare_exchange_u64(&s->first_pending, &zero,
 											   (uint64) GetCurrentTimestamp());
+		/* even paused: the put may have missed a resume() */
+		fh_note_commit(MyDatabaseId, s);
 		if (p->paused)
 			continue;
 		if (first ||

@@ -41,6 +41,7 @@
 #include "common/hashfn.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
+#include "lib/pairingheap.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "portability/instr_time.h"
@@ -122,6 +123,18 @@ typedef struct FhWorkerStream
 	TimestampTz memory_wait_since;	/* a part waits for firehose.worker_memory */
 	TimestampTz retrying_since; /* first failure of its oldest retrying part */
 	bool		reclaim_due;	/* a batch finished: reclaim_staging() */
+
+	/* which pass looks at the stream (see "the streams a pass visits") */
+	bool		ready;			/* in ready_streams */
+	dlist_node	ready_node;
+	bool		visited;		/* in visited_streams */
+	dlist_node	visit_node;
+	bool		memory_waiting; /* in memory_waiters */
+	dlist_node	memory_node;
+	bool		watched;		/* in blocked_watch */
+	dlist_node	watch_node;
+	TimestampTz timer_at;		/* in timers when not 0 */
+	pairingheap_node timer_node;
 } FhWorkerStream;
 
 /* how often a stream whose catalog row is locked tries again */
@@ -156,6 +169,33 @@ static uint64 worker_nonce;
 static FhDbSlot *my_slot;
 static TimestampTz next_safety_pass = 0;
 static TimestampTz next_cleanup = 0;
+
+/*
+ * The streams a pass visits.  A pass does not look at every stream: with
+ * a thousand streams most are idle, and looking at each of them several
+ * times a pass cost more than delivering the records of the few that were
+ * not (bench/streams.py).  A stream is visited (ready_streams) when
+ * something that can change what it has to do happened:
+ *	- records were committed into it (put.c notes it in shared memory,
+ *	  fh_note_commit; when that set overflows, every stream is visited);
+ *	- its timer expired (timers, keyed on the earliest of its buffer
+ *	  interval's end and the retry of its row lock);
+ *	- a part of it was recorded (a request slot or a batch freed up);
+ *	- memory came back while it waited for firehose.worker_memory;
+ *	- the streams were reloaded (create, alter, drop, pause, resume,
+ *	  flush()), the configuration was reloaded, or the safety pass is due;
+ *	- it still had work when its last visit ended (as the old loop over
+ *	  every stream would have found it again at once).
+ * Its blocked status is recomputed while it is visited, has a part
+ * retrying, or is shown as blocked (blocked_watch).  Retries of parts are
+ * per part (waiting_parts, their next_attempt), not per stream.
+ */
+static dlist_head ready_streams;
+static dlist_head visited_streams;	/* by this pass: outcomes, reclaims */
+static dlist_head memory_waiters;
+static dlist_head blocked_watch;
+static pairingheap *timers;
+static FhWorkerStream **by_slot;	/* index in fh_shared->streams -> stream */
 
 static uint32 my_requests;		/* my_slot->requests when we took it */
 static uint32 loaded_changes;	/* my_slot->changes when the streams were loaded */
@@ -197,6 +237,142 @@ find_stream(int32 id)
 			return ws;
 	}
 	return NULL;
+}
+
+/* ---------- the streams a pass visits ---------- */
+
+/* pairingheap keeps the greatest first: the earliest timer is the greatest */
+static int
+timer_cmp(const pairingheap_node *a, const pairingheap_node *b, void *arg)
+{
+	TimestampTz ta = pairingheap_const_container(FhWorkerStream, timer_node, a)->timer_at;
+	TimestampTz tb = pairingheap_const_container(FhWorkerStream, timer_node, b)->timer_at;
+
+	return (ta < tb) ? 1 : (ta > tb) ? -1 : 0;
+}
+
+/* have this or the next pass visit ws */
+static void
+mark_ready(FhWorkerStream *ws)
+{
+	if (ws->ready)
+		return;
+	ws->ready = true;
+	dlist_push_tail(&ready_streams, &ws->ready_node);
+}
+
+/*
+ * Have the next pass visit every stream.  Their noted commits are seen by
+ * that visit: the flags are cleared first, so that a commit after this
+ * notes its stream again.
+ */
+static void
+mark_all_ready(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, streams)
+	{
+		FhWorkerStream *ws = lfirst(lc);
+
+		if (ws->slot)
+			(void) pg_atomic_exchange_u32(&ws->slot->commit_noted, 0);
+		mark_ready(ws);
+	}
+}
+
+/* the streams put.c noted (fh_note_commit) are visited by the next pass */
+static void
+take_noted_commits(void)
+{
+	int			noted[FH_NOTED_COMMITS];
+	bool		all;
+	int			n = fh_take_noted_commits(my_slot, noted, &all);
+
+	for (int i = 0; i < n; i++)
+	{
+		FhStreamSlot *slot = &fh_shared->streams[noted[i]];
+		FhWorkerStream *ws = by_slot[noted[i]];
+
+		/* before the visit reads its counters (see fh_note_commit) */
+		(void) pg_atomic_exchange_u32(&slot->commit_noted, 0);
+		if (ws != NULL && ws->slot == slot)
+			mark_ready(ws);
+	}
+	if (all)
+		mark_all_ready();
+}
+
+/* (re)set the stream's timer; 0: none */
+static void
+set_timer(FhWorkerStream *ws, TimestampTz at)
+{
+	if (ws->timer_at == at)
+		return;
+	if (ws->timer_at != 0)
+		pairingheap_remove(timers, &ws->timer_node);
+	ws->timer_at = at;
+	if (at != 0)
+		pairingheap_add(timers, &ws->timer_node);
+}
+
+/* the streams whose timer expired are visited by the next pass */
+static void
+take_due_timers(TimestampTz now)
+{
+	while (!pairingheap_is_empty(timers))
+	{
+		FhWorkerStream *ws = pairingheap_container(FhWorkerStream, timer_node,
+												   pairingheap_first(timers));
+
+		if (ws->timer_at > now)
+			break;
+		(void) pairingheap_remove_first(timers);
+		ws->timer_at = 0;
+		mark_ready(ws);
+	}
+}
+
+/* memory came back: the streams that waited for it are visited */
+static void
+wake_memory_waiters(void)
+{
+	while (!dlist_is_empty(&memory_waiters))
+	{
+		FhWorkerStream *ws = dlist_container(FhWorkerStream, memory_node,
+											 dlist_pop_head_node(&memory_waiters));
+
+		ws->memory_waiting = false;
+		mark_ready(ws);
+	}
+}
+
+/* have publish_blocked() recompute the stream's blocked status */
+static void
+watch_blocked(FhWorkerStream *ws)
+{
+	if (ws->watched)
+		return;
+	ws->watched = true;
+	dlist_push_tail(&blocked_watch, &ws->watch_node);
+}
+
+/* take the stream out of every list and the timers (it is to be freed) */
+static void
+forget_schedule(FhWorkerStream *ws)
+{
+	if (ws->ready)
+		dlist_delete(&ws->ready_node);
+	if (ws->visited)
+		dlist_delete(&ws->visit_node);
+	if (ws->memory_waiting)
+		dlist_delete(&ws->memory_node);
+	if (ws->watched)
+		dlist_delete(&ws->watch_node);
+	ws->ready = ws->visited = ws->memory_waiting = ws->watched = false;
+	set_timer(ws, 0);
+	if (ws->slot && by_slot[ws->slot - fh_shared->streams] == ws)
+		by_slot[ws->slot - fh_shared->streams] = NULL;
 }
 
 /* the bytes of firehose.worker_memory that parts may take */
@@ -287,6 +463,8 @@ free_part(FhPart *part)
 		return;
 	parts_memory -= part->memory;
 	freed_untrimmed += part->memory;
+	if (part->memory > 0)
+		wake_memory_waiters();
 	MemoryContextDelete(part->cxt);
 #ifdef __GLIBC__
 	if (parts_memory == 0 && freed_untrimmed >= PARTS_TRIM_AFTER)
@@ -332,6 +510,7 @@ drop_stream_state(FhWorkerStream *ws, bool release_slot)
 			free_part(p);
 		}
 	}
+	forget_schedule(ws);
 	if (release_slot)
 		fh_stream_slot_release(MyDatabaseId, ws->id);
 	MemoryContextDelete(ws->cxt);
@@ -509,6 +688,7 @@ load_streams(void)
 			ws->version = -1;
 			memcpy(ws->tables, tables, sizeof(tables));
 			ws->slot = fh_stream_slot(MyDatabaseId, id, true);
+			by_slot[ws->slot - fh_shared->streams] = ws;
 			MemoryContextSwitchTo(WorkerContext);
 			streams = lappend(streams, ws);
 			MemoryContextSwitchTo(old);
@@ -566,6 +746,8 @@ load_streams(void)
 			drop_stream_state(ws, true);
 		}
 	}
+	/* any of them may have changed: paused, resumed, altered, flushed */
+	mark_all_ready();
 }
 
 /* ---------- recording outcomes ---------- */
@@ -977,12 +1159,13 @@ finish_batches(FhWorkerStream *ws)
 static void
 publish_outcomes(void)
 {
-	ListCell   *lc;
+	dlist_iter	it;
 	bool		flushed = false;
 
-	foreach(lc, streams)
+	/* outcomes are recorded only for streams the pass visited */
+	dlist_foreach(it, &visited_streams)
 	{
-		FhWorkerStream *ws = lfirst(lc);
+		FhWorkerStream *ws = dlist_container(FhWorkerStream, visit_node, it.cur);
 		uint64		done = U64FromFullTransactionId(ws->consumed->xmax);
 
 		if (done > ws->done_xmax_next)
@@ -1028,6 +1211,7 @@ record_finished_parts(TimestampTz now)
 		free_part(part);
 		finish_batches(ws);
 		update_oldest_inflight(ws);
+		mark_ready(ws);			/* a request slot, maybe a batch, freed up */
 	}
 }
 
@@ -2072,23 +2256,31 @@ handle_response(FhPart *part)
 static void
 publish_blocked(void)
 {
-	ListCell   *lc;
 	dlist_iter	it;
+	dlist_mutable_iter mit;
 
-	foreach(lc, streams)
-		((FhWorkerStream *) lfirst(lc))->retrying_since = 0;
+	/*
+	 * Only the watched streams: those visited since, those with a part
+	 * retrying and those shown as blocked.  Any other stream is shown as not
+	 * blocked and has retrying_since 0.
+	 */
+	dlist_foreach(it, &blocked_watch)
+		dlist_container(FhWorkerStream, watch_node, it.cur)->retrying_since = 0;
 	dlist_foreach(it, &waiting_parts)
 	{
 		FhPart	   *p = dlist_container(FhPart, node, it.cur);
 		FhWorkerStream *ws = (FhWorkerStream *) p->stream;
 
-		if (p->first_failure != 0 &&
-			(ws->retrying_since == 0 || p->first_failure < ws->retrying_since))
-			ws->retrying_since = p->first_failure;
+		if (p->first_failure != 0)
+		{
+			watch_blocked(ws);
+			if (ws->retrying_since == 0 || p->first_failure < ws->retrying_since)
+				ws->retrying_since = p->first_failure;
+		}
 	}
-	foreach(lc, streams)
+	dlist_foreach_modify(mit, &blocked_watch)
 	{
-		FhWorkerStream *ws = lfirst(lc);
+		FhWorkerStream *ws = dlist_container(FhWorkerStream, watch_node, mit.cur);
 		FhBlocked	reason = FH_BLOCKED_NONE;
 		TimestampTz since = 0;
 
@@ -2114,6 +2306,11 @@ publish_blocked(void)
 		}
 		pg_atomic_write_u64(&ws->slot->blocked_since, (uint64) since);
 		pg_atomic_write_u32(&ws->slot->blocked_reason, (uint32) reason);
+		if (reason == FH_BLOCKED_NONE)
+		{
+			dlist_delete(mit.cur);
+			ws->watched = false;
+		}
 	}
 }
 
@@ -2135,21 +2332,13 @@ static long
 next_timeout(TimestampTz now)
 {
 	TimestampTz next = next_safety_pass;
-	ListCell   *lc;
 	dlist_iter	it;
 
-	foreach(lc, streams)
-	{
-		FhWorkerStream *ws = lfirst(lc);
-		uint64		first = pg_atomic_read_u64(&ws->slot->first_pending);
-
-		if (first != 0 && !ws->paused && ws->active_parts < ws->cfg.max_concurrency &&
-			open_batches(ws) < MAX_OPEN_BATCHES(ws) && !memory_waits(ws))
-			next = Min(next, TimestampTzPlusMilliseconds((TimestampTz) first,
-														 ws->cfg.buffer_interval_ms));
-		if (ws->lock_blocked_since != 0)
-			next = Min(next, ws->lock_retry_at);
-	}
+	if (!dlist_is_empty(&ready_streams))
+		return 0;
+	if (!pairingheap_is_empty(timers))
+		next = Min(next, pairingheap_container(FhWorkerStream, timer_node,
+											   pairingheap_first(timers))->timer_at);
 	dlist_foreach(it, &waiting_parts)
 	{
 		FhPart	   *p = dlist_container(FhPart, node, it.cur);
@@ -2162,40 +2351,72 @@ next_timeout(TimestampTz now)
 	return (long) Min(TimestampDifferenceMilliseconds(now, next) + 1, 60000);
 }
 
+/*
+ * Has the stream, just visited, more to do at once?  What the loop over
+ * every stream asked of each stream before a pass (the streams a pass
+ * visits): a stream that says yes is visited again by the next pass.
+ */
+static bool
+stream_has_work(FhWorkerStream *ws, TimestampTz now)
+{
+	if (ws->probe)
+		return true;
+	if (ws->lock_blocked_since != 0 && !lock_waiting(ws, now))
+		return true;
+	if (ws->paused || !fh_enabled || ws->active_parts >= ws->cfg.max_concurrency ||
+		memory_waits(ws))
+		return ws->paused &&
+			pg_atomic_read_u64(&ws->slot->flush_requested) > ws->flush_seen;
+	if (should_cut(ws, now, pg_atomic_read_u64(&ws->slot->flush_requested)))
+		return true;
+	/* a batch with more to read */
+	return !dlist_is_empty(&ws->batches) &&
+		!dlist_tail_element(FhBatch, node, &ws->batches)->all_read;
+}
+
+/*
+ * After a visit: the stream's timer (when its buffer interval ends, if it
+ * could cut then, or when to try its row lock again), whether it waits for
+ * memory, and whether the next pass visits it at once.
+ */
+static void
+after_visit(FhWorkerStream *ws, TimestampTz now)
+{
+	uint64		first = pg_atomic_read_u64(&ws->slot->first_pending);
+	TimestampTz at = 0;
+
+	if (first != 0 && !ws->paused && fh_enabled &&
+		ws->active_parts < ws->cfg.max_concurrency &&
+		open_batches(ws) < MAX_OPEN_BATCHES(ws) && !memory_waits(ws))
+		at = TimestampTzPlusMilliseconds((TimestampTz) first, ws->cfg.buffer_interval_ms);
+	if (ws->lock_blocked_since != 0 && (at == 0 || ws->lock_retry_at < at))
+		at = ws->lock_retry_at;
+	set_timer(ws, at);
+	if ((ws->memory_wait_since != 0) != ws->memory_waiting)
+	{
+		if (ws->memory_waiting)
+			dlist_delete(&ws->memory_node);
+		else
+			dlist_push_tail(&memory_waiters, &ws->memory_node);
+		ws->memory_waiting = !ws->memory_waiting;
+	}
+	watch_blocked(ws);
+	if (stream_has_work(ws, now))
+		mark_ready(ws);
+}
+
 static bool
 work_pending(TimestampTz now)
 {
-	ListCell   *lc;
 	dlist_iter	it;
 
+	if (!dlist_is_empty(&ready_streams))
+		return true;
 	dlist_foreach(it, &finished_parts)
 	{
 		FhPart	   *p = dlist_container(FhPart, node, it.cur);
 
 		if (!lock_waiting((FhWorkerStream *) p->stream, now))
-			return true;
-	}
-	foreach(lc, streams)
-	{
-		FhWorkerStream *ws = lfirst(lc);
-
-		if (ws->probe)
-			return true;
-		if (ws->lock_blocked_since != 0 && !lock_waiting(ws, now))
-			return true;
-
-		if (ws->paused || !fh_enabled || ws->active_parts >= ws->cfg.max_concurrency ||
-			memory_waits(ws))
-		{
-			if (ws->paused && pg_atomic_read_u64(&ws->slot->flush_requested) > ws->flush_seen)
-				return true;
-			continue;
-		}
-		if (should_cut(ws, now, pg_atomic_read_u64(&ws->slot->flush_requested)))
-			return true;
-		/* a batch with more to read */
-		if (!dlist_is_empty(&ws->batches) &&
-			!dlist_tail_element(FhBatch, node, &ws->batches)->all_read)
 			return true;
 	}
 	return false;
@@ -2234,11 +2455,12 @@ delete_older(const char *table, const char *column, int seconds, TimestampTz now
 static void
 reclaim_staging(void)
 {
-	ListCell   *lc;
+	dlist_iter	it;
 	bool		due = false;
 
-	foreach(lc, streams)
-		due |= ((FhWorkerStream *) lfirst(lc))->reclaim_due;
+	/* batches finish only in streams the pass visited */
+	dlist_foreach(it, &visited_streams)
+		due |= dlist_container(FhWorkerStream, visit_node, it.cur)->reclaim_due;
 	if (!due)
 		return;
 	/* a batch's recording is committed, its tables not yet reclaimed */
@@ -2248,9 +2470,9 @@ reclaim_staging(void)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "firehose: reclaiming staging tables");
-	foreach(lc, streams)
+	dlist_foreach(it, &visited_streams)
 	{
-		FhWorkerStream *ws = lfirst(lc);
+		FhWorkerStream *ws = dlist_container(FhWorkerStream, visit_node, it.cur);
 
 		if (!ws->reclaim_due)
 			continue;
@@ -2264,7 +2486,7 @@ reclaim_staging(void)
 static void
 worker_transaction(bool reload, TimestampTz now)
 {
-	ListCell   *lc;
+	dlist_iter	it;
 
 	/* before the snapshot: a change it misses shows as a newer count */
 	if (reload)
@@ -2275,25 +2497,45 @@ worker_transaction(bool reload, TimestampTz now)
 	SPI_connect();
 	pgstat_report_activity(STATE_RUNNING, "firehose: cutting and recording batches");
 
-	foreach(lc, streams)
-		((FhWorkerStream *) lfirst(lc))->row_locked = false;
+	/* only the streams the last pass visited may have locked their row */
+	while (!dlist_is_empty(&visited_streams))
+	{
+		FhWorkerStream *ws = dlist_container(FhWorkerStream, visit_node,
+											 dlist_pop_head_node(&visited_streams));
+
+		ws->visited = false;
+		ws->row_locked = false;
+	}
 	if (reload)
 	{
 		load_streams();
 		fh_fault_point("after_load");	/* streams loaded, none cut yet */
 	}
-	/* streams whose row another session held: try again when due */
-	foreach(lc, streams)
+	/* streams whose row another session held: try again when due (timers) */
+	dlist_foreach(it, &ready_streams)
 	{
-		FhWorkerStream *ws = lfirst(lc);
+		FhWorkerStream *ws = dlist_container(FhWorkerStream, ready_node, it.cur);
 
 		if (ws->lock_blocked_since != 0 && !lock_waiting(ws, now) &&
 			lock_stream_row(ws))
 			finish_batches(ws);
 	}
 	record_finished_parts(now);
-	foreach(lc, streams)
-		schedule_stream(lfirst(lc), now);
+	while (!dlist_is_empty(&ready_streams))
+	{
+		FhWorkerStream *ws = dlist_container(FhWorkerStream, ready_node,
+											 dlist_pop_head_node(&ready_streams));
+
+		ws->ready = false;
+		if (!ws->visited)
+		{
+			ws->visited = true;
+			dlist_push_tail(&visited_streams, &ws->visit_node);
+		}
+		schedule_stream(ws, now);
+	}
+	dlist_foreach(it, &visited_streams)
+		after_visit(dlist_container(FhWorkerStream, visit_node, it.cur), now);
 
 	if (now >= next_cleanup)
 	{
@@ -2441,6 +2683,13 @@ fh_worker_main(Datum arg)
 	keep_freed_memory();
 	dlist_init(&waiting_parts);
 	dlist_init(&finished_parts);
+	dlist_init(&ready_streams);
+	dlist_init(&visited_streams);
+	dlist_init(&memory_waiters);
+	dlist_init(&blocked_watch);
+	timers = pairingheap_allocate(timer_cmp, NULL);
+	by_slot = MemoryContextAllocZero(WorkerContext,
+									 sizeof(FhWorkerStream *) * fh_shared->max_streams);
 	worker_nonce = pg_prng_uint64(&pg_global_prng_state) ^ (uint64) GetCurrentTimestamp();
 	fh_transport_init();
 	next_safety_pass = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), fh_naptime_ms);
@@ -2471,6 +2720,13 @@ fh_worker_main(Datum arg)
 		}
 		list_free(streams);
 		streams = NIL;
+		/* drop_stream_state() took each out of them: they are empty */
+		Assert(dlist_is_empty(&ready_streams) && pairingheap_is_empty(timers));
+		dlist_init(&ready_streams);
+		dlist_init(&visited_streams);
+		dlist_init(&memory_waiters);
+		dlist_init(&blocked_watch);
+		pairingheap_reset(timers);
 		Assert(parts_memory == 0);
 		parts_memory = 0;		/* every part is gone */
 		reload = true;
@@ -2491,8 +2747,15 @@ fh_worker_main(Datum arg)
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
+			int			old_naptime = fh_naptime_ms;
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			mark_all_ready();	/* firehose.enabled may have changed */
+			/* a new naptime sets the safety pass's pace from now on */
+			if (fh_naptime_ms != old_naptime)
+				next_safety_pass = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															   fh_naptime_ms);
 		}
 		MemoryContextSwitchTo(WorkerContext);
 		pg_atomic_write_u32(&my_slot->wake, 0);
@@ -2500,12 +2763,15 @@ fh_worker_main(Datum arg)
 			reload = true;
 
 		now = GetCurrentTimestamp();
+		take_noted_commits();
+		take_due_timers(now);
 		if (now >= next_safety_pass)
 		{
 			ListCell   *lc;
 
 			foreach(lc, streams)
 				((FhWorkerStream *) lfirst(lc))->probe = true;
+			mark_all_ready();
 			next_safety_pass = TimestampTzPlusMilliseconds(now, fh_naptime_ms);
 		}
 		if (reload || work_pending(now))

@@ -6,10 +6,11 @@ set for the test's database only; a restarted worker reads it.
 """
 
 import collections
+import json
 
 import psycopg2
 
-from helpers import failed, make_stream, one_worker, put_texts
+from helpers import FAST, failed, make_stream, one_worker, put_texts
 
 
 def set_worker_fault(db, pg, wait_until, points):
@@ -249,3 +250,63 @@ def test_durable_cannot_switch_under_buffered_records(db, receiver, wait_until):
     db.execute("SELECT firehose.put('d', 'after')")
     assert db.flush("d") is True
     assert sorted(r.records()) == sorted([x.encode() for x in recs] + [b"after"])
+
+
+def test_every_stream_delivers_what_arrives_during_and_after_a_pass(db, pg, receiver,
+                                                                   wait_until):
+    """A worker pass visits only the streams that got commits (noted in
+    shared memory at commit), whose timer expired or that had a part
+    recorded, not every stream.  Records put into many streams while a pass
+    is in progress (sleep:after_load holds the worker between loading the
+    streams and cutting), then one more into each once all were delivered
+    and idle, must all be delivered, without flush() (which makes the worker look at every
+    stream) and without the safety pass (naptime one hour).  60 streams fit
+    in the set of noted streams (256); 300 may overflow it, and the worker
+    must then look at all of them."""
+    r = receiver()
+    c = pg()
+    try:
+        cur = c.cursor()
+        cur.execute("ALTER SYSTEM SET firehose.naptime = '1h'")
+        cur.execute("SELECT pg_reload_conf()")
+    finally:
+        c.close()
+    sleeping = "firehose: sleeping at fault point after_load"
+    try:
+        make_stream(db, "barrier", r.url)
+        # a new worker reads naptime and the fault point when it starts
+        set_worker_fault(db, pg, wait_until, ["sleep:after_load"])
+        for n in (60, 300):
+            r.reset()
+            names = ["m%d_%03d" % (n, i) for i in range(n)]
+            db.execute("SELECT firehose.create_stream(s, 'http', %s::jsonb) "
+                       "FROM pg_catalog.unnest(%s::text[]) s",
+                       (json.dumps(dict(FAST, url=r.url)), names))
+            wait_until(lambda: worker_activity(db) == sleeping, timeout=30,
+                       message="the worker did not reload for the new streams")
+            conn = db.conn()
+            with conn.cursor() as pc:
+                for name in names:
+                    pc.execute("SELECT firehose.put(%s, %s::text)", (name, name + " a"))
+                wait_until(lambda: worker_activity(db) != sleeping, timeout=30,
+                           message="the worker stayed at after_load")
+                # every stream idle again: its 'a' recorded, nothing pending
+                db.wait_for("SELECT sum(delivered_records) FROM firehose.stream_status "
+                            "WHERE stream OPERATOR(pg_catalog.=) ANY(%s)", n, timeout=60,
+                            params=(names,))
+                for name in names:
+                    pc.execute("SELECT firehose.put(%s, %s::text)", (name, name + " b"))
+            conn.close()
+            r.wait_records(2 * n, timeout=60)
+            assert sorted(r.records()) == sorted(("%s %s" % (x, k)).encode()
+                                                 for x in names for k in "ab")
+        r.assert_no_violations()
+    finally:
+        db.execute('ALTER DATABASE "%s" RESET firehose.test_fault' % db.dbname)
+        c = pg()
+        try:
+            cur = c.cursor()
+            cur.execute("ALTER SYSTEM RESET firehose.naptime")
+            cur.execute("SELECT pg_reload_conf()")
+        finally:
+            c.close()
