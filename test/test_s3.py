@@ -642,22 +642,32 @@ def test_environment_credentials(db, s3):
 # -- failures ------------------------------------------------------------------------
 
 def test_wrong_secret_fails_at_once(db, s3):
+    """A 403 SignatureDoesNotMatch fails its records at the first attempt
+    instead of being retried for retry_duration.  The puts are separate
+    commits, which the worker may cut into one batch or several (it wakes at
+    each commit): every attempt made must be a single failed one."""
     b = s3.bucket()
-    s3.stream("badsig", b, secret_access_key=WRONG_SECRET)
+    retry_s = 40
+    s3.stream("badsig", b, secret_access_key=WRONG_SECRET, retry_duration=retry_s)
     texts = ["w%d" % i for i in range(7)]
     ids = [db.one("SELECT firehose.put('badsig', %s::text)", (t,)) for t in texts]
-    flush(db, "badsig")
+    flush(db, "badsig", timeout="%ds" % (retry_s + 30))
     assert s3.keys(b) == []
-    rows = failed(db, "badsig")
+    rows = failed(db, "badsig", order_by="record_id")
     assert [r["data"] for r in rows] == texts_bytes(texts)
     assert [r["record_id"] for r in rows] == ids
     for r in rows:
         assert r["error_code"] == "S3.SignatureDoesNotMatch"
         assert r["error_message"] and "signature" in r["error_message"].lower()
         assert r["attempts_made"] == 1, "a 403 SignatureDoesNotMatch is not retried"
-    (d,) = deliveries(db, "badsig")
-    assert (d["outcome"], d["error_code"], d["attempts"], d["http_status"]) == \
-        ("failed", "S3.SignatureDoesNotMatch", 1, 403)
+        # a retried failure would end only after retry_duration
+        spent = (r["failed_at"] - r["first_attempt_at"]).total_seconds()
+        assert spent < retry_s / 2, "failed %.1f s after the first attempt" % spent
+    ds = deliveries(db, "badsig")
+    assert ds and sum(d["records"] for d in ds) == len(texts)
+    for d in ds:
+        assert (d["outcome"], d["error_code"], d["attempts"], d["http_status"]) == \
+            ("failed", "S3.SignatureDoesNotMatch", 1, 403)
     st = status(db, "badsig")
     assert (st["failed_records"], st["delivered_records"]) == (7, 0)
     assert st["last_error_code"] == "S3.SignatureDoesNotMatch"
@@ -811,26 +821,29 @@ def test_http_backup_failed_writes_error_records(db, s3, receiver):
     flush(db, "hb")
     w.close()          # attempts ended by now
     assert r.records() == []
-    rows = failed(db, "hb")
+    rows = failed(db, "hb", order_by="record_id")
     assert [x["data"] for x in rows] == texts_bytes(texts)
     assert all(x["error_code"] == "HttpEndpoint.DestinationException" for x in rows)
 
-    keys = wait_for_keys(s3, b, 1)
-    (key,) = keys
-    m = re.fullmatch(r"http-endpoint-failed/" + HOUR_FOLDERS_RE + suffix_re("hb"), key)
-    assert m, key
-    t = key_time(m)
-    assert (m.group("pY"), m.group("pM"), m.group("pd"), m.group("pH")) == \
-        (t.strftime("%Y"), t.strftime("%m"), t.strftime("%d"), t.strftime("%H"))
-    w.check(t)
-
-    body = s3.get(b, key)
-    lines = body[:-1].split(b"\n") if body.endswith(b"\n") else body.split(b"\n")
-    docs = [json.loads(x) for x in lines]
+    # the puts are separate commits, cut into one batch or several: one
+    # object of error records for each failed part
+    docs = []
+    for key in wait_for_lines(s3, b, len(texts)):
+        m = re.fullmatch(r"http-endpoint-failed/" + HOUR_FOLDERS_RE + suffix_re("hb"), key)
+        assert m, key
+        t = key_time(m)
+        assert (m.group("pY"), m.group("pM"), m.group("pd"), m.group("pH")) == \
+            (t.strftime("%Y"), t.strftime("%m"), t.strftime("%d"), t.strftime("%H"))
+        w.check(t)
+        body = s3.get(b, key)
+        assert body.endswith(b"\n"), key
+        in_key = [json.loads(x) for x in body[:-1].split(b"\n")]
+        # the record's position in its part's request
+        assert sorted(d["subsequenceNumber"] for d in in_key) == list(range(len(in_key)))
+        docs += in_key
     assert len(docs) == len(texts)
     by_data = {x["data"]: x for x in rows}
     assert sorted(base64.b64decode(d["rawData"]) for d in docs) == sorted(texts_bytes(texts))
-    assert sorted(d["subsequenceNumber"] for d in docs) == list(range(len(texts)))
     for d in docs:
         assert set(d) == ERROR_RECORD_FIELDS, d
         raw = base64.b64decode(d["rawData"])
@@ -847,6 +860,17 @@ def test_http_backup_failed_writes_error_records(db, s3, receiver):
         assert abs(d["arrivalTimestamp"] - int(row["arrival_time"].timestamp() * 1000)) <= 1
     assert [d["dataId"] for d in docs if base64.b64decode(d["rawData"]) == b"hb-0"] \
         == [str(ids[0])]
+
+
+def wait_for_lines(s3, bucket, n, prefix="", timeout=30):
+    """The keys under prefix once their objects hold n lines in all (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        keys = s3.keys(bucket, prefix)
+        if sum(s3.get(bucket, k).count(b"\n") for k in keys) >= n or \
+                time.monotonic() > deadline:
+            return keys
+        time.sleep(0.1)
 
 
 def wait_for_keys(s3, bucket, n, prefix="", timeout=30):
