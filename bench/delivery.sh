@@ -12,13 +12,19 @@
 # not limit the test.  Rows:
 #
 #   floor     one curl upload of a 64 MB body into /raw (best of 3): the
-#             loopback limit the stream's throughput is compared with
+#             loopback limit the stream's throughput is compared with;
+#             measured again just before the raw and firehose rows (after
+#             their records are put), each row's ratio is to its own floor
 #   raw       RAW_RECORDS (2M) records of 134 bytes put while the stream
 #             is paused, then resumed: format raw, buffer_size 32 MB,
 #             max_concurrency 4; time from resume to flush() done
 #             and the time the worker was runnable but waiting for a CPU
 #             (/proc/<pid>/schedstat): on a loaded machine that, not the
 #             network, is what a worker using less CPU than wall time waits for
+#             The raw row runs twice: the first time the worker maps each
+#             shared buffer page it reads for the first time (a page fault
+#             each, about a fifth of its CPU), as a freshly started worker
+#             does; the second shows a worker that has run a while
 #   firehose  FH_RECORDS (1M) records, format firehose (base64 JSON)
 #   rss       the worker's peak RSS (VmHWM of /proc/<pid>/status, reset with
 #             clear_refs before each case) and its peak private memory
@@ -39,7 +45,7 @@
 # fails only when something cannot run.  Environment: RAW_RECORDS,
 # FH_RECORDS, BACKLOG_SMALL_MB, BACKLOG_LARGE_MB, CAPTURE_ROUNDS (3),
 # CAPTURE_SECONDS (10), STREAMS, STREAM_SECONDS (30), ROWS (rows to run,
-# default "floor raw firehose backlog capture streams"), PERF=1 (perf record
+# default "raw firehose backlog capture streams"), PERF=1 (perf record
 # -g of the worker during the raw and firehose rows, into bench/out/).
 set -euo pipefail
 
@@ -54,7 +60,7 @@ CAPTURE_ROUNDS=${CAPTURE_ROUNDS:-3}
 CAPTURE_SECONDS=${CAPTURE_SECONDS:-10}
 STREAMS=${STREAMS:-1000}
 STREAM_SECONDS=${STREAM_SECONDS:-30}
-ROWS=${ROWS:-floor raw firehose backlog capture streams}
+ROWS=${ROWS:-raw firehose backlog capture streams}
 mkdir -p bench/out
 HZ=$(getconf CLK_TCK)
 NGINX=${NGINX:-/usr/sbin/nginx}
@@ -72,6 +78,7 @@ cleanup() {
 	for p in $sampler_pid $receiver_pid $nginx_pid; do
 		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
 	done
+	[ -n "${KEEP_LOG:-}" ] && "$PY" test/pgcluster.py log --dir "$tmp/pg" >"$KEEP_LOG" 2>/dev/null
 	"$PY" test/pgcluster.py stop --dir "$tmp/pg" --mode immediate --rm >/dev/null 2>&1
 	rm -rf "$tmp"
 }
@@ -167,17 +174,20 @@ stop_sampler() {
 declare -A R # results, printed at the end
 
 # -- floor ----------------------------------------------------------------------------
+# floor [LABEL]: the curl floor into R[floor], and into R[LABEL.floor] when
+# measured just before row LABEL (the throughput rows measure their own:
+# on a shared machine the floor moves from minute to minute)
 floor() {
-	head -c $((64 * 1024 * 1024)) /dev/urandom >"$tmp/64mb"
+	[ -s "$tmp/64mb" ] || head -c $((64 * 1024 * 1024)) /dev/urandom >"$tmp/64mb"
 	local best=0 s
 	for _ in 1 2 3; do
 		s=$(curl -fsS -o /dev/null -H 'Expect:' -H 'Content-Type: application/octet-stream' \
 			--data-binary @"$tmp/64mb" -w '%{speed_upload}' "$NURL/raw")
 		best=$(calc "($s > $best) ? $s : $best")
 	done
-	rm -f "$tmp/64mb"
 	R[floor]=$(calc "$best / 1000000")
-	printf 'floor: one curl upload of 64 MB into nginx: %.0f MB/s (best of 3)\n' "${R[floor]}"
+	[ -n "${1:-}" ] && R[$1.floor]=${R[floor]}
+	printf 'floor%s: one curl upload of 64 MB into nginx: %.0f MB/s (best of 3)\n' "${1:+ before $1}" "${R[floor]}"
 }
 
 # load NAME RECORDS SIZE: put RECORDS records of SIZE bytes into paused stream NAME
@@ -238,6 +248,7 @@ throughput() {
 	psql -c "SELECT firehose.create_stream('$1', 'http', '{\"url\": \"$NURL/$2\", \"format\": \"$2\", \"buffer_size\": \"32MB\", \"max_concurrency\": 4, \"buffer_interval\": 60000}')" >/dev/null
 	psql -c "SELECT firehose.pause('$1')" >/dev/null
 	load "$1" "$3" "$4"
+	case $5 in raw | raw_again | firehose) floor "$5" ;; esac
 	deliver "$1" "$3" $(($3 * $4)) "$5"
 	psql -c "SELECT firehose.drop_stream('$1', force => true)" >/dev/null
 }
@@ -318,7 +329,11 @@ echo "delivery: PostgreSQL on $HOST:$PORT, nginx on $NURL, $(nproc) CPUs, load a
 for row in $ROWS; do
 	case $row in
 	floor) floor ;;
-	raw) throughput raw raw "$RAW_RECORDS" 134 raw ;;
+	raw)
+		throughput raw raw "$RAW_RECORDS" 134 raw
+		# again: a worker that has run a while has mapped the shared buffers
+		throughput raw raw "$RAW_RECORDS" 134 raw_again
+		;;
 	firehose) throughput fh firehose "$FH_RECORDS" 134 firehose ;;
 	backlog)
 		throughput small raw $((BACKLOG_SMALL_MB * 1000)) 1000 backlog_small
@@ -335,17 +350,25 @@ done
 
 # -- the table -------------------------------------------------------------------------
 g() { echo "${R[$1]:-}"; }
+# ratio LABEL: the row's MB/s over the floor measured just before it
+ratio() {
+	local f=${R[$1.floor]:-${R[floor]:-}}
+	if [ -n "$f" ]; then calc "$(g "$1.mbs") / $f"; else echo nan; fi
+}
 echo
 echo "SUMMARY delivery ($(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg))"
 inflight=$((4 * 32))
-[ -n "$(g floor)" ] && printf '  curl floor: %.0f MB/s\n' "$(g floor)"
 if [ -n "$(g raw.mbs)" ]; then
-	printf '  raw 2M x 134 B, 32 MB, 4 in flight: %.0f MB/s = %.2f of the floor (goal >= 0.5); worker CPU %.2f s in %.2f s, %.2f us/record, %.2f s waiting for a CPU\n' \
-		"$(g raw.mbs)" "$(calc "$(g raw.mbs) / $(g floor)")" "$(g raw.cpu)" "$(g raw.secs)" "$(g raw.cpu_us)" "$(g raw.rqwait)"
+	printf '  raw 2M x 134 B, 32 MB, 4 in flight: %.0f MB/s = %.2f of the floor (%.0f MB/s, goal >= 0.5); worker CPU %.2f s in %.2f s, %.2f us/record, %.2f s waiting for a CPU\n' \
+		"$(g raw.mbs)" "$(ratio raw)" "$(g raw.floor)" "$(g raw.cpu)" "$(g raw.secs)" "$(g raw.cpu_us)" "$(g raw.rqwait)"
+fi
+if [ -n "$(g raw_again.mbs)" ]; then
+	printf '  raw again, the same worker (its shared buffers mapped): %.0f MB/s = %.2f of the floor (%.0f MB/s); worker CPU %.2f s in %.2f s, %.2f us/record\n' \
+		"$(g raw_again.mbs)" "$(ratio raw_again)" "$(g raw_again.floor)" "$(g raw_again.cpu)" "$(g raw_again.secs)" "$(g raw_again.cpu_us)"
 fi
 if [ -n "$(g firehose.mbs)" ]; then
-	printf '  firehose format 1M: %.0f MB/s of records = %.2f of the floor (goal >= 0.35); worker CPU %.2f s in %.2f s, %.2f us/record, %.2f s waiting for a CPU\n' \
-		"$(g firehose.mbs)" "$(calc "$(g firehose.mbs) / $(g floor)")" "$(g firehose.cpu)" "$(g firehose.secs)" "$(g firehose.cpu_us)" "$(g firehose.rqwait)"
+	printf '  firehose format 1M: %.0f MB/s of records = %.2f of the floor (%.0f MB/s, goal >= 0.35); worker CPU %.2f s in %.2f s, %.2f us/record, %.2f s waiting for a CPU\n' \
+		"$(g firehose.mbs)" "$(ratio firehose)" "$(g firehose.floor)" "$(g firehose.cpu)" "$(g firehose.secs)" "$(g firehose.cpu_us)" "$(g firehose.rqwait)"
 fi
 for l in raw firehose backlog_small backlog_large; do
 	[ -n "$(g $l.hwm)" ] || continue

@@ -126,6 +126,7 @@ fh_stream_slot_init(FhStreamSlot *s, Oid dbid, int32 stream_id)
 	pg_atomic_init_u32(&s->cur_table, 0);
 	pg_atomic_init_u64(&s->committed_records, 0);
 	pg_atomic_init_u64(&s->committed_bytes, 0);
+	pg_atomic_init_u64(&s->prepares, 0);
 	pg_atomic_init_u64(&s->cut_records, 0);
 	pg_atomic_init_u64(&s->cut_bytes, 0);
 	pg_atomic_init_u64(&s->done_records, 0);

@@ -68,6 +68,7 @@ typedef struct FhStreamSlot
 	pg_atomic_uint32 cur_table;	/* staging table producers write */
 	pg_atomic_uint64 committed_records;
 	pg_atomic_uint64 committed_bytes;
+	pg_atomic_uint64 prepares;	/* transactions prepared with records */
 	pg_atomic_uint64 cut_records;	/* cut into batches by the worker */
 	pg_atomic_uint64 cut_bytes;
 	pg_atomic_uint64 done_records;	/* delivered or failed */
@@ -337,6 +338,8 @@ typedef struct FhBatch
 	int64		records;
 	int64		bytes;
 	uint64		committed_bytes_before;	/* slot's committed_bytes before the cut */
+	uint64		committed_records_before;	/* and its committed_records */
+	uint64		prepares_before;	/* and its prepares */
 	int			first_table;	/* ring index of tables[0] */
 	TimestampTz cut_at;
 	/* restored after a restart: recorded stretches the scan jumps over */
@@ -350,6 +353,7 @@ extern FhSnapshot *fh_snapshot_current(void);
 extern FhSnapshot *fh_snapshot_copy(const FhSnapshot *snap);
 extern int	fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 						 int64 max_memory, int record_overhead,
+						 void (*every_mb) (void),
 						 FhRecord **records_out, int64 *bytes_out,
 						 FhScanPos *start);
 extern bool fh_stage_has_unannounced(Oid tables[FH_STAGE_TABLES], FhSnapshot *after);
@@ -870,6 +874,7 @@ extern void fh_transport_start(FhPart *part, FhRequest *req, int64 timeout_ms);
 extern void fh_transport_cancel(FhPart *part);
 extern void fh_transport_release_body(FhPart *part);
 extern int	fh_transport_wait(long timeout_ms, FhPart **done, int max_done);
+extern void fh_transport_pump(void);
 extern int	fh_transport_running(void);
 
 /* ---------- PostgreSQL connections (pgconn.c) ---------- */

@@ -155,10 +155,19 @@ put_xact_callback(XactEvent event, void *arg)
 				fh_streams_changed(MyDatabaseId);
 			}
 			break;
+		case XACT_EVENT_PREPARE:
+
+			/*
+			 * Prepared records are found by the worker's safety pass; the
+			 * count tells flush() that a cut may be needed for them
+			 * (worker.c, flush_joins_open_batch).
+			 */
+			for (int i = 0; i < npending; i++)
+				if (pending[i].records > 0)
+					pg_atomic_add_fetch_u64(&pending[i].slot->prepares, 1);
+			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			/* prepared records are found by the worker's safety pass */
 			break;
 		default:
 			return;

@@ -361,6 +361,10 @@ committed_rows(Relation rel, Buffer buf, OffsetNumber first,
  * batch stood would start where a stretch recorded earlier starts too.
  * Returns the number of records read (possibly 0 at the end).
  *
+ * every_mb, when given, is called after each PUMP_PAGES pages read (about
+ * a MB), with no buffer pinned: the worker lets its transfers move while it
+ * reads a large part.
+ *
  * The tables are read page by page in block order from the cursor on
  * (committed_rows), through a bulk-read buffer ring (BAS_BULKREAD, for a
  * table over a quarter of shared_buffers, as heapam's scans decide): a
@@ -370,12 +374,15 @@ committed_rows(Relation rel, Buffer buf, OffsetNumber first,
  * pages are not written by checkpoints) are not written out and read back
  * before the scan reaches them.
  */
+#define PUMP_PAGES	16
+
 int
 fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
-			 int64 max_memory, int record_overhead,
+			 int64 max_memory, int record_overhead, void (*every_mb) (void),
 			 FhRecord **records_out, int64 *bytes_out, FhScanPos *start)
 {
 	int			n = 0;
+	int			pages = 0;
 	int			cap;
 	int64		bytes = 0;
 	int64		memory = 0;
@@ -490,6 +497,8 @@ fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 				}
 			}
 			ReleaseBuffer(buf);
+			if (every_mb && ++pages % PUMP_PAGES == 0)
+				every_mb();
 		}
 		table_close(rel, AccessShareLock);
 

@@ -32,6 +32,7 @@
 
 #include "access/genam.h"
 #include "access/table.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
@@ -1260,6 +1261,8 @@ cut_batch(FhWorkerStream *ws, uint64 flush_req)
 	/* before the snapshot: a commit it misses sets a new deadline */
 	pg_atomic_write_u64(&ws->slot->first_pending, 0);
 	b->committed_bytes_before = pg_atomic_read_u64(&ws->slot->committed_bytes);
+	b->committed_records_before = pg_atomic_read_u64(&ws->slot->committed_records);
+	b->prepares_before = pg_atomic_read_u64(&ws->slot->prepares);
 	pg_memory_barrier();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	b->hi = fh_snapshot_current();
@@ -1643,7 +1646,7 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 	max_bytes = Min(max_bytes, part_byte_cap(ws, b));
 	PushActiveSnapshot(GetTransactionSnapshot());
 	part->nrecords = fh_read_part(b, max_records, max_bytes, max_memory, RECORD_OVERHEAD,
-								  &part->records, &part->bytes, &start);
+								  fh_transport_pump, &part->records, &part->bytes, &start);
 	PopActiveSnapshot();
 	MemoryContextSwitchTo(old);
 
@@ -1653,6 +1656,7 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 		return false;
 	}
 	part->memory = part_memory(ws, part->nrecords, part->bytes);
+
 	parts_memory += part->memory;
 	part->cxt = pcxt;
 	part->stream = (struct FhWorkerStream *) ws;
@@ -1693,12 +1697,51 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 	return true;
 }
 
+/*
+ * A flush() that finds every committed record in an open batch needs no
+ * batch of its own: it is answered when the last open batch finishes.  An
+ * empty batch cut for it read every page of the staging tables once more
+ * (the rows of the batches before are skipped one by one until their tables
+ * are reclaimed): a flush() after a bulk put read as many pages again as the
+ * delivery itself.
+ *
+ * "Every committed record" is: the slot's counters unchanged since the last
+ * cut (they are added at commit, after the commit is visible, put.c, so a
+ * count read before the cut's snapshot is of commits in it), no transaction
+ * prepared with records since (COMMIT PREPARED counts nothing), and none of
+ * the transactions in progress at the cut committed since (one of them may
+ * have been prepared before the cut).  Otherwise a batch is cut, as before.
+ */
+static void
+flush_joins_open_batch(FhWorkerStream *ws, uint64 flush_req)
+{
+	FhBatch    *last;
+
+	if (flush_req <= ws->flush_seen || dlist_is_empty(&ws->batches))
+		return;
+	last = dlist_tail_element(FhBatch, node, &ws->batches);
+	if (pg_atomic_read_u64(&ws->slot->committed_bytes) != last->committed_bytes_before ||
+		pg_atomic_read_u64(&ws->slot->committed_records) != last->committed_records_before ||
+		pg_atomic_read_u64(&ws->slot->prepares) != last->prepares_before)
+		return;
+	for (uint32 i = 0; i < last->hi->nxip; i++)
+		if (TransactionIdDidCommit(XidFromFullTransactionId(last->hi->xip[i])))
+			return;
+	last->flush_seq = Max(last->flush_seq, flush_req);
+	ws->flush_seen = flush_req;
+}
+
+/* data read in one visit of a stream after which its parts are sent first */
+#define SEND_BEFORE_READING		(8 * 1024 * 1024)
+
 /* cut and read what a stream may have in flight now */
 static void
 schedule_stream(FhWorkerStream *ws, TimestampTz now)
 {
 	uint64		flush_req = pg_atomic_read_u64(&ws->slot->flush_requested);
 	int			empty_reads = 0;
+	int64		visit_bytes = 0;
+	int64		read_before;
 
 	/*
 	 * The safety pass: rows committed without a wake (prepared transactions)
@@ -1742,6 +1785,7 @@ schedule_stream(FhWorkerStream *ws, TimestampTz now)
 	if (pg_atomic_read_u32(&my_slot->changes) != loaded_changes)
 		return;
 
+	flush_joins_open_batch(ws, flush_req);
 	while (ws->active_parts < ws->cfg.max_concurrency)
 	{
 		FhBatch    *b = NULL;
@@ -1771,6 +1815,7 @@ schedule_stream(FhWorkerStream *ws, TimestampTz now)
 				break;
 			b = cut_batch(ws, flush_req);
 		}
+		read_before = b->bytes;
 		if (!read_next_part(ws, b, now))
 		{
 			/* b is fully read; an empty batch completes here */
@@ -1782,7 +1827,21 @@ schedule_stream(FhWorkerStream *ws, TimestampTz now)
 				break;
 		}
 		else
+		{
 			fh_fault_point("after_cut");	/* a part read, not yet sent */
+
+			/*
+			 * A large part goes out before the next is read: its transfer
+			 * moves while the next one is read (fh_transport_pump), and its
+			 * memory is free again for the one after.  Read back to back,
+			 * all of max_concurrency's parts were read before the first
+			 * was sent.  The stream has more to read: the next pass, at
+			 * once, comes back to it (after_visit).
+			 */
+			visit_bytes += b->bytes - read_before;
+			if (visit_bytes >= SEND_BEFORE_READING)
+				break;
+		}
 	}
 }
 
