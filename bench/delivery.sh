@@ -46,7 +46,8 @@
 # FH_RECORDS, BACKLOG_SMALL_MB, BACKLOG_LARGE_MB, CAPTURE_ROUNDS (3),
 # CAPTURE_SECONDS (10), STREAMS, STREAM_SECONDS (30), ROWS (rows to run,
 # default "raw firehose backlog capture streams"), PERF=1 (perf record
-# -g of the worker during the raw and firehose rows, into bench/out/).
+# -g of the worker during the raw and firehose rows, into bench/out/),
+# KEEP_LOG=FILE (the server log is copied there before the cluster goes).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
