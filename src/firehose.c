@@ -353,6 +353,61 @@ fh_take_noted_commits(FhDbSlot *db, int *out, bool *all)
 }
 
 /*
+ * fh_note_prepared
+ *		A transaction of db's database, fxid, has been prepared with records
+ *		in stream s (NULL: with a change of the streams, FH_PREPARED_RELOAD):
+ *		put that into the database's notes for the worker.
+ *
+ * Called at PREPARE TRANSACTION (put.c), after the transaction is in the
+ * proc array as prepared and before any session can finish it: never
+ * raises an ERROR.  When the notes are full, prepared_overflow tells the
+ * worker to find the prepared transactions itself.  Returns true when the
+ * worker is to be woken, to take the notes: at the first (it waits for the
+ * transaction from then on), and when they are half full (a steady stream
+ * of prepared transactions must not overflow them).
+ */
+bool
+fh_note_prepared(FhDbSlot *db, FullTransactionId fxid, FhStreamSlot *s)
+{
+	bool		wake;
+
+	SpinLockAcquire(&db->noted_lock);
+	if (db->nprepared < FH_NOTED_PREPARED)
+	{
+		db->prepared[db->nprepared].fxid = fxid;
+		db->prepared[db->nprepared].stream =
+			s ? (int) (s - fh_shared->streams) : FH_PREPARED_RELOAD;
+		db->nprepared++;
+	}
+	else
+		db->prepared_overflow = true;
+	wake = db->nprepared == 1 || db->nprepared >= FH_NOTED_PREPARED / 2;
+	SpinLockRelease(&db->noted_lock);
+	return wake;
+}
+
+/*
+ * fh_take_noted_prepared
+ *		Move the notes of fh_note_prepared into out (FH_NOTED_PREPARED
+ *		entries), emptying them; returns their number.  *overflow is set
+ *		when some were lost since the last call.
+ */
+int
+fh_take_noted_prepared(FhDbSlot *db, FhPreparedNote *out, bool *overflow)
+{
+	int			n;
+
+	SpinLockAcquire(&db->noted_lock);
+	n = db->nprepared;
+	memcpy(out, db->prepared, n * sizeof(FhPreparedNote));
+	*overflow = db->prepared_overflow;
+	db->nprepared = 0;
+	db->prepared_overflow = false;
+	SpinLockRelease(&db->noted_lock);
+	return n;
+}
+
+/*
  * fh_request_worker
  *		Ask the launcher for a worker in this database if none runs.
  *
@@ -791,10 +846,10 @@ _PG_init(void)
 							NULL, &fh_max_streams, 1024, 16, 1000000,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("firehose.naptime",
-							"Interval of the worker's safety pass over all streams.",
-							"A commit wakes the worker at once; this pass only "
-							"catches records committed without a wake, such as "
-							"prepared transactions.",
+							"Pace of the worker's housekeeping: retention, and every tenth a probe of all streams.",
+							"Commits, and prepared transactions when they end, "
+							"tell the worker at once; the probe of every stream's "
+							"staging tables is only a defence in depth.",
 							&fh_naptime_ms, 10000, 100, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("firehose.deliveries_retention",

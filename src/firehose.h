@@ -109,6 +109,22 @@ extern const char *fh_blocked_text(FhBlocked reason);
 #define FH_NOTED_COMMITS	256
 
 /*
+ * A stream that a prepared transaction put records into (stream: an index
+ * into fh_shared->streams), or with FH_PREPARED_RELOAD a change of the
+ * streams it made: nobody's commit callback tells the worker when COMMIT
+ * PREPARED makes them visible, so the worker waits for the transaction to
+ * end (worker.c, "prepared transactions").
+ */
+typedef struct FhPreparedNote
+{
+	FullTransactionId fxid;
+	int			stream;
+} FhPreparedNote;
+
+#define FH_PREPARED_RELOAD	(-1)
+#define FH_NOTED_PREPARED	64
+
+/*
  * A database that runs (or is to run) a worker.  Only the launcher takes a
  * free slot, so that no backend ever fails for want of one (a backend asks
  * at commit, where an ERROR would be a PANIC); a worker that finds no
@@ -134,6 +150,16 @@ typedef struct FhDbSlot
 	bool		noted_overflow; /* more than FH_NOTED_COMMITS: look at all */
 	int			nnoted;
 	int			noted[FH_NOTED_COMMITS];
+
+	/*
+	 * What transactions prepared since the worker last looked put into
+	 * (fh_note_prepared, fh_take_noted_prepared), under noted_lock.  On
+	 * overflow the worker lists the prepared transactions of the database
+	 * and looks at every stream when each ends.
+	 */
+	bool		prepared_overflow;
+	int			nprepared;
+	FhPreparedNote prepared[FH_NOTED_PREPARED];
 } FhDbSlot;
 
 /* databases without a slot that asked for a worker, for the launcher */
@@ -178,6 +204,8 @@ extern void fh_wake_worker(Oid dbid, bool reload);
 extern void fh_streams_changed(Oid dbid);
 extern void fh_note_commit(Oid dbid, FhStreamSlot *s);
 extern int	fh_take_noted_commits(FhDbSlot *db, int *out, bool *all);
+extern bool fh_note_prepared(FhDbSlot *db, FullTransactionId fxid, FhStreamSlot *s);
+extern int	fh_take_noted_prepared(FhDbSlot *db, FhPreparedNote *out, bool *overflow);
 extern void fh_request_worker(Oid dbid);
 extern uint64 fh_atomic_max_u64(pg_atomic_uint64 *a, uint64 v);
 

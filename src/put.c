@@ -17,7 +17,10 @@
  * callback adds them to the stream's shared counters and sets the worker's
  * latch once per transaction, and only when the worker has something new to
  * decide (a first record after a cut, a full buffer, or a stream that
- * delivers at once).  Aborted transactions touch nothing shared.
+ * delivers at once).  Aborted transactions touch nothing shared.  A
+ * prepared transaction is committed later, perhaps by another session
+ * whose callback knows nothing of its records: at PREPARE, its streams are
+ * noted with its id, and the worker waits for it to end.
  *
  *-------------------------------------------------------------------------
  */
@@ -141,6 +144,44 @@ pending_flush_at_commit(void)
 		fh_wake_worker(MyDatabaseId, false);
 }
 
+/*
+ * At PREPARE TRANSACTION: note the streams the transaction put into (and
+ * whether it changed the streams) with its id, for the worker, which looks
+ * at them when the transaction has ended (fh_note_prepared).  The counters
+ * stay as they are; the worker's cut of those records brings committed_*
+ * up to what it cut.  Without a database slot no worker ran yet: the one
+ * that starts lists the prepared transactions.
+ */
+static void
+pending_note_at_prepare(void)
+{
+	FullTransactionId fxid = GetTopFullTransactionIdIfAny();
+	FhDbSlot   *db;
+	bool		wake = false;
+
+	if ((npending == 0 && !reload_pending) || fh_shared == NULL ||
+		!FullTransactionIdIsValid(fxid) ||
+		(db = fh_db_slot(MyDatabaseId)) == NULL)
+		return;
+	for (int i = 0; i < npending; i++)
+	{
+		bool		seen = false;
+
+		if (pending[i].records == 0)
+			continue;
+		/* one note per stream, not per subtransaction level */
+		for (int j = 0; j < i && !seen; j++)
+			seen = pending[j].slot == pending[i].slot && pending[j].records > 0;
+		if (!seen)
+			wake |= fh_note_prepared(db, fxid, pending[i].slot);
+	}
+	if (reload_pending)
+		wake |= fh_note_prepared(db, fxid, NULL);
+	/* after all of them: one transaction's notes are taken together */
+	if (wake)
+		fh_wake_worker(MyDatabaseId, false);
+}
+
 static void
 put_xact_callback(XactEvent event, void *arg)
 {
@@ -156,10 +197,10 @@ put_xact_callback(XactEvent event, void *arg)
 			}
 			break;
 		case XACT_EVENT_PREPARE:
+			pending_note_at_prepare();
 
 			/*
-			 * Prepared records are found by the worker's safety pass; the
-			 * count tells flush() that a cut may be needed for them
+			 * The count tells flush() that a cut may be needed for them
 			 * (worker.c, flush_joins_open_batch).
 			 */
 			for (int i = 0; i < npending; i++)

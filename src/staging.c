@@ -520,9 +520,9 @@ fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 /*
  * fh_stage_has_unannounced
  *		Does any staging table hold a committed row not visible in after?
- *		For the worker's safety pass: such rows came without a commit-time
- *		wake (prepared transactions).  In a transaction with an active
- *		snapshot.
+ *		For the worker's probe: such rows came without a commit-time note
+ *		(prepared transactions whose notes the worker lacks, rows inserted
+ *		by other means).  In a transaction with an active snapshot.
  */
 bool
 fh_stage_has_unannounced(Oid tables[FH_STAGE_TABLES], FhSnapshot *after)

@@ -13,7 +13,7 @@
  *	2. Outside any transaction: encode and send the parts that are due.
  *	3. Wait on the latch, postmaster death and the curl sockets until a
  *	   request finishes, a commit wakes us, or the next deadline (a stream's
- *	   buffer interval, a retry, the safety pass).
+ *	   buffer interval, a retry, a prepared transaction to look at).
  *
  * Retry, backoff and dead-lettering live here; a sink only encodes and
  * classifies.  A delivery failure is data recorded on the part, never an
@@ -50,6 +50,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/fmgroids.h"
@@ -73,7 +74,7 @@ typedef struct FhWorkerStream
 	bool		paused;
 	bool		seen;
 	bool		force_cut;		/* at start-up and after an error */
-	bool		probe;			/* safety pass: look for unannounced rows */
+	bool		probe;			/* look for rows no commit announced */
 	MemoryContext cxt;			/* name, config, snapshots, batches */
 	MemoryContext config_cxt;	/* sink config, replaced on reload */
 	List	   *secrets;		/* the option values scrubbed from error
@@ -168,8 +169,48 @@ static dlist_head waiting_parts;	/* due to be sent (now or after backoff) */
 static dlist_head finished_parts;	/* outcome known, to be recorded */
 static uint64 worker_nonce;
 static FhDbSlot *my_slot;
-static TimestampTz next_safety_pass = 0;
+static TimestampTz next_full_probe = 0;
 static TimestampTz next_cleanup = 0;
+
+/*
+ * Prepared transactions.  Their records become visible at COMMIT PREPARED,
+ * which no commit callback announces: the session that runs it knows
+ * nothing of them, and the logical replication apply worker finishes them
+ * without a statement.  At PREPARE, put.c notes the transaction's streams
+ * (fh_note_prepared); the worker keeps the notes here, checks whether each
+ * transaction is still in progress on every loop and at least every
+ * PREPARED_POLL_MS, and when it committed gives the stream the start of a
+ * buffer interval, as a commit would have, unless a cut saw the commit.
+ * A transaction whose notes the worker lacks (prepared before it started,
+ * or past the notes' room) is waited for as one that may have put into
+ * any stream (PREPARED_ANY): its end makes the worker look for unannounced
+ * rows in every stream's staging tables (probe).
+ */
+typedef struct PreparedWait
+{
+	TransactionId xid;
+	FullTransactionId fxid;		/* InvalidFullTransactionId with PREPARED_ANY */
+	int			stream;			/* index into fh_shared->streams,
+								 * FH_PREPARED_RELOAD or PREPARED_ANY */
+} PreparedWait;
+
+#define PREPARED_ANY		(-2)
+#define PREPARED_POLL_MS	1000
+static PreparedWait *prepared_waits = NULL;
+static int	nprepared_waits = 0;
+static int	maxprepared_waits = 0;
+static bool prepared_unknown = true;	/* list them (list_prepared) */
+
+/*
+ * Every FULL_PROBE_NAPTIMES times firehose.naptime, every stream is probed
+ * all the same, as defence in depth: the notes above and at commit are
+ * only as complete as the paths that put rows into staging tables through
+ * put.c's callbacks, and a row that came another way (a superuser's INSERT
+ * into a staging table, a way of committing we do not know of, a bug)
+ * would otherwise wait until the next restart of the worker.  At a tenth
+ * of the old pace (one probe every firehose.naptime), it costs a tenth.
+ */
+#define FULL_PROBE_NAPTIMES 10
 
 /*
  * The streams a pass visits.  A pass does not look at every stream: with
@@ -184,7 +225,10 @@ static TimestampTz next_cleanup = 0;
  *	- a part of it was recorded (a request slot or a batch freed up);
  *	- memory came back while it waited for firehose.worker_memory;
  *	- the streams were reloaded (create, alter, drop, pause, resume,
- *	  flush()), the configuration was reloaded, or the safety pass is due;
+ *	  flush()), or the configuration was reloaded;
+ *	- a prepared transaction that put into it committed (see "prepared
+ *	  transactions"); every stream when a prepared transaction the worker
+ *	  has no notes of ended, and every FULL_PROBE_NAPTIMES naptimes;
  *	- it still had work when its last visit ended (as the old loop over
  *	  every stream would have found it again at once).
  * Its blocked status is recomputed while it is visited, has a part
@@ -302,6 +346,129 @@ take_noted_commits(void)
 	}
 	if (all)
 		mark_all_ready();
+}
+
+/* have the next pass probe every stream for rows no commit announced */
+static void
+probe_all(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, streams)
+		((FhWorkerStream *) lfirst(lc))->probe = true;
+	mark_all_ready();
+}
+
+static void
+add_prepared_wait(TransactionId xid, FullTransactionId fxid, int stream)
+{
+	if (nprepared_waits == maxprepared_waits)
+	{
+		maxprepared_waits = Max(16, maxprepared_waits * 2);
+		if (prepared_waits == NULL)
+			prepared_waits = MemoryContextAlloc(WorkerContext,
+												sizeof(PreparedWait) * maxprepared_waits);
+		else
+			prepared_waits = repalloc(prepared_waits,
+									  sizeof(PreparedWait) * maxprepared_waits);
+	}
+	prepared_waits[nprepared_waits].xid = xid;
+	prepared_waits[nprepared_waits].fxid = fxid;
+	prepared_waits[nprepared_waits].stream = stream;
+	nprepared_waits++;
+}
+
+/* the notes of the transactions prepared since the last look (put.c) */
+static void
+take_noted_prepared(void)
+{
+	FhPreparedNote notes[FH_NOTED_PREPARED];
+	bool		overflow;
+	int			n = fh_take_noted_prepared(my_slot, notes, &overflow);
+
+	for (int i = 0; i < n; i++)
+		add_prepared_wait(XidFromFullTransactionId(notes[i].fxid), notes[i].fxid,
+						  notes[i].stream);
+	if (overflow)
+		prepared_unknown = true;
+}
+
+/*
+ * Act on the prepared transactions that ended since the last call (see
+ * "prepared transactions"); returns true when the streams are to be
+ * reloaded (a change of the streams was prepared).  A rolled-back one
+ * leaves nothing.  A stream the worker has not loaded is cut in full when
+ * it is (force_cut).
+ */
+static bool
+prepared_ended(void)
+{
+	bool		reload = false;
+	int			j = 0;
+
+	for (int i = 0; i < nprepared_waits; i++)
+	{
+		PreparedWait *w = &prepared_waits[i];
+		FhWorkerStream *ws;
+
+		if (TransactionIdIsInProgress(w->xid))
+		{
+			prepared_waits[j++] = *w;
+			continue;
+		}
+		if (!TransactionIdDidCommit(w->xid))
+			continue;
+		if (w->stream == FH_PREPARED_RELOAD)
+			reload = true;
+		else if (w->stream == PREPARED_ANY)
+		{
+			reload = true;
+			probe_all();
+		}
+		else if ((ws = by_slot[w->stream]) != NULL &&
+				 !fh_snapshot_visible(ws->last_hi ? ws->last_hi : ws->consumed,
+									  U64FromFullTransactionId(w->fxid)))
+		{
+			uint64		zero = 0;
+
+			/* no cut saw the commit: its records wait for the next */
+			pg_atomic_compare_exchange_u64(&ws->slot->first_pending, &zero,
+										   (uint64) GetCurrentTimestamp());
+			mark_ready(ws);
+		}
+	}
+	nprepared_waits = j;
+	return reload;
+}
+
+/*
+ * The prepared transactions of this database that the worker may have no
+ * notes of (at start, after an ERROR, after the notes overflowed): each is
+ * waited for as one that may have put into any stream, and every stream is
+ * probed now for those that ended before this list was taken (the probe
+ * takes a later snapshot).  In the worker's transaction.
+ */
+static void
+list_prepared(void)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1] = {ObjectIdGetDatum(MyDatabaseId)};
+
+	prepared_unknown = false;
+	if (SPI_execute_with_args("SELECT transaction FROM pg_catalog.pg_prepared_xact() "
+							  "WHERE dbid OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list prepared transactions");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		xid = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+										1, &isnull);
+
+		add_prepared_wait(DatumGetTransactionId(xid), InvalidFullTransactionId,
+						  PREPARED_ANY);
+	}
+	probe_all();
 }
 
 /* (re)set the stream's timer; 0: none */
@@ -1744,19 +1911,28 @@ schedule_stream(FhWorkerStream *ws, TimestampTz now)
 	int64		read_before;
 
 	/*
-	 * The safety pass: rows committed without a wake (prepared transactions)
-	 * start the buffer interval as a commit would have.
+	 * A probe: rows no commit announced (see "prepared transactions") start
+	 * the buffer interval as a commit would have.  Not needed when a cut is
+	 * due anyway (a first record waits, or the stream is new to the
+	 * worker), which sees all that committed.  With a snapshot of its own:
+	 * one taken after the prepared transactions were listed.
 	 */
 	if (ws->probe)
 	{
 		uint64		zero = 0;
+		bool		found;
 
 		ws->probe = false;
-		if (pg_atomic_read_u64(&ws->slot->first_pending) == 0 &&
-			dlist_is_empty(&ws->batches) &&
-			fh_stage_has_unannounced(ws->tables, ws->last_hi ? ws->last_hi : ws->consumed))
-			pg_atomic_compare_exchange_u64(&ws->slot->first_pending, &zero,
-										   (uint64) GetCurrentTimestamp());
+		if (!ws->force_cut && pg_atomic_read_u64(&ws->slot->first_pending) == 0)
+		{
+			PushActiveSnapshot(GetTransactionSnapshot());
+			found = fh_stage_has_unannounced(ws->tables,
+											 ws->last_hi ? ws->last_hi : ws->consumed);
+			PopActiveSnapshot();
+			if (found)
+				pg_atomic_compare_exchange_u64(&ws->slot->first_pending, &zero,
+											   (uint64) GetCurrentTimestamp());
+		}
 	}
 
 	if (ws->paused || !fh_enabled)
@@ -2390,11 +2566,14 @@ sendable(FhPart *p)
 static long
 next_timeout(TimestampTz now)
 {
-	TimestampTz next = next_safety_pass;
+	TimestampTz next = Min(next_full_probe, next_cleanup);
 	dlist_iter	it;
 
 	if (!dlist_is_empty(&ready_streams))
 		return 0;
+	if (nprepared_waits > 0)
+		next = Min(next, TimestampTzPlusMilliseconds(now, Min(PREPARED_POLL_MS,
+															   fh_naptime_ms)));
 	if (!pairingheap_is_empty(timers))
 		next = Min(next, pairingheap_container(FhWorkerStream, timer_node,
 											   pairingheap_first(timers))->timer_at);
@@ -2570,6 +2749,8 @@ worker_transaction(bool reload, TimestampTz now)
 		load_streams();
 		fh_fault_point("after_load");	/* streams loaded, none cut yet */
 	}
+	if (prepared_unknown)
+		list_prepared();
 	/* streams whose row another session held: try again when due (timers) */
 	dlist_foreach(it, &ready_streams)
 	{
@@ -2604,7 +2785,7 @@ worker_transaction(bool reload, TimestampTz now)
 		if (fh_failed_records_retention_s > 0)
 			delete_older(FH_SCHEMA ".failed_records", "failed_at",
 						 fh_failed_records_retention_s, now);
-		/* the safety pass's pace: a short naptime also cleans up promptly */
+		/* naptime's pace: a short naptime also cleans up promptly */
 		next_cleanup = TimestampTzPlusMilliseconds(now, Min(60000, fh_naptime_ms));
 	}
 
@@ -2751,7 +2932,8 @@ fh_worker_main(Datum arg)
 									 sizeof(FhWorkerStream *) * fh_shared->max_streams);
 	worker_nonce = pg_prng_uint64(&pg_global_prng_state) ^ (uint64) GetCurrentTimestamp();
 	fh_transport_init();
-	next_safety_pass = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), fh_naptime_ms);
+	next_full_probe = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												  (int64) fh_naptime_ms * FULL_PROBE_NAPTIMES);
 
 	/* an ERROR lands here: log it, forget unrecorded work, start over */
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
@@ -2789,6 +2971,7 @@ fh_worker_main(Datum arg)
 		Assert(parts_memory == 0);
 		parts_memory = 0;		/* every part is gone */
 		reload = true;
+		prepared_unknown = true;	/* to be sure: it lists them again */
 		RESUME_INTERRUPTS();
 		/* do not spin on a persistent error */
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -2811,10 +2994,10 @@ fh_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			mark_all_ready();	/* firehose.enabled may have changed */
-			/* a new naptime sets the safety pass's pace from now on */
+			/* a new naptime sets the full probe's pace from now on */
 			if (fh_naptime_ms != old_naptime)
-				next_safety_pass = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															   fh_naptime_ms);
+				next_full_probe = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															  (int64) fh_naptime_ms * FULL_PROBE_NAPTIMES);
 		}
 		MemoryContextSwitchTo(WorkerContext);
 		pg_atomic_write_u32(&my_slot->wake, 0);
@@ -2823,17 +3006,17 @@ fh_worker_main(Datum arg)
 
 		now = GetCurrentTimestamp();
 		take_noted_commits();
+		take_noted_prepared();
+		if (prepared_ended())
+			reload = true;
 		take_due_timers(now);
-		if (now >= next_safety_pass)
+		if (now >= next_full_probe)
 		{
-			ListCell   *lc;
-
-			foreach(lc, streams)
-				((FhWorkerStream *) lfirst(lc))->probe = true;
-			mark_all_ready();
-			next_safety_pass = TimestampTzPlusMilliseconds(now, fh_naptime_ms);
+			probe_all();
+			next_full_probe = TimestampTzPlusMilliseconds(now, (int64) fh_naptime_ms *
+														  FULL_PROBE_NAPTIMES);
 		}
-		if (reload || work_pending(now))
+		if (reload || prepared_unknown || now >= next_cleanup || work_pending(now))
 		{
 			/* DROP EXTENSION, or a new owner */
 			if (reload && !become_extension_owner())

@@ -282,7 +282,8 @@ def test_buffer_interval_sends_without_flush(db, receiver):
 
 @pytest.fixture
 def short_naptime(pg, wait_until):
-    """firehose.naptime (the worker's safety pass) set to 200 ms for the test."""
+    """firehose.naptime set to 200 ms for the test (the worker's probe of every
+    stream then runs every 2 s)."""
     c = pg()
     cur = c.cursor()
     try:
@@ -298,7 +299,7 @@ def short_naptime(pg, wait_until):
 
 
 def test_buffer_interval_is_not_shortened_by_the_safety_pass(db, receiver, short_naptime):
-    """The worker's periodic safety pass (firehose.naptime) must not cut a batch
+    """The worker's periodic passes (firehose.naptime) must not cut a batch
     before buffer_interval: with naptime 200 ms and buffer_interval 3 s, records
     arrive about 3 s after their commit, not 0.2 s."""
     r = receiver()
