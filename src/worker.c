@@ -604,12 +604,18 @@ memory_waits(FhWorkerStream *ws)
  * past a few MB (and maps big blocks on their own), so that every part of
  * a bulk delivery faulted in all its pages afresh: a quarter of the worker's
  * CPU in the raw benchmark was page faults of the copy into the part.  The
- * worker keeps what it freed instead, as long as any part is alive (the
- * parts' share of firehose.worker_memory bounds it), and gives it back once
- * none is and at least PARTS_TRIM_AFTER was freed since the last time.
+ * worker keeps what it freed instead, as long as any part is alive and for
+ * PARTS_KEEP_MS after the last one (the parts' share of
+ * firehose.worker_memory bounds it), and then gives it back if at least
+ * PARTS_TRIM_AFTER was freed since the last time.  Given back as soon as no
+ * part was alive, a burst that followed a few seconds after another paid
+ * for all its memory again (15% of the worker's CPU in clear_page on the
+ * raw benchmark's second run).
  */
 #define PARTS_TRIM_AFTER	(8 * 1024 * 1024)
+#define PARTS_KEEP_MS		30000
 static int64 freed_untrimmed = 0;
+static TimestampTz trim_at = 0;	/* when to give freed memory back, 0: never */
 
 static void
 keep_freed_memory(void)
@@ -634,13 +640,23 @@ free_part(FhPart *part)
 	if (part->memory > 0)
 		wake_memory_waiters();
 	MemoryContextDelete(part->cxt);
-#ifdef __GLIBC__
 	if (parts_memory == 0 && freed_untrimmed >= PARTS_TRIM_AFTER)
-	{
-		malloc_trim(0);
-		freed_untrimmed = 0;
-	}
+		trim_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PARTS_KEEP_MS);
+}
+
+/* give freed part memory back to the kernel once none was used for a while */
+static void
+trim_freed_memory(TimestampTz now)
+{
+	if (trim_at == 0 || now < trim_at)
+		return;
+	trim_at = 0;
+	if (parts_memory > 0)
+		return;					/* in use again: kept */
+#ifdef __GLIBC__
+	malloc_trim(0);
 #endif
+	freed_untrimmed = 0;
 }
 
 /*
@@ -2577,6 +2593,8 @@ next_timeout(TimestampTz now)
 	if (!pairingheap_is_empty(timers))
 		next = Min(next, pairingheap_container(FhWorkerStream, timer_node,
 											   pairingheap_first(timers))->timer_at);
+	if (trim_at != 0)
+		next = Min(next, trim_at);
 	dlist_foreach(it, &waiting_parts)
 	{
 		FhPart	   *p = dlist_container(FhPart, node, it.cur);
@@ -3010,6 +3028,7 @@ fh_worker_main(Datum arg)
 		if (prepared_ended())
 			reload = true;
 		take_due_timers(now);
+		trim_freed_memory(now);
 		if (now >= next_full_probe)
 		{
 			probe_all();
