@@ -991,6 +991,16 @@ lock_stream_row(FhWorkerStream *ws)
 				 errdetail("Outcomes of its requests are recorded once the lock is released; the other streams go on.")));
 	}
 	ws->lock_retry_at = TimestampTzPlusMilliseconds(now, LOCK_RETRY_MS);
+
+	/*
+	 * Shown, and tried again when due, even when this is no visit of the
+	 * stream (recording a part's outcome): otherwise both waited for the
+	 * next visit, which nothing may bring.  A visit's after_visit() sets
+	 * the same timer.
+	 */
+	watch_blocked(ws);
+	if (ws->timer_at == 0 || ws->lock_retry_at < ws->timer_at)
+		set_timer(ws, ws->lock_retry_at);
 	return false;
 }
 
