@@ -21,7 +21,8 @@
 #             and the time the worker was runnable but waiting for a CPU
 #             (/proc/<pid>/schedstat): on a loaded machine that, not the
 #             network, is what a worker using less CPU than wall time waits for
-#             The raw row runs twice: the first time the worker maps each
+#             Each row runs on a newly started worker, except the raw row's
+#             second run.  The raw row runs twice: the first time the worker maps each
 #             shared buffer page it reads for the first time (a page fault
 #             each, about a fifth of its CPU), as a freshly started worker
 #             does; the second shows a worker that has run a while
@@ -143,6 +144,21 @@ worker_pid() {
 	done
 	echo "$pid"
 }
+# fresh_worker: end the database's worker and wait for the launcher's next
+# one, so that a row's memory figures are its own: a worker keeps freed part
+# memory for 30 s after its last part, and would carry one row's into the next
+fresh_worker() {
+	local old new=""
+	old=$(worker_pid)
+	psql -c "SELECT pg_terminate_backend($old)" >/dev/null
+	for _ in $(seq 400); do
+		new=$(psql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'firehose worker' AND datname = current_database()")
+		[ -n "$new" ] && [ "$new" != "$old" ] && return 0
+		sleep 0.05
+	done
+	echo "delivery.sh: no new worker after ending $old" >&2
+	return 1
+}
 ticks() { awk '{ s = $0; sub(/^[^)]*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
 # minor page faults of the process (a fault per fresh page the worker touches)
 minflt() { awk '{ s = $0; sub(/^[^)]*\) /, "", s); split(s, f, " "); print f[8] }' "/proc/$1/stat"; }
@@ -250,6 +266,8 @@ throughput() {
 	psql -c "SELECT firehose.pause('$1')" >/dev/null
 	load "$1" "$3" "$4"
 	case $5 in raw | raw_again | firehose) floor "$5" ;; esac
+	# every row but the second raw one on a worker of its own
+	[ "$5" = raw_again ] || fresh_worker
 	deliver "$1" "$3" $(($3 * $4)) "$5"
 	psql -c "SELECT firehose.drop_stream('$1', force => true)" >/dev/null
 }
