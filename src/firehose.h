@@ -502,6 +502,7 @@ typedef struct FhResponse
 	/* firehose.allowed_destinations refused this host or address ("" if not) */
 	char		refused[64];
 	bool		refused_host;	/* the URL's host itself: no connection at all */
+	bool		no_fd;			/* a socket was refused: no fd free (transport.c) */
 
 	/*
 	 * A PostgreSQL step's: its results in order (an error ends them), the

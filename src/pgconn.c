@@ -20,6 +20,11 @@
  * (hostaddr), so that neither a name nor a DNS answer reaches a refused
  * address.
  *
+ * A connection's socket is counted in PostgreSQL's file descriptor budget
+ * (AcquireExternalFD before it is made, ReleaseExternalFD after PQfinish),
+ * as postgres_fdw does, so that fd.c closes relation files to make room for
+ * it; when there is none the step fails as a connection failure, retried.
+ *
  * A step ends with no transaction open: one that its statements left open
  * (an error inside BEGIN ... COMMIT) is rolled back before the step is
  * answered, so the next step starts clean and no lock is held meanwhile.
@@ -36,6 +41,7 @@
 #include "libpq-fe.h"
 
 #include "miscadmin.h"
+#include "storage/fd.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
 
@@ -68,6 +74,7 @@ typedef struct PgConn
 	char	   *key;
 	char	   *signature;		/* of the parameters it was made with */
 	PGconn	   *conn;
+	bool		has_fd;			/* holds an AcquireExternalFD() */
 	ConnState	state;
 	PostgresPollingStatusType poll; /* CONNECTING: what it waits for */
 	uint64		epoch;
@@ -136,6 +143,9 @@ close_conn(PgConn *c)
 	if (c->conn)
 		PQfinish(c->conn);
 	c->conn = NULL;
+	if (c->has_fd)
+		ReleaseExternalFD();
+	c->has_fd = false;
 	c->state = CONN_NONE;
 	c->in_copy = false;
 	watches_changed = true;
@@ -399,6 +409,15 @@ start_connect(PgConn *c)
 	MemoryContextSwitchTo(old);
 
 	c->signature = MemoryContextStrdup(PgContext, pg->conn_signature);
+	/* fd.c closes relation files to make room, or says there is none */
+	if (!AcquireExternalFD())
+	{
+		conn_failed(c, "no file descriptor was free for a connection: the worker's "
+					"open files are at max_files_per_process or the server's "
+					"open-file limit");
+		return;
+	}
+	c->has_fd = true;
 	c->conn = PQconnectStartParams(kw, vals, 0);
 	if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD)
 	{

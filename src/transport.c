@@ -16,6 +16,16 @@
  * curl opens a socket to it (CURLOPT_OPENSOCKETFUNCTION), so that neither a
  * name of the user's choosing nor a DNS answer reaches a refused address.
  *
+ * Every socket curl opens is counted in PostgreSQL's file descriptor budget
+ * (AcquireExternalFD) from its opening to its closing (closesocket_cb), as
+ * postgres_fdw does for its connections.  fd.c keeps the relation files it
+ * caches within max_safe_fds, but only counts the descriptors it knows of:
+ * with hundreds of staging tables open, sockets it did not know of took the
+ * process past its open-file limit, and then epoll_create1 or dlopen failed
+ * and the worker errored in a loop.  Counted, they make fd.c close relation
+ * files to make room, and when there is none the connection is refused and
+ * the request fails as a connection failure that is retried.
+ *
  *-------------------------------------------------------------------------
  */
 #include "firehose.h"
@@ -23,10 +33,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "miscadmin.h"
+#include "storage/fd.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
@@ -232,7 +244,20 @@ opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address
 	if (resp->refused_host)
 		return CURL_SOCKET_BAD;
 	if (fh_netacl_allows_addr(FH_ALLOWED_DESTINATIONS(), &address->addr))
-		return socket(address->family, address->socktype, address->protocol);
+	{
+		curl_socket_t s;
+
+		/* fd.c closes relation files to make room, or says there is none */
+		if (!AcquireExternalFD())
+		{
+			resp->no_fd = true;
+			return CURL_SOCKET_BAD;
+		}
+		s = socket(address->family, address->socktype, address->protocol);
+		if (s == CURL_SOCKET_BAD)
+			ReleaseExternalFD();
+		return s;
+	}
 	if (address->family == AF_INET)
 		bytes = &((struct sockaddr_in *) &address->addr)->sin_addr;
 	else if (address->family == AF_INET6)
@@ -241,6 +266,21 @@ opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address
 		inet_ntop(address->family, bytes, resp->refused, sizeof(resp->refused)) == NULL)
 		strlcpy(resp->refused, "an address", sizeof(resp->refused));
 	return CURL_SOCKET_BAD;
+}
+
+/*
+ * CURLOPT_CLOSESOCKETFUNCTION: close a socket opensocket_cb opened and give
+ * its place in fd.c's budget back.  curl calls it for every such socket,
+ * also for a connection closed from its cache long after the easy handle
+ * that opened it is gone (so it uses no clientp).
+ */
+static int
+closesocket_cb(void *clientp, curl_socket_t item)
+{
+	int			rc = close(item);
+
+	ReleaseExternalFD();
+	return rc == 0 ? 0 : 1;
 }
 
 /* is the host of url refused by firehose.allowed_destinations? */
@@ -364,6 +404,8 @@ fh_transport_start(FhPart *part, FhRequest *req, int64 timeout_ms)
 		curl_easy_setopt(easy, CURLOPT_CAINFO, req->ca_file);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, part);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, NULL);
 	if (host_refused(req->url, part->response.refused, sizeof(part->response.refused)))
 	{
 		/* no connection at all: not even one kept open from before */
@@ -434,6 +476,11 @@ complete(FhPart *part, CURLcode code)
 		if (part->response.headers_too_large)
 			snprintf(part->response.curl_error, CURL_ERROR_SIZE,
 					 "The response headers exceeded %d kB.", MAX_HEADERS / 1024);
+		else if (part->response.no_fd)
+			strlcpy(part->response.curl_error,
+					"No file descriptor was free for a connection: the worker's "
+					"open files are at max_files_per_process or the server's "
+					"open-file limit.", CURL_ERROR_SIZE);
 		else if (part->response.curl_error[0] == '\0')
 			strlcpy(part->response.curl_error, curl_easy_strerror(code), CURL_ERROR_SIZE);
 	}
