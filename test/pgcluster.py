@@ -142,9 +142,12 @@ class Cluster:
               removed again by destroy().
     port:     TCP port; default a free one.
     conf:     extra postgresql.conf settings, e.g. {"firehose.naptime": 100}.
+    nofile:   the server's open-file limit (RLIMIT_NOFILE, set with prlimit
+              when it starts); default the inherited one.
     """
 
-    def __init__(self, base_dir=None, port=None, conf=None):
+    def __init__(self, base_dir=None, port=None, conf=None, nofile=None):
+        self.nofile = nofile
         self.as_root = os.geteuid() == 0
         self.owns_dir = base_dir is None
         if base_dir is None:
@@ -191,9 +194,10 @@ class Cluster:
                        "pgdir": self.pgdir, "conf": self.conf}, f)
         os.replace(path + ".tmp", path)
 
-    def _run(self, argv, check=True, extra_env=None):
-        """Run a PostgreSQL binary as the cluster owner; return CompletedProcess."""
-        argv = [os.path.join(PGBIN, argv[0])] + list(argv[1:])
+    def _run(self, argv, check=True, extra_env=None, prefix=()):
+        """Run a PostgreSQL binary as the cluster owner (after the command
+        prefix, e.g. prlimit); return CompletedProcess."""
+        argv = list(prefix) + [os.path.join(PGBIN, argv[0])] + list(argv[1:])
         if self.as_root:
             argv = ["runuser", "-u", "postgres", "--"] + argv
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
@@ -259,8 +263,9 @@ class Cluster:
             return self
         self._write_conf()
         self._write_state()
+        prefix = ["prlimit", "--nofile=%d:%d" % (self.nofile, self.nofile)] if self.nofile else []
         self._run(["pg_ctl", "-D", self.datadir, "-l", self.logfile, "-c", "-w", "-t", "120",
-                   "start"], extra_env=sanitizer_env())
+                   "start"], extra_env=sanitizer_env(), prefix=prefix)
         return self
 
     def stop(self, mode="fast"):
