@@ -26,6 +26,13 @@
  * files to make room, and when there is none the connection is refused and
  * the request fails as a connection failure that is retried.
  *
+ * libcurl 7.88 to 8.1 close a socket whose connect had not finished (a
+ * refused or abandoned attempt) without the close callback (curl PR 11439),
+ * so each socket counted is noted with its inode: one that is no longer
+ * open as that socket was closed behind our back, and its place is given
+ * back (forget_closed_sockets) before a socket is refused for want of one
+ * and whenever curl changes the sockets it watches.
+ *
  *-------------------------------------------------------------------------
  */
 #include "firehose.h"
@@ -33,6 +40,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -228,6 +236,98 @@ seek_cb(void *userdata, curl_off_t offset, int origin)
 	return CURL_SEEKFUNC_OK;
 }
 
+/* the sockets opensocket_cb opened and counted with AcquireExternalFD */
+typedef struct CountedSocket
+{
+	curl_socket_t fd;
+	ino_t		ino;
+} CountedSocket;
+
+static CountedSocket counted[MAX_SOCKETS];
+static int	ncounted = 0;
+
+/*
+ * The most sockets curl may have open: a quarter of fd.c's budget.  fd.c
+ * lends a third of it to all external fds; the rest of that third stays for
+ * the wait set's epoll fd (rebuilt as the sockets change), the libpq
+ * connections and PostgreSQL's own.
+ */
+static int
+max_sockets(void)
+{
+	return Min(MAX_SOCKETS, Max(max_safe_fds / 4, 1));
+}
+
+/* is fd no longer the socket of inode ino? */
+static bool
+socket_gone(curl_socket_t fd, ino_t ino)
+{
+	struct stat st;
+
+	return fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) || st.st_ino != ino;
+}
+
+/*
+ * Give back the places of the counted sockets that curl closed without
+ * calling closesocket_cb.
+ */
+static void
+forget_closed_sockets(void)
+{
+	for (int i = 0; i < ncounted;)
+	{
+		if (socket_gone(counted[i].fd, counted[i].ino))
+		{
+			counted[i] = counted[--ncounted];
+			ReleaseExternalFD();
+		}
+		else
+			i++;
+	}
+}
+
+/*
+ * A socket for address counted in fd.c's budget, or CURL_SOCKET_BAD with
+ * resp->no_fd set when there is no room (fd.c closed what relation files
+ * it could first).
+ */
+static curl_socket_t
+open_counted_socket(struct curl_sockaddr *address, FhResponse *resp)
+{
+	curl_socket_t s;
+	struct stat st;
+
+	if (ncounted >= max_sockets() || !AcquireExternalFD())
+	{
+		forget_closed_sockets();
+		if (ncounted >= max_sockets() || !AcquireExternalFD())
+		{
+			resp->no_fd = true;
+			return CURL_SOCKET_BAD;
+		}
+	}
+	s = socket(address->family, address->socktype, address->protocol);
+	if (s == CURL_SOCKET_BAD || fstat(s, &st) != 0)
+	{
+		if (s != CURL_SOCKET_BAD)
+			close(s);
+		ReleaseExternalFD();
+		return CURL_SOCKET_BAD;
+	}
+	/* a counted socket with this number was closed behind our back */
+	for (int i = 0; i < ncounted; i++)
+		if (counted[i].fd == s)
+		{
+			counted[i] = counted[--ncounted];
+			ReleaseExternalFD();
+			break;
+		}
+	counted[ncounted].fd = s;
+	counted[ncounted].ino = st.st_ino;
+	ncounted++;
+	return s;
+}
+
 /*
  * CURLOPT_OPENSOCKETFUNCTION: a socket for address, unless the request's
  * host or this address is refused by firehose.allowed_destinations; then
@@ -244,20 +344,7 @@ opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address
 	if (resp->refused_host)
 		return CURL_SOCKET_BAD;
 	if (fh_netacl_allows_addr(FH_ALLOWED_DESTINATIONS(), &address->addr))
-	{
-		curl_socket_t s;
-
-		/* fd.c closes relation files to make room, or says there is none */
-		if (!AcquireExternalFD())
-		{
-			resp->no_fd = true;
-			return CURL_SOCKET_BAD;
-		}
-		s = socket(address->family, address->socktype, address->protocol);
-		if (s == CURL_SOCKET_BAD)
-			ReleaseExternalFD();
-		return s;
-	}
+		return open_counted_socket(address, resp);
 	if (address->family == AF_INET)
 		bytes = &((struct sockaddr_in *) &address->addr)->sin_addr;
 	else if (address->family == AF_INET6)
@@ -277,10 +364,14 @@ opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address
 static int
 closesocket_cb(void *clientp, curl_socket_t item)
 {
-	int			rc = close(item);
-
-	ReleaseExternalFD();
-	return rc == 0 ? 0 : 1;
+	for (int i = 0; i < ncounted; i++)
+		if (counted[i].fd == item)
+		{
+			counted[i] = counted[--ncounted];
+			ReleaseExternalFD();
+			break;
+		}
+	return close(item) == 0 ? 0 : 1;
 }
 
 /* is the host of url refused by firehose.allowed_destinations? */
@@ -314,6 +405,17 @@ fh_transport_init(void)
 		elog(ERROR, "curl_multi_init failed");
 	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
 	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+
+	/*
+	 * The wait set's epoll fd counts in fd.c's budget of external fds, as
+	 * curl's sockets do, which may take a third of it.  Taken now, before
+	 * any socket, and given back only to be taken again when the set is
+	 * rebuilt, its place cannot go to the sockets.
+	 */
+	wait_set = CreateWaitEventSet(TopMemoryContext, 2);
+	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	wait_set_stale = true;
 }
 
 int
@@ -568,8 +670,11 @@ fh_transport_wait(long timeout_ms, FhPart **done, int max_done)
 
 		if (wait_set_stale || wait_set == NULL)
 		{
+			forget_closed_sockets();
+			/* freed and made again: its epoll fd's place in fd.c's budget too */
 			if (wait_set)
 				FreeWaitEventSet(wait_set);
+			wait_set = NULL;
 			wait_set = CreateWaitEventSet(TopMemoryContext, nsocks + npgw + 2);
 			AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 			AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
