@@ -258,6 +258,19 @@ max_sockets(void)
 	return Min(MAX_SOCKETS, Max(max_safe_fds / 4, 1));
 }
 
+/* give back the place of counted socket fd, if it is one */
+static void
+uncount_socket(curl_socket_t fd)
+{
+	for (int i = 0; i < ncounted; i++)
+		if (counted[i].fd == fd)
+		{
+			counted[i] = counted[--ncounted];
+			ReleaseExternalFD();
+			return;
+		}
+}
+
 /* is fd no longer the socket of inode ino? */
 static bool
 socket_gone(curl_socket_t fd, ino_t ino)
@@ -315,13 +328,7 @@ open_counted_socket(struct curl_sockaddr *address, FhResponse *resp)
 		return CURL_SOCKET_BAD;
 	}
 	/* a counted socket with this number was closed behind our back */
-	for (int i = 0; i < ncounted; i++)
-		if (counted[i].fd == s)
-		{
-			counted[i] = counted[--ncounted];
-			ReleaseExternalFD();
-			break;
-		}
+	uncount_socket(s);
 	counted[ncounted].fd = s;
 	counted[ncounted].ino = st.st_ino;
 	ncounted++;
@@ -357,20 +364,14 @@ opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address
 
 /*
  * CURLOPT_CLOSESOCKETFUNCTION: close a socket opensocket_cb opened and give
- * its place in fd.c's budget back.  curl calls it for every such socket,
- * also for a connection closed from its cache long after the easy handle
- * that opened it is gone (so it uses no clientp).
+ * its place in fd.c's budget back.  curl calls it also for a connection
+ * closed from its cache long after the easy handle that opened it is gone
+ * (so it uses no clientp), but not for every socket (see the file header).
  */
 static int
 closesocket_cb(void *clientp, curl_socket_t item)
 {
-	for (int i = 0; i < ncounted; i++)
-		if (counted[i].fd == item)
-		{
-			counted[i] = counted[--ncounted];
-			ReleaseExternalFD();
-			break;
-		}
+	uncount_socket(item);
 	return close(item) == 0 ? 0 : 1;
 }
 
