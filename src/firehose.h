@@ -851,6 +851,9 @@ typedef struct FhLambdaRun FhLambdaRun;
 extern const FhProcessorKind fh_processor_lambda;
 extern FhLambda *fh_processors_lambda_at(FhProcessors *ps, int k);
 extern FhProcessors *fh_processors_tail(FhProcessors *ps, int k);
+extern void fh_processors_header(FhProcessors *ps, StringInfo header);
+extern bool fh_has_header(const StringInfo header, const bytea *data);
+extern bytea *fh_with_header(const StringInfo header, const bytea *data);
 extern FhLambda *fh_lambda_copy(FhLambda *l);
 extern FhLambdaRun *fh_lambda_start(FhLambda *l, const char *stream,
 									const FhRecord *records, int n,

@@ -670,24 +670,52 @@ fh_process(FhProcessors *ps, int from, Oid owner, const FhRecord *records, int n
 	/*
 	 * A header goes before the first record that is delivered, so that each
 	 * object or request starts with it; added after every processor ran, so
-	 * that no later one drops it.  The last processor that has one wins.
+	 * that no later one drops it.  (A part split into objects by prefix puts
+	 * it before the first record of each: worker.c, make_child.)
 	 */
-	initStringInfo(&header);
-	for (int k = ps->n - 1; k >= 0 && header.len == 0; k--)
-		if (ps->kind[k]->header)
-			ps->kind[k]->header(ps->config[k], &header);
+	fh_processors_header(ps, &header);
 	for (int i = 0; i < n && header.len > 0; i++)
 		if (out[i].result == FH_PROC_OK)
 		{
-			int			len = VARSIZE_ANY_EXHDR(out[i].data);
-			bytea	   *d = palloc(VARHDRSZ + header.len + len);
-
-			SET_VARSIZE(d, VARHDRSZ + header.len + len);
-			memcpy(VARDATA(d), header.data, header.len);
-			memcpy(VARDATA(d) + header.len, VARDATA_ANY(out[i].data), len);
-			out[i].data = d;
+			out[i].data = fh_with_header(&header, out[i].data);
 			break;
 		}
 	pfree(header.data);
 	return -1;
+}
+
+/*
+ * fh_processors_header
+ *		The header line ps puts before a request's or object's records
+ *		(initialized into header; empty when none).  The last processor
+ *		that has one wins.
+ */
+void
+fh_processors_header(FhProcessors *ps, StringInfo header)
+{
+	initStringInfo(header);
+	for (int k = ps->n - 1; k >= 0 && header->len == 0; k--)
+		if (ps->kind[k]->header)
+			ps->kind[k]->header(ps->config[k], header);
+}
+
+/* does data start with header?  (data is a record, possibly short-headered) */
+bool
+fh_has_header(const StringInfo header, const bytea *data)
+{
+	return header->len > 0 && VARSIZE_ANY_EXHDR(data) >= (Size) header->len &&
+		memcmp(VARDATA_ANY(data), header->data, header->len) == 0;
+}
+
+/* a copy of record data with header before it, in CurrentMemoryContext */
+bytea *
+fh_with_header(const StringInfo header, const bytea *data)
+{
+	int			len = VARSIZE_ANY_EXHDR(data);
+	bytea	   *d = palloc(VARHDRSZ + header->len + len);
+
+	SET_VARSIZE(d, VARHDRSZ + header->len + len);
+	memcpy(VARDATA(d), header->data, header->len);
+	memcpy(VARDATA(d) + header->len, VARDATA_ANY(data), len);
+	return d;
 }

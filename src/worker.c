@@ -1543,6 +1543,26 @@ static void finish_part(FhPart *part, TimestampTz now);
  * error output type.  It lives in part's memory, is sent as a part of its
  * own, and reports to part when it is finished (finish_child).
  */
+/*
+ * Each object of a split part starts with the header line the processors
+ * put before the part's first record (json_to_csv's "header"), not only the
+ * object that holds that record.
+ */
+static void
+child_header(FhWorkerStream *ws, FhPart *part, const FhObjectGroup *g, FhRecord *recs)
+{
+	StringInfoData header;
+
+	if (ws->processors == NULL || g->error_output_type || g->nrecords == 0 ||
+		g->index[0] == 0 || part->view.nrecords == 0)
+		return;
+	fh_processors_header(ws->processors, &header);
+	/* only if the part got one: a Lambda after json_to_csv puts none */
+	if (fh_has_header(&header, part->view.records[0].data))
+		recs[0].data = fh_with_header(&header, recs[0].data);
+	pfree(header.data);
+}
+
 static void
 make_child(FhWorkerStream *ws, FhPart *part, const FhObjectGroup *g, int gno,
 		   TimestampTz now)
@@ -1584,6 +1604,7 @@ make_child(FhWorkerStream *ws, FhPart *part, const FhObjectGroup *g, int gno,
 		if (k == 0 || recs[k].arrival < child->oldest_arrival)
 			child->oldest_arrival = recs[k].arrival;
 	}
+	child_header(ws, part, g, recs);
 	child->records = recs;
 	child->view.records = recs;
 	child->view.nrecords = g->nrecords;

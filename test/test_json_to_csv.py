@@ -199,6 +199,40 @@ def test_s3_objects_start_with_the_header(db, s3):
     assert len(quoted) == 3
 
 
+def test_each_partitioned_object_starts_with_the_header(db, s3):
+    """A part split into objects by dynamic partitioning: every object starts
+    with the header line, not only the one holding the part's first record
+    (the others had none: fails on the old code for the g=b and g=c
+    objects).  The keys come from a processor function before json_to_csv."""
+    db.execute("CREATE SCHEMA app")
+    db.execute("""CREATE FUNCTION app.route(r firehose.record) RETURNS firehose.processed
+        LANGUAGE sql AS $$
+        SELECT ROW('Ok', r.data,
+                   jsonb_build_object('g', convert_from(r.data, 'UTF8')::jsonb->>'g'))
+               ::firehose.processed $$""")
+    b = s3.bucket()
+    proc = [{"type": "function", "function": "app.route"},
+            {"type": "json_to_csv", "columns": ["id", "g"], "header": True}]
+    s3.stream("csvp", b, processors=proc, prefix="g=!{partitionKeyFromLambda:g}/",
+              error_output_prefix="err/!{firehose:error-output-type}/", buffer_interval=60000)
+    docs = [{"id": i, "g": "abc"[i % 3]} for i in range(9)]
+    db.execute("SELECT firehose.put_batch('csvp', %s::text[])",
+               ([json.dumps(d) for d in docs],))
+    flush(db, "csvp")
+    keys = wait_for_keys(s3, b, 3, prefix="g=")
+    assert sorted({k.split("/")[0] for k in keys}) == ["g=a", "g=b", "g=c"]
+    assert len(keys) == 3, keys     # one part: one object per prefix
+    got = []
+    for key in keys:
+        body = s3.get(b, key)
+        assert body.startswith(b"id,g\n"), (key, body)
+        rows = list(csv.reader(io.StringIO(body.decode(), newline="")))
+        assert rows[0] == ["id", "g"]
+        assert {r[1] for r in rows[1:]} == {key.split("/")[0][2:]}
+        got += rows[1:]
+    assert sorted(got) == sorted([str(d["id"]), d["g"]] for d in docs)
+
+
 def test_s3_destination_writes_processing_failures_under_its_error_prefix(db, s3):
     """An S3 destination (no backup store) writes the error records of the
     records the processor failed under its own error prefix, type
