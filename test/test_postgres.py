@@ -95,7 +95,7 @@ def test_records_land_in_the_table_with_their_types(db, target, tdb):
     tq(target, tdb, MIXED)
     make_pg_stream(db, "p", target, tdb)
     put_all(db, "p", [record(i) for i in range(1, 6)])
-    assert db.flush("p") is True
+    assert db.flush("p", "120s") is True
     rows = tq(target, tdb, "SELECT id, session, name, amount::text, ok, at, day::text, tag::text, "
               "doc FROM public.events ORDER BY id")
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
@@ -135,7 +135,7 @@ def test_a_record_that_is_no_json_object_fails_alone(db, target, tdb):
     tq(target, tdb, MIXED)
     make_pg_stream(db, "p", target, tdb)
     put_all(db, "p", [record(1), "[1,2]", "not json", record(2)])
-    assert db.flush("p") is True
+    assert db.flush("p", "120s") is True
     assert target_ids(target, tdb) == [1, 2]
     rows = failed(db, "p")
     assert sorted(r["data"] for r in rows) == [b"[1,2]", b"not json"]
@@ -153,7 +153,7 @@ def test_error_without_a_line_is_bisected(db, target, tdb):
     recs = [json.dumps({"id": i, "session": 100 + i}) for i in range(1, 41)]
     recs.insert(23, json.dumps({"id": 99, "session": 17}))  # clashes at COMMIT
     put_all(db, "p", recs)
-    assert db.flush("p") is True
+    assert db.flush("p", "120s") is True
     rows = failed(db, "p")
     assert [(json.loads(r["data"])["id"], r["error_code"]) for r in rows] == \
         [(99, "Postgres.23P01")], rows
@@ -169,7 +169,7 @@ def test_upsert_updates_rows_by_key(db, target, tdb):
                       json.dumps({"key": "b", "val": {"n": 2}}),
                       json.dumps({"key": "b", "val": {"n": 3}, "note": "last wins"}),
                       json.dumps({"key": "c", "val": {}})])      # v NULL: refused
-    assert db.flush("u") is True
+    assert db.flush("u", "120s") is True
     rows = tq(target, tdb, "SELECT k, v, note FROM public.kv ORDER BY k")
     assert rows == [("a", 10, "new"), ("b", 3, "last wins"), ("z", 26, "untouched")]
     f = failed(db, "u")
@@ -179,7 +179,7 @@ def test_upsert_updates_rows_by_key(db, target, tdb):
 def test_schema_error_fails_at_once(db, target, tdb):
     make_pg_stream(db, "p", target, tdb, table="public.missing", retry_duration=600)
     put_all(db, "p", [record(1)])
-    assert db.flush("p") is True
+    assert db.flush("p", "120s") is True
     rows = failed(db, "p")
     assert [(r["error_code"], r["attempts_made"]) for r in rows] == [("Postgres.42P01", 1)]
     assert "public.missing" in rows[0]["error_message"]
@@ -191,7 +191,7 @@ def test_target_down_then_delivered(db, target, tdb, wait_until):
     tq(target, tdb, MIXED)
     make_pg_stream(db, "p", target, tdb, retry_duration=600, retry_max=2000)
     put_all(db, "p", [record(i) for i in range(1, 101)])
-    assert db.flush("p") is True
+    assert db.flush("p", "120s") is True
     target.stop()
     try:
         put_all(db, "p", [record(i) for i in range(101, 201)])
@@ -353,7 +353,7 @@ def test_wrong_password_fails_at_once_and_is_never_shown(db, cluster, target, td
         db.execute("SELECT firehose.alter_stream('p', %s::jsonb)",
                    (json.dumps({"conninfo": pw % (target.port, role, right, tdb)}),))
         assert db.one("SELECT firehose.redrive('p')") == 3
-        assert db.flush("p") is True
+        assert db.flush("p", "120s") is True
         assert target_ids(target, tdb) == [1, 2, 3]
         assert failed(db, "p") == []
     finally:
@@ -388,7 +388,7 @@ def test_reset_after_commit_without_exactly_once_duplicates(db, target, tdb, pro
                    columns={"id": "id", "session": "session", "name": "name"})
     proxy.arm()
     put_all(db, "p", [record(i) for i in range(1, 21)])
-    assert db.flush("p") is True
+    assert db.flush("p", "120s") is True
     assert proxy.resets == 1
     assert target_ids(target, tdb) == sorted(list(range(1, 21)) * 2)
     assert db.q("SELECT delivered_records, possible_duplicates FROM firehose.stream_status "
@@ -412,7 +412,7 @@ def test_exactly_once_across_resets_after_commit(db, target, tdb, proxy):
         ids = list(range(rnd * 1000 + 1, rnd * 1000 + 101))
         put_all(db, "x", [record(i, rnd) for i in ids])
         committed += ids
-        assert db.flush("x") is True
+        assert db.flush("x", "120s") is True
         assert proxy.resets == rnd + 1, "round %d: no COMMIT was withheld" % rnd
         got = target_ids(target, tdb)
         assert len(got) == len(set(got)), "round %d: duplicates %s" % (
@@ -437,7 +437,7 @@ def test_ledger_keeps_a_bounded_number_of_rows(db, target, tdb):
     n = 30
     for k in range(n):
         put_all(db, "x", [record(k * 10 + i, k) for i in range(1, 4)])
-        assert db.flush("x") is True
+        assert db.flush("x", "120s") is True
     assert target_ids(target, tdb) == sorted(k * 10 + i for k in range(n) for i in range(1, 4))
     assert db.one("SELECT count(*) FROM firehose.deliveries WHERE stream = 'x'") == n
     rows = tq(target, tdb, "SELECT records FROM public.firehose_ledger ORDER BY delivered_at")
