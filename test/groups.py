@@ -24,7 +24,7 @@ WEIGHTS = {
     "test_splunk.py": 185,
     "test_opensearch.py": 155,
     "test_s3.py": 150,
-    "test_crash_matrix.py": 150,
+    "test_crash_matrix.py": 70,
     "test_presets.py": 120,
     "test_worker.py": 100,
     "test_failures.py": 100,
@@ -43,10 +43,6 @@ WEIGHTS = {
     "test_unpack.py": 20,
     "test_postgres.py": 120,
     "test_redshift.py": 45,
-    "test_faults.py": 110,
-    "test_prepared.py": 40,
-    "test_flush_join.py": 25,
-    "test_open_files.py": 25,
 }
 DEFAULT = 20
 
