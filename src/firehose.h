@@ -381,7 +381,7 @@ extern FhSnapshot *fh_snapshot_current(void);
 extern FhSnapshot *fh_snapshot_copy(const FhSnapshot *snap);
 extern int	fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 						 int64 max_memory, int record_overhead,
-						 void (*every_mb) (void),
+						 void (*between_pages) (void),
 						 FhRecord **records_out, int64 *bytes_out,
 						 FhScanPos *start);
 extern bool fh_stage_has_unannounced(Oid tables[FH_STAGE_TABLES], FhSnapshot *after);

@@ -147,9 +147,10 @@ pending_flush_at_commit(void)
 /*
  * At PREPARE TRANSACTION: note the streams the transaction put into (and
  * whether it changed the streams) with its id, for the worker, which looks
- * at them when the transaction has ended (fh_note_prepared).  The counters
- * stay as they are; the worker's cut of those records brings committed_*
- * up to what it cut.  Without a database slot no worker ran yet: the one
+ * at them when the transaction has ended (fh_note_prepared), and count it
+ * in the slot's prepares (for flush()).  The commit counters stay as they
+ * are; the worker's cut of those records brings committed_* up to what it
+ * cut.  Without a database slot no worker ran yet: the one
  * that starts lists the prepared transactions.
  */
 static void
@@ -172,8 +173,11 @@ pending_note_at_prepare(void)
 		/* one note per stream, not per subtransaction level */
 		for (int j = 0; j < i && !seen; j++)
 			seen = pending[j].slot == pending[i].slot && pending[j].records > 0;
-		if (!seen)
-			wake |= fh_note_prepared(db, fxid, pending[i].slot);
+		if (seen)
+			continue;
+		wake |= fh_note_prepared(db, fxid, pending[i].slot);
+		/* tells flush() that a cut may be needed (flush_joins_open_batch) */
+		pg_atomic_add_fetch_u64(&pending[i].slot->prepares, 1);
 	}
 	if (reload_pending)
 		wake |= fh_note_prepared(db, fxid, NULL);
@@ -198,14 +202,6 @@ put_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_PREPARE:
 			pending_note_at_prepare();
-
-			/*
-			 * The count tells flush() that a cut may be needed for them
-			 * (worker.c, flush_joins_open_batch).
-			 */
-			for (int i = 0; i < npending; i++)
-				if (pending[i].records > 0)
-					pg_atomic_add_fetch_u64(&pending[i].slot->prepares, 1);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:

@@ -361,9 +361,9 @@ committed_rows(Relation rel, Buffer buf, OffsetNumber first,
  * batch stood would start where a stretch recorded earlier starts too.
  * Returns the number of records read (possibly 0 at the end).
  *
- * every_mb, when given, is called after each PUMP_PAGES pages read (about
- * a MB), with no buffer pinned: the worker lets its transfers move while it
- * reads a large part.
+ * between_pages, when given, is called after each PUMP_PAGES pages read
+ * (128 kB), with no buffer pinned: the worker lets its transfers move while
+ * it reads a large part.
  *
  * The tables are read page by page in block order from the cursor on
  * (committed_rows), through a bulk-read buffer ring (BAS_BULKREAD, for a
@@ -378,7 +378,7 @@ committed_rows(Relation rel, Buffer buf, OffsetNumber first,
 
 int
 fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
-			 int64 max_memory, int record_overhead, void (*every_mb) (void),
+			 int64 max_memory, int record_overhead, void (*between_pages) (void),
 			 FhRecord **records_out, int64 *bytes_out, FhScanPos *start)
 {
 	int			n = 0;
@@ -497,8 +497,8 @@ fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 				}
 			}
 			ReleaseBuffer(buf);
-			if (every_mb && ++pages % PUMP_PAGES == 0)
-				every_mb();
+			if (between_pages && ++pages % PUMP_PAGES == 0)
+				between_pages();
 		}
 		table_close(rel, AccessShareLock);
 

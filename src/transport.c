@@ -258,6 +258,14 @@ max_sockets(void)
 	return Min(MAX_SOCKETS, Max(max_safe_fds / 4, 1));
 }
 
+/* forget counted socket i and give its place back */
+static void
+uncount(int i)
+{
+	counted[i] = counted[--ncounted];
+	ReleaseExternalFD();
+}
+
 /* give back the place of counted socket fd, if it is one */
 static void
 uncount_socket(curl_socket_t fd)
@@ -265,8 +273,7 @@ uncount_socket(curl_socket_t fd)
 	for (int i = 0; i < ncounted; i++)
 		if (counted[i].fd == fd)
 		{
-			counted[i] = counted[--ncounted];
-			ReleaseExternalFD();
+			uncount(i);
 			return;
 		}
 }
@@ -290,10 +297,7 @@ forget_closed_sockets(void)
 	for (int i = 0; i < ncounted;)
 	{
 		if (socket_gone(counted[i].fd, counted[i].ino))
-		{
-			counted[i] = counted[--ncounted];
-			ReleaseExternalFD();
-		}
+			uncount(i);
 		else
 			i++;
 	}
@@ -396,6 +400,17 @@ host_refused(const char *url, char *host_out, size_t size)
 	return refused;
 }
 
+/* a wait set for the latch, postmaster death and nsockets sockets to come */
+static WaitEventSet *
+new_wait_set(int nsockets)
+{
+	WaitEventSet *set = CreateWaitEventSet(TopMemoryContext, nsockets + 2);
+
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	return set;
+}
+
 void
 fh_transport_init(void)
 {
@@ -413,9 +428,7 @@ fh_transport_init(void)
 	 * any socket, and given back only to be taken again when the set is
 	 * rebuilt, its place cannot go to the sockets.
 	 */
-	wait_set = CreateWaitEventSet(TopMemoryContext, 2);
-	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	wait_set = new_wait_set(0);
 	wait_set_stale = true;
 }
 
@@ -631,7 +644,6 @@ fh_transport_pump(void)
 	/* a transfer that finished here must not wait for the next event */
 	if (running < nrunning)
 		finished_unread = true;
-
 }
 
 /*
@@ -676,9 +688,7 @@ fh_transport_wait(long timeout_ms, FhPart **done, int max_done)
 			if (wait_set)
 				FreeWaitEventSet(wait_set);
 			wait_set = NULL;
-			wait_set = CreateWaitEventSet(TopMemoryContext, nsocks + npgw + 2);
-			AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-			AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+			wait_set = new_wait_set(nsocks + npgw);
 			for (int i = 0; i < nsocks; i++)
 			{
 				uint32		ev = 0;

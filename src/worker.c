@@ -348,6 +348,14 @@ take_noted_commits(void)
 		mark_all_ready();
 }
 
+/* the next full probe: FULL_PROBE_NAPTIMES naptimes from now */
+static void
+schedule_full_probe(TimestampTz now)
+{
+	next_full_probe = TimestampTzPlusMilliseconds(now, (int64) fh_naptime_ms *
+												  FULL_PROBE_NAPTIMES);
+}
+
 /* have the next pass probe every stream for rows no commit announced */
 static void
 probe_all(void)
@@ -1538,12 +1546,6 @@ part_byte_cap(FhWorkerStream *ws, FhBatch *b)
 static void finish_part(FhPart *part, TimestampTz now);
 
 /*
- * A child part of part: one object of it (dynamic partitioning), made of
- * the records of group g, or of their error records when the group has an
- * error output type.  It lives in part's memory, is sent as a part of its
- * own, and reports to part when it is finished (finish_child).
- */
-/*
  * Each object of a split part starts with the header line the processors
  * put before the part's first record (json_to_csv's "header"), not only the
  * object that holds that record.
@@ -1563,6 +1565,12 @@ child_header(FhWorkerStream *ws, FhPart *part, const FhObjectGroup *g, FhRecord 
 	pfree(header.data);
 }
 
+/*
+ * A child part of part: one object of it (dynamic partitioning), made of
+ * the records of group g, or of their error records when the group has an
+ * error output type.  It lives in part's memory, is sent as a part of its
+ * own, and reports to part when it is finished (finish_child).
+ */
 static void
 make_child(FhWorkerStream *ws, FhPart *part, const FhObjectGroup *g, int gno,
 		   TimestampTz now)
@@ -1870,7 +1878,6 @@ read_next_part(FhWorkerStream *ws, FhBatch *b, TimestampTz now)
 		return false;
 	}
 	part->memory = part_memory(ws, part->nrecords, part->bytes);
-
 	parts_memory += part->memory;
 	part->cxt = pcxt;
 	part->stream = (struct FhWorkerStream *) ws;
@@ -2981,8 +2988,7 @@ fh_worker_main(Datum arg)
 									 sizeof(FhWorkerStream *) * fh_shared->max_streams);
 	worker_nonce = pg_prng_uint64(&pg_global_prng_state) ^ (uint64) GetCurrentTimestamp();
 	fh_transport_init();
-	next_full_probe = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-												  (int64) fh_naptime_ms * FULL_PROBE_NAPTIMES);
+	schedule_full_probe(GetCurrentTimestamp());
 
 	/* an ERROR lands here: log it, forget unrecorded work, start over */
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
@@ -3045,8 +3051,7 @@ fh_worker_main(Datum arg)
 			mark_all_ready();	/* firehose.enabled may have changed */
 			/* a new naptime sets the full probe's pace from now on */
 			if (fh_naptime_ms != old_naptime)
-				next_full_probe = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															  (int64) fh_naptime_ms * FULL_PROBE_NAPTIMES);
+				schedule_full_probe(GetCurrentTimestamp());
 		}
 		MemoryContextSwitchTo(WorkerContext);
 		pg_atomic_write_u32(&my_slot->wake, 0);
@@ -3063,8 +3068,7 @@ fh_worker_main(Datum arg)
 		if (now >= next_full_probe)
 		{
 			probe_all();
-			next_full_probe = TimestampTzPlusMilliseconds(now, (int64) fh_naptime_ms *
-														  FULL_PROBE_NAPTIMES);
+			schedule_full_probe(now);
 		}
 		if (reload || prepared_unknown || now >= next_cleanup || work_pending(now))
 		{
