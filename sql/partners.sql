@@ -113,6 +113,8 @@ SELECT opts, pg_temp.try('dynatrace', '{"api_token": "t", "api_url": "https://ab
                ('{"region": "us", "kind": "traces"}'),
                ('{"region": "us", "api_url": "http://abc12345.live.dynatrace.com"}'),
                ('{"region": "us", "api_url": "abc12345"}'),
+               ('{"region": "us", "api_url": "https://dtuser:dt-password@abc12345.live.dynatrace.com"}'),
+               ('{"region": "us", "api_url": "http://dtuser:dt-password@abc12345.live.dynatrace.com"}'),
                ('{"region": "us", "common_attributes": {"dt-url": "https://other.live.dynatrace.com"}}'),
                ('{"region": "us", "common_attributes": {"team": "db"}}')
        ) AS t(opts);
@@ -122,9 +124,12 @@ SELECT firehose.create_stream('s', 'dynatrace', '{"api_token": "t", "region": "u
 SELECT firehose.create_stream('lm', 'logicmonitor', '{"api_key": "lm-secret", "account": "acme"}');
 SELECT firehose.create_stream('lz', 'logzio', '{"shipping_token": "lz-secret"}');
 SELECT firehose.create_stream('mg', 'mongodb', '{"api_key": "mg-secret", "api_gateway_url": "https://abc123defg.execute-api.us-east-1.amazonaws.com/prod"}');
-SELECT firehose.create_stream('dt', 'dynatrace', '{"api_token": "dt-secret", "region": "us", "api_url": "https://abc12345.live.dynatrace.com"}');
+SELECT firehose.create_stream('dt', 'dynatrace', '{"api_token": "dt-secret", "region": "us", "api_url": "https://dtuser:dt-password@abc12345.live.dynatrace.com"}');
 SELECT name, destination, target, options - 'buffer_interval' - 'retry_duration' - 'buffer_size' AS options
   FROM firehose.streams WHERE name IN ('lm', 'lz', 'mg', 'dt') ORDER BY name;
+-- the user information of Dynatrace's api_url, as of every URL: nowhere in the view
+SELECT name FROM firehose.streams s
+ WHERE s::text LIKE '%dt-password%' OR s::text LIKE '%dtuser%';
 
 -- a change of where records go drops the stored key
 SELECT sqlstate_of($$SELECT firehose.alter_stream('lm', '{"account": "other"}')$$);

@@ -263,8 +263,9 @@ struct FhOptionDef
 	const char *what;
 
 	/*
-	 * A string that carries a secret inside (a libpq conninfo's password):
-	 * the value to show instead, with the secret parts appended to
+	 * A string that carries a secret inside (a libpq conninfo's password,
+	 * the user information of a URL that is no FH_OPT_URL): the value to
+	 * show instead, with the secret parts appended to
 	 * *secrets when secrets is not NULL.
 	 */
 	char	   *(*redact) (const char *value, List **secrets);
@@ -303,6 +304,7 @@ extern void fh_config_from_options(Jsonb *options, FhStreamConfig *cfg);
  */
 #define FH_MIN_SECRET_LEN 4
 extern Jsonb *fh_options_redact(const FhSink *sink, Jsonb *opts, List **secrets);
+extern char *fh_url_option_redact(const char *url, List **secrets);
 extern bool fh_jsonb_get_text(Jsonb *obj, const char *key, char **out);
 extern bool fh_jsonb_get_bool(Jsonb *obj, const char *key, bool def);
 extern int64 fh_jsonb_get_int(Jsonb *obj, const char *key, int64 def);

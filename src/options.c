@@ -722,6 +722,33 @@ add_secret(List **secrets, const char *s, size_t len)
 }
 
 /*
+ * fh_url_option_redact
+ *		A URL shown without its user information ("********", as
+ *		fh_url_redact); the user information whole, and its user and
+ *		password, are appended to *secrets when secrets is not NULL.  How
+ *		every FH_OPT_URL option is redacted, and the redact() of an option
+ *		that holds a URL firehose never connects to, which must not be
+ *		checked as a destination (Dynatrace's api_url).
+ */
+char *
+fh_url_option_redact(const char *url, List **secrets)
+{
+	size_t		start;
+	size_t		len;
+
+	if (fh_url_userinfo(url, &start, &len))
+	{
+		size_t		colon = strcspn(url + start, ":");
+
+		add_secret(secrets, url + start, len);
+		add_secret(secrets, url + start, Min(colon, len));
+		if (colon < len)
+			add_secret(secrets, url + start + colon + 1, len - colon - 1);
+	}
+	return fh_url_redact(url);
+}
+
+/*
  * fh_options_redact
  *		opts with every secret value replaced by "********" (and every header
  *		value, which may carry credentials), and the user information of
@@ -797,30 +824,16 @@ fh_options_redact(const FhSink *sink, Jsonb *opts, List **secrets)
 					kv.val.string.val = "********";
 					kv.val.string.len = 8;
 				}
-				else if (cur && cur->redact && kv.type == jbvString)
+				else if (cur && (cur->redact || cur->type == FH_OPT_URL) &&
+						 kv.type == jbvString)
 				{
-					kv.val.string.val = cur->redact(pnstrdup(kv.val.string.val,
-															 kv.val.string.len),
-													secrets);
+					char	   *(*redact) (const char *value, List **secrets) =
+						cur->redact ? cur->redact : fh_url_option_redact;
+
+					kv.val.string.val = redact(pnstrdup(kv.val.string.val,
+														kv.val.string.len),
+											   secrets);
 					kv.val.string.len = strlen(kv.val.string.val);
-				}
-				else if (cur && cur->type == FH_OPT_URL && kv.type == jbvString)
-				{
-					char	   *url = pnstrdup(kv.val.string.val, kv.val.string.len);
-					size_t		start;
-					size_t		len;
-
-					if (fh_url_userinfo(url, &start, &len))
-					{
-						size_t		colon = strcspn(url + start, ":");
-
-						add_secret(secrets, url + start, len);
-						add_secret(secrets, url + start, Min(colon, len));
-						if (colon < len)
-							add_secret(secrets, url + start + colon + 1, len - colon - 1);
-						kv.val.string.val = fh_url_redact(url);
-						kv.val.string.len = strlen(kv.val.string.val);
-					}
 				}
 				res = pushJsonbValue(&state, tok, &kv);
 				break;

@@ -509,9 +509,13 @@ static const FhOptionDef dynatrace_options[] = {
 
 	/*
 	 * The intake forwards what it gets, the token too, to this environment:
-	 * where records go, so a change of it drops the stored token.
+	 * where records go, so a change of it drops the stored token.  Not an
+	 * FH_OPT_URL: firehose never connects to it, so
+	 * firehose.allowed_destinations has no say (dynatrace_check() checks
+	 * it); but its user information is redacted as any URL option's.
 	 */
-	{"api_url", FH_OPT_STRING, 0, 1024, NULL, NULL, false, true, .location = true},
+	{"api_url", FH_OPT_STRING, 0, 1024, NULL, NULL, false, true, .location = true,
+	.redact = fh_url_option_redact},
 	{"kind", FH_OPT_ENUM, 0, 0, "\"metrics\"", kinds},
 	PRESET_COMMON_OPTIONS
 };

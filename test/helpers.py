@@ -90,6 +90,17 @@ def failed(db, stream, order_by="id"):
     return out
 
 
+def stored_errors(db, stream):
+    """Every error text stored for stream: deliveries, failed_records, stream_status."""
+    texts = [e for (e,) in db.q("SELECT error FROM firehose.deliveries WHERE stream = %s",
+                                (stream,))]
+    texts += [f["error_message"] for f in failed(db, stream)]
+    texts.append(db.one("SELECT last_error FROM firehose.stream_status WHERE stream = %s",
+                        (stream,)))
+    assert all(t for t in texts), texts
+    return texts
+
+
 def alter_system(pg, name, value=None):
     """ALTER SYSTEM SET name = value (RESET when value is None), then reload."""
     c = pg()

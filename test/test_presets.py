@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import psycopg2
 import pytest
 
-from helpers import FAST, flush, put_texts
+from helpers import FAST, flush, put_texts, stored_errors
 
 MiB = 1024 * 1024
 
@@ -286,6 +286,30 @@ def test_coralogix_regions(db, region):
     assert urlsplit(shown).scheme == "https" and "coralogix" in urlsplit(shown).hostname
     err = attempt_error(db, "c")
     assert urlsplit(shown).hostname in err, err
+
+
+def test_dynatrace_api_url_user_information_is_never_shown(db, receiver):
+    """The user information of api_url is redacted as any URL option's: in
+    firehose.streams, and in the error texts stored when the destination
+    quotes it back; the intake still gets api_url whole as dt-url."""
+    r = receiver(access_key=KEY)
+    api_url = DT_ENV.replace("https://", "https://dtuser:DTPASSWORD-42@")
+    r.faults([{"status": 400, "error_message": "unknown environment %s" % api_url}])
+    create(db, "dtp", "dynatrace", preset_opts("dynatrace", url=r.url, api_url=api_url, **FAST))
+    shown = db.one("SELECT s::text FROM firehose.streams s WHERE name = 'dtp'")
+    assert "DTPASSWORD" not in shown and "dtuser" not in shown, shown
+    assert stream_options(db, "dtp")["api_url"] == \
+        DT_ENV.replace("https://", "https://********@")
+    put_texts(db, "dtp", ["d"])
+    flush(db, "dtp")
+    (q,) = r.requests()
+    ca = json.loads(header(q, "X-Amz-Firehose-Common-Attributes"))
+    assert ca["commonAttributes"]["dt-url"] == api_url
+    texts = stored_errors(db, "dtp")
+    assert len(texts) == 3                  # one delivery, one record, the status
+    for t in texts:
+        assert "unknown environment https://[redacted]@abc12345" in t, t
+        assert "DTPASSWORD" not in t and "dtuser" not in t, t
 
 
 def test_url_override_wins_and_is_kept(db, receiver):

@@ -27,7 +27,8 @@ import psycopg2
 import pytest
 
 from conftest import Database, _drop_database
-from helpers import FAST, failed, flush, make_stream, one_worker, put_texts, worker_pids
+from helpers import (FAST, failed, flush, make_stream, one_worker, put_texts, stored_errors,
+                     worker_pids)
 
 import pgcluster
 
@@ -760,17 +761,6 @@ def test_url_user_info_is_not_shown(db, receiver):
     (req,) = r.requests()
     auth = {k.lower(): v for k, v in req["headers"].items()}["authorization"]
     assert base64.b64decode(auth.split()[1]) == b"urluser:URLPASSWORD1"
-
-
-def stored_errors(db, stream):
-    """Every error text stored for stream: deliveries, failed_records, stream_status."""
-    texts = [e for (e,) in db.q("SELECT error FROM firehose.deliveries WHERE stream = %s",
-                                (stream,))]
-    texts += [f["error_message"] for f in failed(db, stream)]
-    texts.append(db.one("SELECT last_error FROM firehose.stream_status WHERE stream = %s",
-                        (stream,)))
-    assert all(t for t in texts), texts
-    return texts
 
 
 def test_secrets_echoed_by_the_destination_are_not_stored(db, receiver):
