@@ -6,30 +6,7 @@
 --
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
-
--- try(destination, opts): the normalized values of the keys given, or the error
-CREATE FUNCTION pg_temp.try(dest text, opts jsonb) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    r text;
-    detail text;
-BEGIN
-    BEGIN
-        PERFORM firehose.create_stream('probe', dest, opts);
-        SELECT string_agg(e.key || '=' || e.value::text, ', ' ORDER BY e.key) INTO r
-          FROM firehose.stream s, jsonb_each(s.options) e
-         WHERE s.name = 'probe' AND opts ? e.key;
-        RAISE SQLSTATE 'ZZ000';
-    EXCEPTION WHEN OTHERS THEN
-        IF SQLSTATE = 'ZZ000' THEN
-            RETURN coalesce(r, '(none)');
-        END IF;
-        GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-        RETURN SQLSTATE || ': ' || SQLERRM
-               || CASE WHEN detail <> '' THEN ' / ' || detail ELSE '' END;
-    END;
-END
-$$;
+-- try_stream(destination, opts): see 00_setup.sql
 
 -- defaults of every destination, as Firehose's (buffer, interval, retries)
 SELECT d, (SELECT string_agg(key || '=' || value::text, ', ' ORDER BY key)
@@ -52,7 +29,7 @@ SELECT d, (SELECT string_agg(key || '=' || value::text, ', ' ORDER BY key)
 --
 SELECT firehose.create_stream('s', 'opensearch', '{"index": "logs"}');
 SELECT firehose.create_stream('s', 'opensearch', '{"endpoint": "https://os:9200", "index": "Logs"}');
-SELECT opts, pg_temp.try('opensearch', '{"endpoint": "https://os:9200", "index": "logs"}'::jsonb || opts::jsonb) AS result
+SELECT opts, try_stream('opensearch', '{"endpoint": "https://os:9200", "index": "logs"}'::jsonb || opts::jsonb) AS result
   FROM (VALUES ('{}'),
                ('{"index": "_logs"}'),
                ('{"index": "a,b"}'),
@@ -81,7 +58,7 @@ SELECT opts, pg_temp.try('opensearch', '{"endpoint": "https://os:9200", "index":
 -- splunk
 --
 SELECT firehose.create_stream('s', 'splunk', '{"endpoint": "https://splunk:8088"}');
-SELECT opts, pg_temp.try('splunk', '{"endpoint": "https://splunk:8088", "token": "t"}'::jsonb || opts::jsonb) AS result
+SELECT opts, try_stream('splunk', '{"endpoint": "https://splunk:8088", "token": "t"}'::jsonb || opts::jsonb) AS result
   FROM (VALUES ('{}'),
                ('{"endpoint_type": "event", "host": "h", "source": "s", "sourcetype": "st", "index": "main"}'),
                ('{"endpoint_type": "Raw"}'),
@@ -101,7 +78,7 @@ SELECT firehose.create_stream('s', 'datadog', '{}');
 SELECT firehose.create_stream('s', 'datadog', '{"api_key": "k", "site": "gov", "kind": "metrics"}');
 SELECT firehose.create_stream('s', 'elastic', '{"api_key": "k"}');
 SELECT firehose.create_stream('s', 'honeycomb', '{"api_key": "k"}');
-SELECT d, opts, pg_temp.try(d, opts::jsonb) AS result
+SELECT d, opts, try_stream(d, opts::jsonb) AS result
   FROM (VALUES ('datadog', '{"api_key": "k", "site": "us5", "kind": "metrics"}'),
                ('datadog', '{"api_key": "k", "site": "mars"}'),
                ('datadog', '{"api_key": "k", "site": "gov", "kind": "metrics", "url": "https://proxy.example/dd"}'),

@@ -7,34 +7,7 @@
 --
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
-
--- try(destination, opts): the stream's target and the options given, as
--- firehose.streams shows them; or the error with its detail and hint
-CREATE FUNCTION pg_temp.try(dest text, opts jsonb) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    r text;
-    detail text;
-    hint text;
-BEGIN
-    BEGIN
-        PERFORM firehose.create_stream('probe', dest, opts);
-        SELECT s.target || ' ' || string_agg(e.key || '=' || e.value::text, ', ' ORDER BY e.key) INTO r
-          FROM firehose.streams s, jsonb_each(s.options) e
-         WHERE s.name = 'probe' AND opts ? e.key
-         GROUP BY s.target;
-        RAISE SQLSTATE 'ZZ000';
-    EXCEPTION WHEN OTHERS THEN
-        IF SQLSTATE = 'ZZ000' THEN
-            RETURN r;
-        END IF;
-        GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-        RETURN SQLSTATE || ': ' || SQLERRM
-               || CASE WHEN detail <> '' THEN ' / ' || detail ELSE '' END
-               || CASE WHEN hint <> '' THEN ' / HINT: ' || hint ELSE '' END;
-    END;
-END
-$$;
+-- try_stream(destination, opts): see 00_setup.sql
 
 -- the defaults: buffer, interval, retry and content encoding
 SELECT d, (SELECT string_agg(key || '=' || value::text, ', ' ORDER BY key)
@@ -50,7 +23,7 @@ SELECT d, (SELECT string_agg(key || '=' || value::text, ', ' ORDER BY key)
 --
 -- logicmonitor: https://ACCOUNT.logicmonitor.com
 --
-SELECT opts, pg_temp.try('logicmonitor', opts::jsonb) AS result
+SELECT opts, try_stream('logicmonitor', opts::jsonb) AS result
   FROM (VALUES ('{"api_key": "k", "account": "acme"}'),
                ('{"api_key": "k", "account": "acme-eu-2", "content_encoding": "none"}'),
                ('{"api_key": "k", "account": "a"}'),
@@ -71,7 +44,7 @@ SELECT opts, pg_temp.try('logicmonitor', opts::jsonb) AS result
 -- logzio: https://listener-aws-metrics-stream-<region>.logz.io/, no
 -- content encoding
 --
-SELECT opts, pg_temp.try('logzio', opts::jsonb) AS result
+SELECT opts, try_stream('logzio', opts::jsonb) AS result
   FROM (VALUES ('{"shipping_token": "t"}'),
                ('{"shipping_token": "t", "region": "eu"}'),
                ('{"shipping_token": "t", "region": "au"}'),
@@ -83,7 +56,7 @@ SELECT opts, pg_temp.try('logzio', opts::jsonb) AS result
 --
 -- mongodb: the user's API Gateway (https), or the older Realm webhooks
 --
-SELECT opts, pg_temp.try('mongodb', opts::jsonb) AS result
+SELECT opts, try_stream('mongodb', opts::jsonb) AS result
   FROM (VALUES ('{"api_key": "k", "api_gateway_url": "https://abc123defg.execute-api.us-east-1.amazonaws.com/prod"}'),
                ('{"api_key": "k", "api_gateway_url": "https://abc123defg.execute-api.eu-west-3.amazonaws.com/v1/firehose"}'),
                ('{"api_key": "k", "api_gateway_url": "https://webhooks.mongodb-realm.com/api/client/v2.0/app/a-1/service/kinesis/incoming_webhook/in"}'),
@@ -102,7 +75,7 @@ SELECT opts, pg_temp.try('mongodb', opts::jsonb) AS result
 --
 -- dynatrace: US / EU / Global intakes, api_url sent as dt-url
 --
-SELECT opts, pg_temp.try('dynatrace', '{"api_token": "t", "api_url": "https://abc12345.live.dynatrace.com"}'::jsonb || opts::jsonb) AS result
+SELECT opts, try_stream('dynatrace', '{"api_token": "t", "api_url": "https://abc12345.live.dynatrace.com"}'::jsonb || opts::jsonb) AS result
   FROM (VALUES ('{"region": "us"}'),
                ('{"region": "eu"}'),
                ('{"region": "global", "kind": "metrics"}'),
