@@ -33,6 +33,19 @@
  * back (forget_closed_sockets) before a socket is refused for want of one
  * and whenever curl changes the sockets it watches.
  *
+ * curl keeps a finished request's connection for the next request to the
+ * same host and port, and by default keeps up to four per request in
+ * flight, closing one only as another is given back.  With many
+ * destinations the idle connections took every place: a request to a new
+ * one failed for want of a socket until curl dropped them as too old
+ * (118 s, and only when it looked for a connection), and an idle worker kept
+ * them.  So curl may have no more connections than the places
+ * (CURLMOPT_MAX_TOTAL_CONNECTIONS: at the limit it closes the oldest idle
+ * one for a new one, or the request waits for one to finish, counted in its
+ * timeout), and keeps no more than curl's own four per request in flight
+ * and half the places (CURLMOPT_MAXCONNECTS, set as requests come and go).
+ * The oldest go first, so a few busy endpoints keep theirs.
+ *
  *-------------------------------------------------------------------------
  */
 #include "firehose.h"
@@ -258,6 +271,21 @@ max_sockets(void)
 	return Min(MAX_SOCKETS, Max(max_safe_fds / 4, 1));
 }
 
+/*
+ * Bound curl's cache of connections by the requests now in flight: four
+ * each, as curl's default, but at most half the sockets' places.  curl
+ * looks at it when a request gives its connection back (closing the oldest
+ * idle one when the cache holds more), so it is set as requests are added
+ * and removed.
+ */
+static void
+bound_connection_cache(void)
+{
+	long		keep = Min((long) max_sockets() / 2, 4L * Max(nrunning, 1));
+
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, Max(keep, 1L));
+}
+
 /* forget counted socket i and give its place back */
 static void
 uncount(int i)
@@ -421,6 +449,9 @@ fh_transport_init(void)
 		elog(ERROR, "curl_multi_init failed");
 	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
 	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	/* never more connections than sockets may be counted (file header) */
+	curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) max_sockets());
+	bound_connection_cache();
 
 	/*
 	 * The wait set's epoll fd counts in fd.c's budget of external fds, as
@@ -538,6 +569,7 @@ fh_transport_start(FhPart *part, FhRequest *req, int64 timeout_ms)
 	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
 		elog(ERROR, "curl_multi_add_handle failed");
 	nrunning++;
+	bound_connection_cache();
 }
 
 static void
@@ -550,6 +582,7 @@ release_easy(FhPart *part)
 	part->easy = NULL;
 	part->in_flight = false;
 	nrunning--;
+	bound_connection_cache();
 }
 
 void

@@ -43,6 +43,7 @@ WEIGHTS = {
     "test_unpack.py": 20,
     "test_postgres.py": 120,
     "test_redshift.py": 45,
+    "test_connection_cache.py": 30,
 }
 DEFAULT = 20
 

@@ -30,7 +30,8 @@ GET  /_control/records   {"records": [base64, ...]}  every stored record (fireho
                           mode) or body (raw mode), arrival order, duplicates kept
 GET  /_control/requests[?records=1]
                          [{request_id, method, path, headers, n_records, body_b64 (raw
-                          mode), status, outcome, time, stored, fault, error}, ...]
+                          mode), status, outcome, time, client_port (the sender's
+                          port: one per connection), stored, fault, error}, ...]
                           for every request received, rejected and faulted ones
                           included; with records=1 also records_b64 (stored records)
 GET  /_control/faults    the current fault plan
@@ -288,7 +289,7 @@ class Handler(LoopbackHandler):
                  "method": self.command, "path": self.path,
                  "headers": dict(self.headers.items()), "n_records": 0,
                  "body_b64": None, "status": None, "outcome": None,
-                 "time": time.time()}
+                 "time": time.time(), "client_port": self.client_address[1]}
         with st.lock:
             st.requests.append(entry)
             if entry["request_id"] is not None:
