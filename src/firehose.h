@@ -556,6 +556,8 @@ typedef struct FhPartView
 {
 	const FhRecord *records;
 	int			nrecords;
+	int64		bytes;			/* of the records' data when known; 0: count
+								 * them, as a view made by a sink is not */
 	const char *request_id;
 	const unsigned char *object_id; /* 16 bytes, the same across retries and
 									 * worker restarts */
@@ -952,7 +954,6 @@ struct FhPart
 	 * (-1: dropped or failed) */
 	FhProcessed *processed;
 	int		   *view_index;
-	int64		view_bytes;		/* bytes of the view's records */
 	int			dropped;		/* records the processors dropped, */
 	int			processing_failed;	/* failed, */
 	int64		processing_us;	/* and the time they took (-1: none) */

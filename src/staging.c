@@ -323,6 +323,7 @@ committed_rows(Relation rel, Buffer buf, OffsetNumber first,
 			   OffsetNumber *offsets)
 {
 	Page		page = BufferGetPage(buf);
+	BlockNumber blkno = BufferGetBlockNumber(buf);
 	OffsetNumber maxoff;
 	int			n = 0;
 
@@ -338,7 +339,7 @@ committed_rows(Relation rel, Buffer buf, OffsetNumber first,
 		tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
 		tuple.t_len = ItemIdGetLength(lp);
 		tuple.t_tableOid = RelationGetRelid(rel);
-		ItemPointerSet(&tuple.t_self, BufferGetBlockNumber(buf), off);
+		ItemPointerSet(&tuple.t_self, blkno, off);
 		if (row_committed(&tuple, buf))
 			offsets[n++] = off;
 	}

@@ -1163,7 +1163,7 @@ record_part(FhPart *part)
 	vals[14] = Int32GetDatum(part->nchildren > 0 ? part->nchildren :
 							 (part->view.nrecords > 0 ? 1 : 0));
 	vals[15] = Int32GetDatum(part->view.nrecords);
-	vals[16] = Int64GetDatum(part->view_bytes);
+	vals[16] = Int64GetDatum(part->view.bytes);
 	vals[17] = Int32GetDatum(part->dropped);
 	vals[18] = Int32GetDatum(part->processing_failed);
 	vals[19] = Int64GetDatum(part->processing_us);
@@ -1728,7 +1728,7 @@ part_view(FhPart *part)
 		if (part->processed[i].result == FH_PROC_OK)
 			total += 1 + part->processed[i].nmore;
 	out = palloc(sizeof(FhRecord) * Max(total, 1));
-	part->view_bytes = 0;
+	part->view.bytes = 0;
 	for (int i = 0; i < part->nrecords; i++)
 	{
 		FhProcessed *p = &part->processed[i];
@@ -1751,7 +1751,7 @@ part_view(FhPart *part)
 			}
 			out[n] = part->records[i];
 			out[n].data = k == 0 ? p->data : p->more[k - 1];
-			part->view_bytes += VARSIZE_ANY_EXHDR(out[n].data);
+			part->view.bytes += VARSIZE_ANY_EXHDR(out[n].data);
 			n++;
 		}
 	}
@@ -1808,7 +1808,7 @@ process_part(FhWorkerStream *ws, FhPart *part)
 {
 	part->view.records = part->records;
 	part->view.nrecords = part->nrecords;
-	part->view_bytes = part->bytes;
+	part->view.bytes = part->bytes;
 	part->processing_us = -1;
 	part->view.request_id = part->request_id;
 	part->view.object_id = part->object_id;
