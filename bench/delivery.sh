@@ -22,11 +22,14 @@
 #             (/proc/<pid>/schedstat): on a loaded machine that, not the
 #             network, is what a worker using less CPU than wall time waits for
 #             Each row runs on a newly started worker, except the raw row's
-#             second run.  The raw row runs twice: the first time the worker maps each
-#             shared buffer page it reads for the first time (a page fault
-#             each, about a fifth of its CPU), as a freshly started worker
+#             second run.  The raw row runs twice: the first time the worker
+#             maps each shared buffer page it reads for the first time, and
+#             takes fresh memory for its parts, as a freshly started worker
 #             does; the second shows a worker that has run a while
 #   firehose  FH_RECORDS (1M) records, format firehose (base64 JSON)
+#   raw4k     the raw row once more, on the same cluster restarted with
+#             huge_pages = off (skipped when the shared memory was not in
+#             huge pages anyway): what the huge pages are worth
 #   rss       the worker's peak RSS (VmHWM of /proc/<pid>/status, reset with
 #             clear_refs before each case) and its peak private memory
 #             (RssAnon sampled every 50 ms: VmHWM also counts the shared
@@ -45,8 +48,9 @@
 # A benchmark: prints numbers next to the issue's goals, asserts nothing;
 # fails only when something cannot run.  Environment: RAW_RECORDS,
 # FH_RECORDS, BACKLOG_SMALL_MB, BACKLOG_LARGE_MB, CAPTURE_ROUNDS (3),
+# HUGE_PAGES (try; off: none), HUGE_POOL_PAGES (100),
 # CAPTURE_SECONDS (10), STREAMS, STREAM_SECONDS (30), ROWS (rows to run,
-# default "raw firehose backlog capture streams"), PERF=1 (perf record
+# default "raw firehose raw4k backlog capture streams"), PERF=1 (perf record
 # -g of the worker during the raw and firehose rows, into bench/out/),
 # KEEP_LOG=FILE (the server log is copied there before the cluster goes).
 set -euo pipefail
@@ -62,7 +66,7 @@ CAPTURE_ROUNDS=${CAPTURE_ROUNDS:-3}
 CAPTURE_SECONDS=${CAPTURE_SECONDS:-10}
 STREAMS=${STREAMS:-1000}
 STREAM_SECONDS=${STREAM_SECONDS:-30}
-ROWS=${ROWS:-raw firehose backlog capture streams}
+ROWS=${ROWS:-raw firehose raw4k backlog capture streams}
 mkdir -p bench/out
 HZ=$(getconf CLK_TCK)
 NGINX=${NGINX:-/usr/sbin/nginx}
@@ -127,9 +131,35 @@ curl -fs -o /dev/null -d x "http://127.0.0.1:$NPORT/raw" || {
 NURL="http://127.0.0.1:$NPORT"
 
 # -- cluster -------------------------------------------------------------------------
-info=$(FIREHOSE_PRELOAD=1 "$PY" test/pgcluster.py start --dir "$tmp/pg" \
-	--set shared_buffers=128MB --set max_wal_size=4GB --set checkpoint_timeout=1h \
+# Huge pages for the shared memory, as PostgreSQL's documentation advises
+# for large shared_buffers: the worker reads the staging pages out of the
+# shared buffers, and a process maps each 4 kB page of them the first time
+# it touches it; on this VM that costs about 7 us a page (0.2 us on a 2 MB
+# page), half of a new worker's CPU in the raw row.  As root, the kernel's
+# pool is raised by HUGE_POOL_PAGES just while the server starts, and put
+# back at once: the pages the server took stay its own until it stops (they
+# become surplus pages), and other clusters on the machine, whose default
+# huge_pages = try would take them too, get no window to.  huge_pages = try
+# falls back to 4 kB pages when the pool cannot be raised.  HUGE_PAGES=off
+# runs every row without them.
+HUGE_PAGES=${HUGE_PAGES:-try}
+HUGE_POOL_PAGES=${HUGE_POOL_PAGES:-100}
+# with_pool CMD...: run CMD with the pool raised (when HUGE_PAGES is not off)
+with_pool() {
+	local before added=0 rc=0
+	if [ "$HUGE_PAGES" != off ] && [ "$(id -u)" = 0 ] && [ -w /proc/sys/vm/nr_hugepages ]; then
+		before=$(cat /proc/sys/vm/nr_hugepages)
+		echo $((before + HUGE_POOL_PAGES)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+		added=$(($(cat /proc/sys/vm/nr_hugepages) - before))
+	fi
+	"$@" || rc=$?
+	[ "$added" -gt 0 ] && echo $(($(cat /proc/sys/vm/nr_hugepages) - added)) >/proc/sys/vm/nr_hugepages
+	return $rc
+}
+CLUSTER_SET=(--set shared_buffers=128MB --set max_wal_size=4GB --set checkpoint_timeout=1h
 	--set max_locks_per_transaction=256)
+info=$(FIREHOSE_PRELOAD=1 with_pool "$PY" test/pgcluster.py start --dir "$tmp/pg" "${CLUSTER_SET[@]}" \
+	--set huge_pages="$HUGE_PAGES")
 eval "$info" # PORT= HOST= USER= DIR=
 CONN=(-h "$HOST" -p "$PORT" -U "$USER" -d postgres)
 psql() { "$PGBIN/psql" "${CONN[@]}" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
@@ -144,6 +174,18 @@ worker_pid() {
 	done
 	echo "$pid"
 }
+# huge_kb: the shared memory the postmaster has in huge pages (kB; 0: none)
+huge_kb() {
+	local pm
+	pm=$(head -1 "$(psql -c "SHOW data_directory")/postmaster.pid")
+	status_kb "$pm" HugetlbPages
+}
+# restart_cluster HUGE_PAGES: the same cluster with huge_pages set so
+restart_cluster() {
+	FIREHOSE_PRELOAD=1 with_pool "$PY" test/pgcluster.py restart --dir "$tmp/pg" "${CLUSTER_SET[@]}" \
+		--set huge_pages="$1" >/dev/null
+}
+
 # fresh_worker: end the database's worker and wait for the launcher's next
 # one, so that a row's memory figures are its own: a worker keeps freed part
 # memory for 30 s after its last part, and would carry one row's into the next
@@ -265,7 +307,7 @@ throughput() {
 	psql -c "SELECT firehose.create_stream('$1', 'http', '{\"url\": \"$NURL/$2\", \"format\": \"$2\", \"buffer_size\": \"32MB\", \"max_concurrency\": 4, \"buffer_interval\": 60000}')" >/dev/null
 	psql -c "SELECT firehose.pause('$1')" >/dev/null
 	load "$1" "$3" "$4"
-	case $5 in raw | raw_again | firehose) floor "$5" ;; esac
+	case $5 in raw | raw_again | raw_4k | firehose) floor "$5" ;; esac
 	# every row but the second raw one on a worker of its own
 	[ "$5" = raw_again ] || fresh_worker
 	deliver "$1" "$3" $(($3 * $4)) "$5"
@@ -344,7 +386,9 @@ print(len(lat), "%.0f" % p(0.5), "%.0f" % p(0.99), "%.0f" % lat[-1])')
 		"$STREAMS" "${R[lat.n]}" "$STREAMS" "$STREAM_SECONDS" "${R[busy.cpu]}" "${R[lat.p50]}" "${R[lat.p99]}" "${R[lat.max]}"
 }
 
+R[huge]=$(huge_kb)
 echo "delivery: PostgreSQL on $HOST:$PORT, nginx on $NURL, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "shared memory: huge_pages = $HUGE_PAGES, $(calc "${R[huge]} / 1024") MB of it in huge pages"
 for row in $ROWS; do
 	case $row in
 	floor) floor ;;
@@ -354,6 +398,17 @@ for row in $ROWS; do
 		throughput raw raw "$RAW_RECORDS" 134 raw_again
 		;;
 	firehose) throughput fh firehose "$FH_RECORDS" 134 firehose ;;
+	raw4k)
+		# the raw row on a cluster whose shared memory is in 4 kB pages
+		if [ "$(huge_kb)" -gt 0 ]; then
+			restart_cluster off
+			echo "raw4k: cluster restarted with huge_pages = off ($(huge_kb) kB of huge pages)"
+			throughput raw raw "$RAW_RECORDS" 134 raw_4k
+			restart_cluster "$HUGE_PAGES"
+		else
+			echo "raw4k: skipped, the shared memory is not in huge pages to begin with"
+		fi
+		;;
 	backlog)
 		throughput small raw $((BACKLOG_SMALL_MB * 1000)) 1000 backlog_small
 		throughput large raw $((BACKLOG_LARGE_MB * 1000)) 1000 backlog_large
@@ -375,7 +430,7 @@ ratio() {
 	if [ -n "$f" ]; then calc "$(g "$1.mbs") / $f"; else echo nan; fi
 }
 echo
-echo "SUMMARY delivery ($(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "SUMMARY delivery ($(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)); shared memory in huge pages: $([ "${R[huge]}" -gt 0 ] && echo yes || echo no)"
 inflight=$((4 * 32))
 if [ -n "$(g raw.mbs)" ]; then
 	printf '  raw 2M x 134 B, 32 MB, 4 in flight: %.0f MB/s = %.2f of the floor (%.0f MB/s, goal >= 0.5); worker CPU %.2f s in %.2f s, %.2f us/record, %.2f s waiting for a CPU\n' \
@@ -384,6 +439,10 @@ fi
 if [ -n "$(g raw_again.mbs)" ]; then
 	printf '  raw again, the same worker (its shared buffers mapped): %.0f MB/s = %.2f of the floor (%.0f MB/s); worker CPU %.2f s in %.2f s, %.2f us/record\n' \
 		"$(g raw_again.mbs)" "$(ratio raw_again)" "$(g raw_again.floor)" "$(g raw_again.cpu)" "$(g raw_again.secs)" "$(g raw_again.cpu_us)"
+fi
+if [ -n "$(g raw_4k.mbs)" ]; then
+	printf '  raw on 4 kB shared memory pages (huge_pages = off), a new worker: %.0f MB/s = %.2f of the floor (%.0f MB/s); worker CPU %.2f s in %.2f s, %.2f us/record\n' \
+		"$(g raw_4k.mbs)" "$(ratio raw_4k)" "$(g raw_4k.floor)" "$(g raw_4k.cpu)" "$(g raw_4k.secs)" "$(g raw_4k.cpu_us)"
 fi
 if [ -n "$(g firehose.mbs)" ]; then
 	printf '  firehose format 1M: %.0f MB/s of records = %.2f of the floor (%.0f MB/s, goal >= 0.35); worker CPU %.2f s in %.2f s, %.2f us/record, %.2f s waiting for a CPU\n' \
