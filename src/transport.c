@@ -43,8 +43,10 @@
  * (CURLMOPT_MAX_TOTAL_CONNECTIONS: at the limit it closes the oldest idle
  * one for a new one, or the request waits for one to finish, counted in its
  * timeout), and keeps no more than curl's own four per request in flight
- * and half the places (CURLMOPT_MAXCONNECTS, set as requests come and go).
- * The oldest go first, so a few busy endpoints keep theirs.
+ * nor, besides those in use, half the places (CURLMOPT_MAXCONNECTS, set as
+ * requests come and go).  The oldest go first, so a few busy endpoints keep
+ * theirs.  When nothing is in flight and more than half the places are
+ * still held, they are all closed (trim_idle_connections).
  *
  *-------------------------------------------------------------------------
  */
@@ -273,17 +275,21 @@ max_sockets(void)
 
 /*
  * Bound curl's cache of connections by the requests now in flight: four
- * each, as curl's default, but at most half the sockets' places.  curl
- * looks at it when a request gives its connection back (closing the oldest
- * idle one when the cache holds more), so it is set as requests are added
- * and removed.
+ * each, as curl's default, but no more than half the sockets' places idle
+ * besides one per request.  curl counts the connections in use in its
+ * cache too, and looks at the bound when a request gives its connection
+ * back (closing the oldest idle one when the cache holds more), so it is
+ * set as requests are added and removed.  (Half the places alone would
+ * make a busy endpoint with more requests in flight than that close a
+ * connection at every answer and open another.)
  */
 static void
 bound_connection_cache(void)
 {
-	long		keep = Min((long) max_sockets() / 2, 4L * Max(nrunning, 1));
+	long		in_flight = Max(nrunning, 1);
 
-	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, Max(keep, 1L));
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
+					  Min(4 * in_flight, in_flight + max_sockets() / 2));
 }
 
 /* forget counted socket i and give its place back */
@@ -439,11 +445,10 @@ new_wait_set(int nsockets)
 	return set;
 }
 
-void
-fh_transport_init(void)
+/* make the multi handle, with no transfer and no connection */
+static void
+new_multi(void)
 {
-	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
-		elog(ERROR, "curl_global_init failed");
 	multi = curl_multi_init();
 	if (multi == NULL)
 		elog(ERROR, "curl_multi_init failed");
@@ -452,6 +457,40 @@ fh_transport_init(void)
 	/* never more connections than sockets may be counted (file header) */
 	curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) max_sockets());
 	bound_connection_cache();
+	nsocks = 0;
+	curl_timeout_ms = -1;
+	wait_set_stale = true;
+}
+
+/*
+ * With no request in flight, close every connection curl keeps when they
+ * hold more than half the sockets' places (left by a burst to many
+ * destinations).  curl closes idle connections beyond CURLMOPT_MAXCONNECTS
+ * only one at a time as requests finish, so an idle worker went on holding
+ * them; and it has no call to close some, so the multi handle is made
+ * again.  A few busy endpoints never hold that many: theirs stay.
+ */
+static void
+trim_idle_connections(void)
+{
+	if (nrunning > 0 || ncounted <= max_sockets() / 2)
+		return;
+	forget_closed_sockets();
+	if (ncounted <= max_sockets() / 2)
+		return;
+	/* closes the cached connections through closesocket_cb */
+	curl_multi_cleanup(multi);
+	multi = NULL;
+	forget_closed_sockets();
+	new_multi();
+}
+
+void
+fh_transport_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		elog(ERROR, "curl_global_init failed");
+	new_multi();
 
 	/*
 	 * The wait set's epoll fd counts in fd.c's budget of external fds, as
@@ -698,6 +737,7 @@ fh_transport_wait(long timeout_ms, FhPart **done, int max_done)
 	int			npgw;
 	bool		pg_changed;
 
+	trim_idle_connections();
 	npgw = fh_pg_watches(pgw, MAX_SOCKETS, &pg_changed);
 	if (pg_changed)
 		wait_set_stale = true;
