@@ -10,7 +10,8 @@ so on two cores three groups finish far sooner than one.  A file stays whole
 in one group: its tests may share fixtures and change their cluster
 (restarts, ALTER SYSTEM).
 
-The weights are seconds a file took in a full run on a loaded 2-core machine;
+The weights are seconds a file took (setup, call and teardown of its tests,
+from pytest --durations=0) in a full run of test/run on the 2-core machine;
 a file not listed counts DEFAULT.  They need not be exact: they only balance
 the groups.  The first group gets the most weight (test/run prints its output
 as it goes).
@@ -20,30 +21,40 @@ import os
 import sys
 
 WEIGHTS = {
-    "test_security.py": 190,
-    "test_splunk.py": 185,
-    "test_opensearch.py": 155,
-    "test_s3.py": 150,
-    "test_crash_matrix.py": 70,
-    "test_presets.py": 120,
-    "test_worker.py": 100,
-    "test_failures.py": 100,
-    "test_s3server.py": 100,
-    "test_stress.py": 60,
-    "test_hostile.py": 60,
-    "test_parquet.py": 40,
-    "test_parquet_s3.py": 25,
-    "test_s3_partitioning.py": 60,
-    "test_parquet_million.py": 35,
-    "test_bounds.py": 50,
-    "test_delivery.py": 50,
-    "test_processors.py": 60,
-    "test_json_to_csv.py": 25,
-    "test_lambda.py": 70,
-    "test_unpack.py": 20,
-    "test_postgres.py": 120,
-    "test_redshift.py": 45,
-    "test_connection_cache.py": 30,
+    "test_splunk.py": 183,
+    "test_opensearch.py": 131,
+    "test_postgres.py": 104,
+    "test_presets.py": 103,
+    "test_failures.py": 102,
+    "test_crash_matrix.py": 102,
+    "test_s3.py": 77,
+    "test_security.py": 69,
+    "test_redshift.py": 62,
+    "test_lambda.py": 58,
+    "test_faults.py": 58,
+    "test_bounds.py": 55,
+    "test_stress.py": 50,
+    "test_worker.py": 50,
+    "test_delivery.py": 46,
+    "test_s3_partitioning.py": 27,
+    "test_hostile.py": 25,
+    "test_s3server.py": 25,
+    "test_processors.py": 23,
+    "test_exactset.py": 23,
+    "test_flush_join.py": 21,
+    "test_prepared.py": 19,
+    "test_json_to_csv.py": 17,
+    "test_connection_cache.py": 15,
+    "test_unpack.py": 11,
+    "test_parquet_s3.py": 11,
+    "test_open_files.py": 11,
+    "test_parquet_million.py": 9,
+    "test_splunk_receiver.py": 9,
+    "test_capture.py": 8,
+    "test_receiver.py": 8,
+    "test_tls.py": 6,
+    "test_opensearch_receiver.py": 5,
+    "test_parquet.py": 5,
 }
 DEFAULT = 20
 
