@@ -157,8 +157,12 @@ def test_ack_timeout_scenarios_start(ack_timeouts):
     """(Starts the background scenarios checked by the last test.)  The first
     requests arrive and get ackId 0 of their channels."""
     h = ack_timeouts.hec
-    h.wait(lambda x: len(data_requests(x, CH_RETRY)) >= 1
-           and len(data_requests(x, CH_FAIL)) >= 1, timeout=30)
+    # A request is recorded when it arrives and its answer noted just before
+    # it is sent: wait for the answers, not only the arrivals.
+    def answered(x, ch):
+        return [r for r in data_requests(x, ch) if r["status"] is not None]
+    h.wait(lambda x: len(answered(x, CH_RETRY)) >= 1
+           and len(answered(x, CH_FAIL)) >= 1, timeout=30)
     for ch in (CH_RETRY, CH_FAIL):
         r = data_requests(h, ch)[0]
         assert r["status"] == 200 and r["response"]["ackId"] == 0
