@@ -245,6 +245,46 @@ http_raw_piece(void *arg, int64 k, const char **data, size_t *len,
 	return true;
 }
 
+/* http_raw_piece's pieces, as many as fit whole in buf (FhRequest.fill) */
+static size_t
+http_raw_fill(void *arg, int64 *next, char *buf, size_t room)
+{
+	HttpStream *hs = arg;
+	const char *delimiter = hs->config->delimiter;
+	size_t		dlen = hs->delimiter_len;
+	int64		end = 2 * (int64) hs->nrecords;
+	int64		k = *next;
+	size_t		n = 0;
+
+	if (k < end && k % 2 == 1)
+	{
+		/* the delimiter of a record sent across buffers */
+		if (dlen > room)
+			return 0;
+		memcpy(buf, delimiter, dlen);
+		n = dlen;
+		k++;
+	}
+	while (k < end)
+	{
+		bytea	   *rec = hs->records[k / 2].data;
+		size_t		len = VARSIZE_ANY_EXHDR(rec);
+
+		if (len + dlen > room - n)
+			break;
+		memcpy(buf + n, VARDATA_ANY(rec), len);
+		n += len;
+		if (dlen == 1)
+			buf[n] = *delimiter;
+		else
+			memcpy(buf + n, delimiter, dlen);
+		n += dlen;
+		k += 2;
+	}
+	*next = k;
+	return n;
+}
+
 #define FH_RECORD_OPEN		"{\"data\":\""
 #define FH_RECORD_CLOSE		"\"}"
 #define FH_BODY_TAIL		"]}"
@@ -283,6 +323,42 @@ http_firehose_piece(void *arg, int64 k, const char **data, size_t *len,
 	return true;
 }
 
+/*
+ * http_firehose_piece's records, as many as fit whole in buf, each
+ * base64-encoded straight into it (FhRequest.fill); the head and the tail
+ * are left to http_firehose_piece
+ */
+static size_t
+http_firehose_fill(void *arg, int64 *next, char *buf, size_t room)
+{
+	HttpStream *hs = arg;
+	int64		k = *next;
+	size_t		n = 0;
+
+	while (k >= 1 && k <= (int64) hs->nrecords)
+	{
+		bytea	   *rec = hs->records[k - 1].data;
+		size_t		reclen = VARSIZE_ANY_EXHDR(rec);
+		size_t		piece = (k > 1) + strlen(FH_RECORD_OPEN) +
+			FH_BASE64_LEN(reclen) + strlen(FH_RECORD_CLOSE);
+		char	   *p = buf + n;
+
+		/* the encoder's terminating NUL falls where the close goes */
+		if (piece > room - n)
+			break;
+		if (k > 1)
+			*p++ = ',';
+		memcpy(p, FH_RECORD_OPEN, strlen(FH_RECORD_OPEN));
+		p += strlen(FH_RECORD_OPEN);
+		p += fh_base64_encode(VARDATA_ANY(rec), reclen, p);
+		memcpy(p, FH_RECORD_CLOSE, strlen(FH_RECORD_CLOSE));
+		n += piece;
+		k++;
+	}
+	*next = k;
+	return n;
+}
+
 /* the body of part in req, made as it is sent */
 static void
 http_stream_body(HttpConfig *c, FhPartView *part, FhRequest *req)
@@ -308,6 +384,7 @@ http_stream_body(HttpConfig *c, FhPartView *part, FhRequest *req)
 				total += VARSIZE_ANY_EXHDR(part->records[i].data);
 		total += hs->delimiter_len * part->nrecords;
 		req->piece = http_raw_piece;
+		req->fill = http_raw_fill;
 	}
 	else
 	{
@@ -325,6 +402,7 @@ http_stream_body(HttpConfig *c, FhPartView *part, FhRequest *req)
 			largest = Max(largest, piece);
 		}
 		req->piece = http_firehose_piece;
+		req->fill = http_firehose_fill;
 	}
 	req->piece_arg = hs;
 	req->stream_len = total;

@@ -186,7 +186,9 @@ fh_transport_release_body(FhPart *part)
 
 /*
  * CURLOPT_READFUNCTION of a streamed body (FhRequest.piece): fills curl's
- * upload buffer from the sink's pieces, one after the other.
+ * upload buffer from the sink's pieces, one after the other: as many as fit
+ * whole by the sink's fill(), when it has one, and the piece that does not
+ * fit, the rest of it in the next call.
  */
 static size_t
 read_cb(char *buf, size_t size, size_t nitems, void *userdata)
@@ -204,6 +206,12 @@ read_cb(char *buf, size_t size, size_t nitems, void *userdata)
 		{
 			if (req->piece_end)
 				break;
+			if (req->fill)
+			{
+				n += req->fill(req->piece_arg, &req->piece_next, buf + n, room - n);
+				if (n == room)
+					break;
+			}
 			resetStringInfo(&req->scratch);
 			req->piece_data = NULL;
 			req->piece_left = 0;

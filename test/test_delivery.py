@@ -7,6 +7,7 @@ Records are compared as bytes against what was put.
 
 import base64
 import json
+import random
 import time
 import uuid
 
@@ -222,6 +223,44 @@ def test_raw_gzip(db, receiver):
     (req,) = r.requests()
     assert header(req, "Content-Encoding") == "gzip"
     assert r.records() == [b"x" * 1000 + b"\n" + b"y\n"]
+
+
+def across_buffers_records(tiny, tiny_max):
+    """Records of every size from empty to larger than curl's 512 kB upload
+    buffer, then tiny ones (up to tiny_max bytes), so that the later buffer
+    ends fall at every place of a record and of its delimiter: random
+    bytes, the same each run."""
+    rnd = random.Random(13)
+    sizes = [0, 1, 2, 700 * 1024, 3, 524283, 0, 524288, 524290, 1]
+    sizes += [rnd.randrange(0, 40000) for _ in range(100)]
+    sizes += [rnd.randrange(0, tiny_max + 1) for _ in range(tiny)]
+    return [rnd.randbytes(n) for n in sizes]
+
+
+@pytest.mark.parametrize("fmt", ["raw", "firehose"])
+def test_bodies_across_upload_buffers_arrive_byte_exact(db, receiver, fmt):
+    """A body of many of curl's upload buffers is written into each buffer
+    record by record while records fit whole, and a record (or delimiter)
+    that does not is sent across buffers: every byte arrives, in order, for
+    both formats, with a delimiter longer than one byte."""
+    # the Firehose format takes at most 10,000 records a request
+    recs = across_buffers_records(400000, 7) if fmt == "raw" else across_buffers_records(9800, 300)
+    r = receiver("raw" if fmt == "raw" else "firehose")
+    opts = {"buffer_size": 16 * 1024 * 1024}
+    if fmt == "raw":
+        opts.update(format="raw", delimiter="\r\n--\r\n")
+    make_stream(db, "across", r.url, **opts)
+    assert db.one("SELECT firehose.put_batch('across', %s::bytea[])",
+                  ([psycopg2.Binary(b) for b in recs],)) == len(recs)
+    flush(db, "across")
+    assert len(r.requests()) == 1
+    if fmt == "raw":
+        assert r.records() == [b"".join(x + b"\r\n--\r\n" for x in recs)]
+    else:
+        assert r.records() == recs
+        r.assert_no_violations()
+    assert db.one("SELECT sum(bytes) FROM firehose.deliveries WHERE stream = 'across'") == \
+        sum(map(len, recs))
 
 
 # -- batching -----------------------------------------------------------------
