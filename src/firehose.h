@@ -388,7 +388,8 @@ extern int	fh_read_part(FhBatch *batch, int max_records, int64 max_bytes,
 						 FhScanPos *start);
 extern bool fh_stage_has_unannounced(Oid tables[FH_STAGE_TABLES], FhSnapshot *after);
 extern void fh_stage_maintain(int32 stream_id, Oid tables[FH_STAGE_TABLES],
-							  FhStreamSlot *slot, FhSnapshot *consumed);
+							  FhStreamSlot *slot, FhSnapshot *consumed,
+							  BlockNumber deferred[FH_STAGE_TABLES]);
 
 /* ---------- sinks (sink.c, sink_*.c) ---------- */
 

@@ -609,10 +609,37 @@ table_has_unconsumed(Relation rel, FhSnapshot *consumed)
  * the table only now waits for this transaction and inserts into the
  * truncated table: its row is read by the next batch (batches scan every
  * table of the ring) and keeps the table from being truncated until then.
+ *
+ * A truncation walks every buffer header of shared_buffers
+ * (DropRelFileNodeBuffers: outside recovery PostgreSQL 15 does not know a
+ * relation's size well enough to look its pages up instead), however small
+ * the table.  With 4 GB of shared_buffers that was half a millisecond a
+ * table, and 1,000 streams of a record a second kept the worker 89% busy and
+ * 20 s late.  A small table is therefore left for later: deferred[k] counts
+ * the pages table k held at each call that left it (the batches of the
+ * meantime read them again), and the table is truncated once its pages and
+ * that count reach reclaim_pages(), where the two costs meet.  A table that
+ * large is truncated at once, as every table is with shared_buffers up to
+ * 128 MB.  Until then the ring does not move on to it, so the current table
+ * grows by the batches of the meantime; each stays within that many pages.
  */
+
+/*
+ * Pages a table's reading is allowed to cost before a truncation is worth
+ * its walk of shared_buffers: a page read costs about as much as a thousand
+ * buffer headers walked, and as much again for the current table, which
+ * grows meanwhile.
+ */
+static BlockNumber
+reclaim_pages(void)
+{
+	return Max(1, NBuffers / 16384);
+}
+
 void
 fh_stage_maintain(int32 stream_id, Oid tables[FH_STAGE_TABLES],
-				  FhStreamSlot *slot, FhSnapshot *consumed)
+				  FhStreamSlot *slot, FhSnapshot *consumed,
+				  BlockNumber deferred[FH_STAGE_TABLES])
 {
 	uint32		cur = pg_atomic_read_u32(&slot->cur_table) % FH_STAGE_TABLES;
 	BlockNumber nblocks[FH_STAGE_TABLES];
@@ -627,8 +654,15 @@ fh_stage_maintain(int32 stream_id, Oid tables[FH_STAGE_TABLES],
 		nblocks[k] = RelationGetNumberOfBlocks(rel);
 		table_close(rel, AccessShareLock);
 
+		if (nblocks[k] == 0)
+			deferred[k] = 0;
 		if (k == (int) cur || nblocks[k] == 0)
 			continue;
+		if (nblocks[k] + deferred[k] < reclaim_pages())
+		{
+			deferred[k] += nblocks[k];	/* small: later */
+			continue;
+		}
 		if (!ConditionalLockRelationOid(tables[k], AccessExclusiveLock))
 			continue;			/* a producer still writes it: later */
 		rel = table_open(tables[k], NoLock);
@@ -637,6 +671,7 @@ fh_stage_maintain(int32 stream_id, Oid tables[FH_STAGE_TABLES],
 			heap_truncate_one_rel(rel);
 			fh_fault_point("after_truncate");
 			nblocks[k] = 0;
+			deferred[k] = 0;
 		}
 		table_close(rel, NoLock);	/* lock kept until commit */
 	}

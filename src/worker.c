@@ -125,6 +125,7 @@ typedef struct FhWorkerStream
 	TimestampTz memory_wait_since;	/* a part waits for firehose.worker_memory */
 	TimestampTz retrying_since; /* first failure of its oldest retrying part */
 	bool		reclaim_due;	/* a batch finished: reclaim_staging() */
+	BlockNumber reclaim_deferred[FH_STAGE_TABLES];	/* fh_stage_maintain's */
 
 	/* which pass looks at the stream (see "the streams a pass visits") */
 	bool		ready;			/* in ready_streams */
@@ -2783,7 +2784,8 @@ reclaim_staging(void)
 		if (!ws->reclaim_due)
 			continue;
 		ws->reclaim_due = false;
-		fh_stage_maintain(ws->id, ws->tables, ws->slot, ws->consumed);
+		fh_stage_maintain(ws->id, ws->tables, ws->slot, ws->consumed,
+						  ws->reclaim_deferred);
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
