@@ -51,7 +51,7 @@
 # fails only when something cannot run.  Environment: RAW_RECORDS,
 # FH_RECORDS, BACKLOG_SMALL_MB, BACKLOG_LARGE_MB, CAPTURE_ROUNDS (3),
 # HUGE_PAGES (try; off: none), HUGE_POOL_PAGES (100),
-# CAPTURE_SECONDS (10), STREAMS, STREAM_SECONDS (30), ROWS (rows to run,
+# CAPTURE_SECONDS (10), SHARED_BUFFERS (128MB), STREAMS, STREAM_SECONDS (30), ROWS (rows to run,
 # default "raw firehose raw4k backlog capture streams"), PERF=1 (perf record
 # -g of the worker during the raw and firehose rows, into bench/out/),
 # KEEP_LOG=FILE (the server log is copied there before the cluster goes).
@@ -158,7 +158,7 @@ with_pool() {
 	[ "$added" -gt 0 ] && echo $(($(cat /proc/sys/vm/nr_hugepages) - added)) >/proc/sys/vm/nr_hugepages
 	return $rc
 }
-CLUSTER_SET=(--set shared_buffers=128MB --set max_wal_size=4GB --set checkpoint_timeout=1h
+CLUSTER_SET=(--set shared_buffers=${SHARED_BUFFERS:-128MB} --set max_wal_size=4GB --set checkpoint_timeout=1h
 	--set max_locks_per_transaction=256)
 info=$(FIREHOSE_PRELOAD=1 with_pool "$PY" test/pgcluster.py start --dir "$tmp/pg" "${CLUSTER_SET[@]}" \
 	--set huge_pages="$HUGE_PAGES")
