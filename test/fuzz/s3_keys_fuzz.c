@@ -12,7 +12,8 @@
  *
  * Besides memory errors (ASan) and undefined behaviour (UBSan), it checks
  * what s3_keys.h promises: every message and output is NUL-terminated
- * inside its buffer; a layout that parses always evaluates, for every
+ * inside its buffer; a layout that parses (without partition keys: their
+ * values are not bounded by parsing) always evaluates, for every
  * instant of the years 1 to 9999 and every offset up to 18 hours (parsing
  * bounds the evaluated length); the same inputs give the same prefix and
  * key; a key is the prefix followed by the stream name, at most 1024 bytes.
@@ -33,7 +34,17 @@ static const char *const error_types[] = {
 	"decompression-failed", NULL
 };
 
-/* evaluate one prefix of layout at t; checks the properties of a result */
+/* a partition key's value, for every key of a prefix (at most one a 2 bytes) */
+#define MAX_KEYS	(FH_S3KEY_MAX_PREFIX_CHARS * 3)
+static const char *key_values[MAX_KEYS];
+
+/*
+ * evaluate one prefix of layout at t; checks the properties of a result.
+ * A Prefix with partition keys (dynamic partitioning; never the error
+ * output prefix) evaluates only with their values: without them it must
+ * fail cleanly, and with them parsing promises nothing of the length,
+ * since the values are not bounded by it (each may be 512 characters).
+ */
 static void
 eval_one(const FhS3KeyLayout *layout, FhS3KeyTime t, const char *type,
 		 const unsigned char id[16], bool must_succeed,
@@ -44,15 +55,24 @@ eval_one(const FhS3KeyLayout *layout, FhS3KeyTime t, const char *type,
 	char		again[FH_S3KEY_PREFIX_BUFSIZE];
 	char		err[FH_S3KEY_ERROR_LEN];
 	int			n = fh_s3key_nrandom(layout, type != NULL);
+	int			nkeys = type ? 0 : fh_s3key_npartition_keys(layout);
 	FhS3KeyStatus st;
 
 	fuzz_assert(n >= 0 && n <= FH_S3KEY_MAX_RANDOM);
+	fuzz_assert(nkeys >= 0 && nkeys <= MAX_KEYS);
 	for (int i = 0; i < n; i++)
 	{
 		fh_s3key_random_string(id, i, rnd[i]);
 		rp[i] = rnd[i];
 	}
-	st = fh_s3key_eval_prefix(layout, t, type, rp, n, out, err);
+	if (nkeys > 0)
+	{
+		st = fh_s3key_eval_prefix(layout, t, type, rp, n, out, err);
+		fuzz_assert(st != FH_S3KEY_OK && out[0] == '\0' && err[0] != '\0');
+		fuzz_assert_terminated(err, FH_S3KEY_ERROR_LEN);
+		must_succeed = false;
+	}
+	st = fh_s3key_eval_prefix_keys(layout, t, type, rp, n, key_values, nkeys, out, err);
 	fuzz_assert_terminated(out, FH_S3KEY_PREFIX_BUFSIZE);
 	fuzz_assert_terminated(err, FH_S3KEY_ERROR_LEN);
 	if (must_succeed && st != FH_S3KEY_OK)
@@ -64,7 +84,7 @@ eval_one(const FhS3KeyLayout *layout, FhS3KeyTime t, const char *type,
 		fuzz_assert(out[0] == '\0' && err[0] != '\0');
 		return;
 	}
-	st = fh_s3key_eval_prefix(layout, t, type, rp, n, again, err);
+	st = fh_s3key_eval_prefix_keys(layout, t, type, rp, n, key_values, nkeys, again, err);
 	fuzz_assert(st == FH_S3KEY_OK && strcmp(out, again) == 0);
 }
 
@@ -88,6 +108,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int32_t		offset;
 	FhS3KeyStatus st;
 
+	for (int i = 0; i < MAX_KEYS; i++)
+		key_values[i] = "k";
 	t.epoch_ms = (int64_t) fuzz_u64(&in, 8);
 	t.utc_offset_s = (int32_t) fuzz_u64(&in, 4);
 	for (int i = 0; i < 16; i++)
