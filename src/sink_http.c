@@ -224,24 +224,33 @@ typedef struct HttpStream
 	int			head_len;
 } HttpStream;
 
+/* raw piece k (< 2 * nrecords): record k / 2's data, or the delimiter */
+static inline void
+raw_piece_at(const HttpStream *hs, int64 k, const char **data, size_t *len)
+{
+	if (k % 2 == 1)
+	{
+		*data = hs->config->delimiter;
+		*len = hs->delimiter_len;
+	}
+	else
+	{
+		bytea	   *rec = hs->records[k / 2].data;
+
+		*data = VARDATA_ANY(rec);
+		*len = VARSIZE_ANY_EXHDR(rec);
+	}
+}
+
 static bool
 http_raw_piece(void *arg, int64 k, const char **data, size_t *len,
 			   StringInfo scratch)
 {
 	HttpStream *hs = arg;
-	bytea	   *rec;
 
 	if (k >= 2 * (int64) hs->nrecords)
 		return false;
-	if (k % 2 == 1)
-	{
-		*data = hs->config->delimiter;
-		*len = hs->delimiter_len;
-		return true;
-	}
-	rec = hs->records[k / 2].data;
-	*data = VARDATA_ANY(rec);
-	*len = VARSIZE_ANY_EXHDR(rec);
+	raw_piece_at(hs, k, data, len);
 	return true;
 }
 
@@ -250,36 +259,23 @@ static size_t
 http_raw_fill(void *arg, int64 *next, char *buf, size_t room)
 {
 	HttpStream *hs = arg;
-	const char *delimiter = hs->config->delimiter;
-	size_t		dlen = hs->delimiter_len;
 	int64		end = 2 * (int64) hs->nrecords;
-	int64		k = *next;
+	int64		k;
 	size_t		n = 0;
 
-	if (k < end && k % 2 == 1)
+	for (k = *next; k < end; k++)
 	{
-		/* the delimiter of a record sent across buffers */
-		if (dlen > room)
-			return 0;
-		memcpy(buf, delimiter, dlen);
-		n = dlen;
-		k++;
-	}
-	while (k < end)
-	{
-		bytea	   *rec = hs->records[k / 2].data;
-		size_t		len = VARSIZE_ANY_EXHDR(rec);
+		const char *data;
+		size_t		len;
 
-		if (len + dlen > room - n)
+		raw_piece_at(hs, k, &data, &len);
+		if (len > room - n)
 			break;
-		memcpy(buf + n, VARDATA_ANY(rec), len);
-		n += len;
-		if (dlen == 1)
-			buf[n] = *delimiter;
+		if (len == 1)			/* the usual delimiter: no call */
+			buf[n] = *data;
 		else
-			memcpy(buf + n, delimiter, dlen);
-		n += dlen;
-		k += 2;
+			memcpy(buf + n, data, len);
+		n += len;
 	}
 	*next = k;
 	return n;
@@ -289,13 +285,35 @@ http_raw_fill(void *arg, int64 *next, char *buf, size_t room)
 #define FH_RECORD_CLOSE		"\"}"
 #define FH_BODY_TAIL		"]}"
 
+/* the length of the Firehose format's piece k (1 ... nrecords): a record */
+static inline size_t
+firehose_record_len(int64 k, const bytea *rec)
+{
+	return (k > 1) + strlen(FH_RECORD_OPEN) +
+		FH_BASE64_LEN(VARSIZE_ANY_EXHDR(rec)) + strlen(FH_RECORD_CLOSE);
+}
+
+/*
+ * Writes that piece at p, which has room for it: the encoder's terminating
+ * NUL falls where the close then goes.
+ */
+static inline void
+firehose_record_write(char *p, int64 k, const bytea *rec)
+{
+	if (k > 1)
+		*p++ = ',';
+	memcpy(p, FH_RECORD_OPEN, strlen(FH_RECORD_OPEN));
+	p += strlen(FH_RECORD_OPEN);
+	p += fh_base64_encode(VARDATA_ANY(rec), VARSIZE_ANY_EXHDR(rec), p);
+	memcpy(p, FH_RECORD_CLOSE, strlen(FH_RECORD_CLOSE));
+}
+
 static bool
 http_firehose_piece(void *arg, int64 k, const char **data, size_t *len,
 					StringInfo scratch)
 {
 	HttpStream *hs = arg;
 	bytea	   *rec;
-	int			reclen;
 
 	if (k == 0)
 	{
@@ -312,14 +330,10 @@ http_firehose_piece(void *arg, int64 k, const char **data, size_t *len,
 	if (k > (int64) hs->nrecords + 1)
 		return false;
 	rec = hs->records[k - 1].data;
-	reclen = VARSIZE_ANY_EXHDR(rec);
 	/* the room was made for the largest record: no allocation here */
-	if (k > 1)
-		appendStringInfoChar(scratch, ',');
-	appendStringInfoString(scratch, FH_RECORD_OPEN);
-	scratch->len += fh_base64_encode(VARDATA_ANY(rec), reclen,
-									 scratch->data + scratch->len);
-	appendStringInfoString(scratch, FH_RECORD_CLOSE);
+	firehose_record_write(scratch->data + scratch->len, k, rec);
+	scratch->len += firehose_record_len(k, rec);
+	scratch->data[scratch->len] = '\0';
 	return true;
 }
 
@@ -332,28 +346,18 @@ static size_t
 http_firehose_fill(void *arg, int64 *next, char *buf, size_t room)
 {
 	HttpStream *hs = arg;
-	int64		k = *next;
+	int64		k;
 	size_t		n = 0;
 
-	while (k >= 1 && k <= (int64) hs->nrecords)
+	for (k = *next; k >= 1 && k <= (int64) hs->nrecords; k++)
 	{
 		bytea	   *rec = hs->records[k - 1].data;
-		size_t		reclen = VARSIZE_ANY_EXHDR(rec);
-		size_t		piece = (k > 1) + strlen(FH_RECORD_OPEN) +
-			FH_BASE64_LEN(reclen) + strlen(FH_RECORD_CLOSE);
-		char	   *p = buf + n;
+		size_t		len = firehose_record_len(k, rec);
 
-		/* the encoder's terminating NUL falls where the close goes */
-		if (piece > room - n)
+		if (len > room - n)
 			break;
-		if (k > 1)
-			*p++ = ',';
-		memcpy(p, FH_RECORD_OPEN, strlen(FH_RECORD_OPEN));
-		p += strlen(FH_RECORD_OPEN);
-		p += fh_base64_encode(VARDATA_ANY(rec), reclen, p);
-		memcpy(p, FH_RECORD_CLOSE, strlen(FH_RECORD_CLOSE));
-		n += piece;
-		k++;
+		firehose_record_write(buf + n, k, rec);
+		n += len;
 	}
 	*next = k;
 	return n;
@@ -394,9 +398,7 @@ http_stream_body(HttpConfig *c, FhPartView *part, FhRequest *req)
 		total = hs->head_len + strlen(FH_BODY_TAIL);
 		for (int i = 0; i < part->nrecords; i++)
 		{
-			size_t		piece = (i > 0) + strlen(FH_RECORD_OPEN) +
-				FH_BASE64_LEN(VARSIZE_ANY_EXHDR(part->records[i].data)) +
-				strlen(FH_RECORD_CLOSE);
+			size_t		piece = firehose_record_len(i + 1, part->records[i].data);
 
 			total += piece;
 			largest = Max(largest, piece);

@@ -612,6 +612,18 @@ table_has_unconsumed(Relation rel, FhSnapshot *consumed)
 }
 
 /*
+ * Pages a table's reading is allowed to cost before a truncation is worth
+ * its walk of shared_buffers: a page read costs about as much as a thousand
+ * buffer headers walked, and as much again for the current table, which
+ * grows meanwhile.
+ */
+static BlockNumber
+reclaim_pages(void)
+{
+	return Max(1, NBuffers / 16384);
+}
+
+/*
  * fh_stage_maintain
  *		Rotate and reclaim a stream's staging tables.
  *
@@ -643,19 +655,6 @@ table_has_unconsumed(Relation rel, FhSnapshot *consumed)
  * 128 MB.  Until then the ring does not move on to it, so the current table
  * grows by the batches of the meantime; each stays within that many pages.
  */
-
-/*
- * Pages a table's reading is allowed to cost before a truncation is worth
- * its walk of shared_buffers: a page read costs about as much as a thousand
- * buffer headers walked, and as much again for the current table, which
- * grows meanwhile.
- */
-static BlockNumber
-reclaim_pages(void)
-{
-	return Max(1, NBuffers / 16384);
-}
-
 void
 fh_stage_maintain(int32 stream_id, Oid tables[FH_STAGE_TABLES],
 				  FhStreamSlot *slot, FhSnapshot *consumed,
