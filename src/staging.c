@@ -630,10 +630,10 @@ reclaim_pages(void)
  * truncation of a relation walks every buffer header of shared_buffers
  * (DropRelFileNodeBuffers) and the index is built again: truncating all
  * three was 40% of the worker's CPU with 1,000 streams of a record a second,
- * where each batch truncates a table, and the TOAST table's share two
- * thirds of it.  An empty TOAST table has no index entries to forget: each
- * entry points at a row of the TOAST table.  A staging table given an
- * index of its own (by a superuser) takes the whole path, which rebuilds it.
+ * where each batch truncates a table, two thirds of it for the TOAST table
+ * and its index.  An empty TOAST table has no index entries to forget: each
+ * entry points at a row of the TOAST table.  A staging table given an index
+ * of its own (by a superuser) takes the whole path, which rebuilds it.
  */
 static void
 truncate_staging(Relation rel)
