@@ -28,7 +28,10 @@
 #             maps each shared buffer page it reads for the first time, and
 #             takes fresh memory for its parts, as a freshly started worker
 #             does; the second shows a worker that has run a while
-#   firehose  FH_RECORDS (1M) records, format firehose (base64 JSON)
+#   firehose  FH_RECORDS (1M) records, format firehose (base64 JSON); then
+#             OpenSSL's base64 of as many 134-byte records alone
+#             (bench/base64.c): with the raw row's CPU a record (its second
+#             run) it bounds this row, printed as a ratio to its floor
 #   raw4k     the raw row once more, on the same cluster restarted with
 #             huge_pages = off (skipped when the shared memory was not in
 #             huge pages anyway): what the huge pages are worth
@@ -330,6 +333,24 @@ throughput() {
 	psql -c "SELECT firehose.drop_stream('$1', force => true)" >/dev/null
 }
 
+# base64_alone: OpenSSL's base64 of 134-byte records apart from the worker
+# (bench/base64.c): the Firehose-format row costs at least the raw row's work
+# a record plus this
+base64_alone() {
+	local out
+	if ! cc -O2 -o "$tmp/base64" bench/base64.c -lcrypto 2>"$tmp/base64.err"; then
+		echo "base64: skipped, bench/base64.c did not build: $(head -n 1 "$tmp/base64.err")"
+		return
+	fi
+	out=$("$tmp/base64") || {
+		echo "base64: skipped, bench/base64.c failed"
+		return
+	}
+	read -r R[b64.us] R[b64.mbs] <<<"$out"
+	printf 'base64: OpenSSL EVP_EncodeBlock alone, 134-byte records: %s us/record (%s MB/s of input)\n' \
+		"${R[b64.us]}" "${R[b64.mbs]}"
+}
+
 # -- capture ----------------------------------------------------------------------------
 capture() {
 	"$PGBIN/pgbench" "${CONN[@]}" -q -i -s 2 >/dev/null 2>&1
@@ -413,7 +434,10 @@ for row in $ROWS; do
 		# again: a worker that has run a while has mapped the shared buffers
 		throughput raw raw "$RAW_RECORDS" 134 raw_again
 		;;
-	firehose) throughput fh firehose "$FH_RECORDS" 134 firehose ;;
+	firehose)
+		throughput fh firehose "$FH_RECORDS" 134 firehose
+		base64_alone
+		;;
 	raw4k)
 		# the raw row on a cluster whose shared memory is in 4 kB pages
 		if [ "$(huge_kb)" -gt 0 ]; then
@@ -463,6 +487,11 @@ fi
 if [ -n "$(g firehose.mbs)" ]; then
 	printf '  firehose format 1M: %.0f MB/s of records = %.2f of the floor (%.0f MB/s, goal >= 0.35); worker CPU %.2f s in %.2f s, %.2f us/record, %.2f s waiting for a CPU\n' \
 		"$(g firehose.mbs)" "$(ratio firehose)" "$(g firehose.floor)" "$(g firehose.cpu)" "$(g firehose.secs)" "$(g firehose.cpu_us)" "$(g firehose.rqwait)"
+fi
+if [ -n "$(g firehose.mbs)" ] && [ -n "$(g b64.us)" ] && [ -n "$(g raw_again.cpu_us)" ]; then
+	b=$(calc "$(g raw_again.cpu_us) + $(g b64.us)")
+	printf '    its bound: the raw row again (%.2f us/record) + base64 alone (%.3f us/record) = %.2f us/record, %.0f MB/s = %.2f of its floor\n' \
+		"$(g raw_again.cpu_us)" "$(g b64.us)" "$b" "$(calc "134 / $b")" "$(calc "134 / $b / $(g firehose.floor)")"
 fi
 for l in raw firehose backlog_small backlog_large; do
 	[ -n "$(g $l.hwm)" ] || continue
