@@ -172,19 +172,25 @@ def test_an_empty_toast_table_and_its_index_are_left_alone(db, receiver):
     assert [x.decode() for x in r.records()] == sent
 
 
-def test_a_toast_table_in_use_is_truncated_with_its_table(db, receiver):
+def test_a_toast_table_in_use_is_truncated_with_its_table(db, receiver, wait_until):
     r = receiver()
     make_stream(db, "large", r.url)
     sid = db.one("SELECT id FROM firehose.stream WHERE name = 'large'")
     # random hex of 40 kB does not compress below 2 kB: stored in TOAST
     sent = cycle_until_truncated(
         db, "large", sid, texts=lambda rnd: [os.urandom(20000).hex() for _ in range(3)])
-    toast_pages = [db.one("SELECT pg_relation_size(reltoastrelid) / 8192 FROM pg_class "
-                          "WHERE oid = %s::regclass", (stage_name(sid, k),)) for k in range(3)]
-    current = db.one("SELECT max(k) FILTER (WHERE n > 0) FROM (SELECT k, "
-                     "pg_relation_size(format('firehose.stage_%%s_%%s', %s, k)::regclass) n "
-                     "FROM generate_series(0, 2) k) t", (sid,))
-    assert all(p == 0 for k, p in enumerate(toast_pages) if k != current), toast_pages
+
+    def pages():
+        """(pages, TOAST pages) of each staging table."""
+        return [tuple(db.q("SELECT pg_relation_size(oid) / 8192, "
+                           "pg_relation_size(reltoastrelid) / 8192 FROM pg_class "
+                           "WHERE oid = %s::regclass", (stage_name(sid, k),))[0]) for k in range(3)]
+    # the last batch's table holds its records; the one before it is
+    # truncated by the worker's next transaction
+    wait_until(lambda: sum(p > 0 for p, _ in pages()) <= 1, timeout=10,
+               message="delivered tables were left: %s" % pages())
+    now = pages()
+    assert all(t == 0 for p, t in now if p == 0), now
     assert [x.decode() for x in r.records()] == sent
 
 
