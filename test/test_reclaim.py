@@ -61,11 +61,23 @@ class Stream:
         self.cur.execute("SELECT firehose.flush(%s, true, '60s'::interval)", (self.name,))
         assert self.cur.fetchone()[0] is True, "flush timed out"
 
+    def one(self, sql, params=None):
+        self.cur.execute(sql, params)
+        return self.cur.fetchone()[0]
+
     def pages(self):
-        """Pages of each of the stream's three staging tables."""
-        self.cur.execute("SELECT pg_relation_size(format('firehose.stage_%%s_%%s', %s, k)::regclass) "
-                         "/ 8192 FROM generate_series(0, 2) k ORDER BY k", (self.id,))
-        return [r[0] for r in self.cur.fetchall()]
+        return stage_pages(self.one, self.id)
+
+
+def stage_name(sid, k):
+    return "firehose.stage_%d_%d" % (sid, k)
+
+
+def stage_pages(one, sid):
+    """Pages of each of stream sid's three staging tables; one(sql, params)
+    returns a query's single value."""
+    return [one("SELECT pg_relation_size(%s::regclass) / 8192", (stage_name(sid, k),))
+            for k in range(3)]
 
 
 def stays(f, seconds=1.5):
@@ -124,10 +136,6 @@ def test_a_table_of_reclaim_pages_is_truncated_at_once(big_buffers, receiver, wa
     assert got == collections.Counter(big + ["after"])
 
 
-def stage_name(sid, k):
-    return "firehose.stage_%d_%d" % (sid, k)
-
-
 def cycle_until_truncated(db, name, sid, rounds=15, texts=lambda rnd: ["x%d" % rnd]):
     """Put and deliver a batch a round until every staging table has gone
     from holding pages to none at least once; the records put, in order."""
@@ -141,8 +149,7 @@ def cycle_until_truncated(db, name, sid, rounds=15, texts=lambda rnd: ["x%d" % r
         assert db.flush(name) is True
         # the truncation is the worker's next transaction after the recording
         time.sleep(0.2)
-        now = [db.one("SELECT pg_relation_size(%s::regclass) / 8192", (stage_name(sid, k),))
-               for k in range(3)]
+        now = stage_pages(db.one, sid)
         truncated |= {k for k in range(3) if before[k] > 0 and now[k] == 0}
         before = now
         if len(truncated) == 3:
